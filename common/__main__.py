@@ -1,0 +1,164 @@
+"""The command line: ``python -m common {list,train,evaluate,predict,demo}``.
+
+Examples:
+    python -m common list
+    python -m common train mnist --set train.epochs=3
+    python -m common evaluate mnist --set data.path=data/mnist
+    python -m common predict mnist digit.png --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+# TensorFlow's C++ start-up chatter buries the CLI's own output; keep its warnings and errors.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from common import registry  # noqa: E402
+from common.errors import UserError  # noqa: E402
+
+log = logging.getLogger("common")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m common", description=__doc__.split("\n")[0])
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("list", help="list the projects and their config files")
+
+    train = commands.add_parser("train", help="train a project's model into a new run folder")
+    train.add_argument("project")
+    train.add_argument("--config", help="a variant TOML file holding only the keys it changes")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one config key, e.g. --set train.epochs=3 (repeatable)")
+    train.add_argument("--name", help="suffix for the run folder's name")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="continue an interrupted run from its last checkpoint")
+
+    evaluate = commands.add_parser("evaluate", help="score a saved model on the test split")
+    evaluate.add_argument("project")
+    evaluate.add_argument("--model", help="run folder or .keras file (default: latest run)")
+    evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a key of the model's saved config, e.g. data.path")
+    evaluate.add_argument("--out", type=Path, help="folder for metrics.json and plots")
+
+    predict = commands.add_parser("predict", help="run a saved model on raw inputs")
+    predict.add_argument("project")
+    predict.add_argument("inputs", nargs="*", metavar="INPUT")
+    predict.add_argument("--model", help="run folder or .keras file "
+                         "(default: latest run, else the shipped pretrained model)")
+    predict.add_argument("--json", action="store_true", help="one JSON object per input")
+    predict.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help=argparse.SUPPRESS)
+
+    demo = commands.add_parser("demo", help="open a project's interactive window")
+    demo.add_argument("project")
+    demo.add_argument("args", nargs=argparse.REMAINDER, help="passed to the project's demo")
+    return parser
+
+
+def _add_project_predict_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Lets a project add its own ``predict`` flags (``--days``, ``--out``) before parsing."""
+    if len(argv) >= 2 and argv[0] == "predict" and argv[1] in registry.project_names():
+        project = registry.get_project(argv[1])
+        add_arguments = getattr(project.module, "add_predict_arguments", None)
+        if add_arguments is not None:
+            subparsers = next(
+                action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            )
+            add_arguments(subparsers.choices["predict"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one CLI command; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser()
+    try:
+        options_argv = [arg for arg in argv if arg not in ("-q", "--quiet")]
+        _add_project_predict_arguments(parser, options_argv)
+        options = parser.parse_args(argv)
+        logging.basicConfig(
+            level=logging.WARNING if options.quiet else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        return _run(options)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(options: argparse.Namespace) -> int:
+    if options.command == "list":
+        for name in registry.project_names():
+            project = registry.get_project(name)
+            configs = ", ".join(str(path.relative_to(registry.ROOT)) for path in project.config_variants())
+            summary = (project.module.__doc__ or "").strip().split("\n")[0]
+            print(f"{name:10} {summary}\n{'':10} configs: {configs}")
+        return 0
+
+    project = registry.get_project(options.project)
+    # Keras is imported only once a command needs it: `list` and errors stay fast.
+    from common import workflow
+
+    if options.command == "train":
+        if options.resume is not None:
+            if not (options.resume / "config.toml").is_file():
+                raise UserError(f"--resume {options.resume}: not a run folder (no config.toml)")
+            config = workflow.resolve_config(project, str(options.resume / "config.toml"), options.set)
+        else:
+            config = workflow.resolve_config(project, options.config, options.set)
+        run_dir = workflow.train(project, config, options.name, options.resume)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        print(_summary(metrics))
+        print(f"run saved to {run_dir}")
+        return 0
+
+    if options.command == "evaluate":
+        metrics, out_dir = workflow.evaluate_saved(project, options.model, options.set, options.out)
+        print(_summary(metrics))
+        format_report = getattr(project.module, "format_report", None)
+        if format_report is not None:
+            print(format_report(metrics))
+        print(f"metrics and plots written to {out_dir}")
+        return 0
+
+    if options.command == "predict":
+        results = workflow.predict_saved(project, options.inputs, options.model, options)
+        format_prediction = getattr(project.module, "format_prediction", None)
+        for result in results:
+            if options.json or format_prediction is None:
+                print(json.dumps(result))
+            else:
+                print(format_prediction(result))
+        return 0
+
+    if options.command == "demo":
+        demo = getattr(project.module, "demo", None)
+        if demo is None:
+            raise UserError(f"project '{project.name}' has no demo")
+        return int(demo(options.args) or 0)
+    raise UserError(f"unknown command {options.command!r}")
+
+
+def _summary(metrics: dict) -> str:
+    """The headline numbers: every top-level number, the score beside its baseline."""
+    lines = []
+    for key, value in sorted(metrics.items()):
+        if isinstance(value, float):
+            lines.append(f"{key:>24}: {value:.4f}")
+        elif isinstance(value, (int, str)) and not isinstance(value, bool):
+            lines.append(f"{key:>24}: {value}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

