@@ -100,7 +100,7 @@ def _run(options: argparse.Namespace) -> int:
     if options.command == "list":
         for name in registry.project_names():
             project = registry.get_project(name)
-            configs = ", ".join(str(path.relative_to(registry.ROOT)) for path in project.config_variants())
+            configs = ", ".join(_display_path(path) for path in project.config_variants())
             summary = (project.module.__doc__ or "").strip().split("\n")[0]
             print(f"{name:10} {summary}\n{'':10} configs: {configs}")
         return 0
@@ -147,6 +147,11 @@ def _run(options: argparse.Namespace) -> int:
             raise UserError(f"project '{project.name}' has no demo")
         return int(demo(options.args) or 0)
     raise UserError(f"unknown command {options.command!r}")
+
+
+def _display_path(path: Path) -> str:
+    """A path relative to the repository when it lies inside it, else as it is."""
+    return str(path.relative_to(registry.ROOT)) if path.is_relative_to(registry.ROOT) else str(path)
 
 
 def _summary(metrics: dict) -> str:

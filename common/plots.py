@@ -83,7 +83,7 @@ def plot_image_grid(
         for index, axis in enumerate(np.atleast_1d(axes).ravel()):
             axis.axis("off")
             if index < count:
-                axis.imshow(np.squeeze(images[index]), cmap="gray")
+                axis.imshow(np.atleast_2d(np.squeeze(images[index])), cmap="gray")
                 axis.set_title(captions[index], fontsize=7)
     figure.tight_layout()
     figure.savefig(out_path, dpi=100)

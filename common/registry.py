@@ -71,22 +71,30 @@ class Project:
         )
 
 
+def _project_folders() -> dict[str, Path]:
+    """Every folder of the ``projects`` package that has an ``__init__.py`` and a ``config.toml``."""
+    import projects
+
+    folders = {}
+    for base in map(Path, projects.__path__):
+        for folder in sorted(base.iterdir()):
+            if (folder / "__init__.py").is_file() and (folder / "config.toml").is_file():
+                folders.setdefault(folder.name, folder)
+    return folders
+
+
 def project_names() -> list[str]:
-    """Names of the folders in ``projects/`` that look like projects, sorted."""
-    return sorted(
-        folder.name
-        for folder in PROJECTS_DIR.iterdir()
-        if (folder / "__init__.py").is_file() and (folder / "config.toml").is_file()
-    )
+    """Names of the project folders, sorted."""
+    return sorted(_project_folders())
 
 
 def get_project(name: str) -> Project:
     """Imports ``projects.<name>`` and checks it exposes the functions the workflow calls."""
-    names = project_names()
-    if name not in names:
-        raise UserError(f"unknown project '{name}'; available projects: {', '.join(names)}")
+    folders = _project_folders()
+    if name not in folders:
+        raise UserError(f"unknown project '{name}'; available projects: {', '.join(sorted(folders))}")
     module = importlib.import_module(f"projects.{name}")
     missing = [function for function in _REQUIRED_FUNCTIONS if not hasattr(module, function)]
     if missing:
         raise UserError(f"project '{name}' does not define: {', '.join(missing)}")
-    return Project(name=name, folder=PROJECTS_DIR / name, module=module)
+    return Project(name=name, folder=folders[name], module=module)

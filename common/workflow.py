@@ -73,7 +73,7 @@ def _callbacks(config: Config, run_dir: Path, resuming: bool) -> list[keras.call
     if train.lr_schedule == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=max(1, train.early_stopping_patience // 3)
+                monitor="val_loss", factor=0.5, patience=max(2, train.early_stopping_patience // 2)
             )
         )
     elif train.lr_schedule == "cosine":

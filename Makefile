@@ -1,0 +1,59 @@
+# Every target creates or reuses .venv and installs the project into it first.
+# `make help` lists the targets; `make train-<project>` exists for every folder in projects/.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROJECTS := $(notdir $(patsubst %/config.toml,%,$(wildcard projects/*/config.toml)))
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-slow lint format bench clean list $(addprefix train-,$(PROJECTS)) \
+	$(addprefix evaluate-,$(PROJECTS)) $(addprefix demo-,$(PROJECTS))
+
+help: ## List the targets
+	@grep -hE '^[^#[:space:]].*:.*## ' $(MAKEFILE_LIST) \
+		| sed -E 's/^\$$\(addprefix ([a-z]+)-,[^:]*: [a-z]+-%/\1-<project>/' \
+		| awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
+	@echo "  <project> is one of: $(PROJECTS)"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project (done by every other target too)
+
+list: $(STAMP) ## List the projects and their configs
+	$(BIN)/python -m common list
+
+$(addprefix train-,$(PROJECTS)): train-%: $(STAMP) ## Train a project: make train-mnist ARGS="--set train.epochs=3"
+	$(BIN)/python -m common train $* $(ARGS)
+
+$(addprefix evaluate-,$(PROJECTS)): evaluate-%: $(STAMP) ## Score the latest model of a project on its test split: make evaluate-mnist ARGS="--set data.path=..."
+	$(BIN)/python -m common evaluate $* $(ARGS)
+
+$(addprefix demo-,$(PROJECTS)): demo-%: $(STAMP) ## Open a project's interactive demo: make demo-mnist
+	$(BIN)/python -m common demo $* $(ARGS)
+
+test: $(STAMP) ## Run the fast test suite (under 5 minutes on 2 cores)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-slow: $(STAMP) ## Run the slow checks too (real data, longer trainings)
+	$(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
+
+lint: $(STAMP) ## Check formatting and lint with ruff
+	$(BIN)/ruff check common projects tests bench
+	$(BIN)/ruff format --check common projects tests bench
+
+format: $(STAMP) ## Format the code with ruff
+	$(BIN)/ruff check --fix common projects tests bench
+	$(BIN)/ruff format common projects tests bench
+
+bench: $(STAMP) ## Run the benchmarks and write bench/results/*.md
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean: ## Remove .venv and caches (keeps models/ and data/)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

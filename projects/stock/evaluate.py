@@ -1,0 +1,158 @@
+"""One-step-ahead scores on the test period, each beside persistence ("tomorrow = today").
+
+Every test day is forecast from the true prices of the days before it: the standard one-step
+evaluation, and exactly the information persistence gets, on exactly the same days. The
+tutorial's flaw was never this; it was the scaler fit on the test period and the missing
+baseline. Multi-day forecasts (``predict --days``) feed on their own predictions instead.
+
+Directional accuracy counts the days the price moved (unchanged days are left out) on which the
+forecast moved the same way. Persistence forecasts no move, so it makes no call; its column
+shows the constant call "up" instead, which is also what a model that only learnt the upward
+drift would score.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+from matplotlib.figure import Figure
+
+from common.config import Config
+from common.data import Splits
+from projects.stock.data import target_to_price
+
+ZOOM_DAYS = 60  # Over a whole test period the three lines overlap; the last weeks show them apart.
+
+
+def one_step_prices(
+    model: keras.Model, x: np.ndarray, previous_prices: np.ndarray, target: str
+) -> np.ndarray:
+    """The model's price forecast for each window's next day, from that window's true past."""
+    predicted = model.predict(x, batch_size=1024, verbose=0)
+    return target_to_price(predicted, previous_prices, target)
+
+
+def price_scores(actual: np.ndarray, predicted: np.ndarray, previous: np.ndarray) -> dict:
+    """RMSE, MAE, MAPE (%) and directional accuracy of a forecast and of persistence.
+
+    Args:
+        actual: the true price of each forecast day.
+        predicted: the model's forecast of it.
+        previous: the true price of the day before, which is persistence's forecast.
+    """
+    errors = predicted - actual
+    baseline_errors = previous - actual
+    moved = actual != previous
+    true_move = np.sign(actual - previous)[moved]
+    rmse = float(np.sqrt(np.mean(errors**2)))
+    baseline_rmse = float(np.sqrt(np.mean(baseline_errors**2)))
+    return {
+        "rmse": rmse,
+        "baseline_rmse": baseline_rmse,
+        "rmse_ratio": rmse / baseline_rmse if baseline_rmse > 0 else float("nan"),
+        "mae": float(np.mean(np.abs(errors))),
+        "baseline_mae": float(np.mean(np.abs(baseline_errors))),
+        "mape": float(100 * np.mean(np.abs(errors) / actual)),
+        "baseline_mape": float(100 * np.mean(np.abs(baseline_errors) / actual)),
+        "directional_accuracy": float(np.mean(np.sign(predicted - previous)[moved] == true_move)),
+        "baseline_directional_accuracy": float(np.mean(true_move > 0)),
+    }
+
+
+def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) -> dict:
+    """Scores the test period; writes ``test_predictions.png`` and ``residuals.png``.
+
+    The validation period's RMSE ratio is reported too (as ``validation_rmse_ratio``): it is the
+    figure to compare targets and feature sets by, so the test period never chooses the config.
+    """
+    target = splits.info["target"]
+    test_days = splits.info["days"]["test"]
+    predicted = one_step_prices(model, splits.test[0], test_days["previous"], target)
+    metrics = price_scores(test_days["actual"], predicted, test_days["previous"])
+    if splits.validation is not None:
+        validation_days = splits.info["days"]["validation"]
+        validation = price_scores(
+            validation_days["actual"],
+            one_step_prices(model, splits.validation[0], validation_days["previous"], target),
+            validation_days["previous"],
+        )
+        metrics.update({f"validation_{key}": validation[key] for key in ("rmse", "baseline_rmse", "rmse_ratio")})
+    metrics.update(
+        evaluation="one-step-ahead, from the true prices of the days before",
+        target=target,
+        price_column=splits.info["price_column"],
+        input_columns=splits.info["input_columns"],
+        window=config.data.window,
+        test_start=f"{test_days['dates'][0]:%Y-%m-%d}",
+        test_end=f"{test_days['dates'][-1]:%Y-%m-%d}",
+    )
+    plot_test_predictions(test_days, predicted, metrics, out_dir / "test_predictions.png")
+    plot_residuals(test_days, predicted, out_dir / "residuals.png")
+    return metrics
+
+
+def plot_test_predictions(days: dict, predicted: np.ndarray, metrics: dict, out_path: Path) -> None:
+    """Actual, model and persistence over the test period, and over its last weeks."""
+    figure = Figure(figsize=(11, 7))
+    axes = figure.subplots(2, 1)
+    zoom = slice(-ZOOM_DAYS, None)
+    for axis, part in zip(axes, (slice(None), zoom)):
+        dates = days["dates"][part]
+        axis.plot(dates, days["actual"][part], color="black", linewidth=1.2, label="actual")
+        axis.plot(dates, predicted[part], color="tab:blue", linewidth=1, label="model (one step ahead)")
+        axis.plot(dates, days["previous"][part], color="tab:orange", linewidth=1, linestyle="--",
+                  label="persistence (yesterday's price)")
+        axis.grid(alpha=0.3)
+        axis.legend(loc="upper left")
+    axes[0].set_title(
+        f"test period: RMSE {metrics['rmse']:.3f} vs persistence {metrics['baseline_rmse']:.3f} "
+        f"(ratio {metrics['rmse_ratio']:.3f})"
+    )
+    axes[1].set_title(f"last {min(ZOOM_DAYS, len(predicted))} test days")
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    figure.savefig(out_path, dpi=100)
+
+
+def plot_residuals(days: dict, predicted: np.ndarray, out_path: Path) -> None:
+    """Forecast errors over time, and their spread, for the model and for persistence."""
+    model_errors = predicted - days["actual"]
+    baseline_errors = days["previous"] - days["actual"]
+    figure = Figure(figsize=(12, 4))
+    over_time, spread = figure.subplots(1, 2, gridspec_kw={"width_ratios": [2.5, 1]})
+    over_time.plot(days["dates"], baseline_errors, color="tab:orange", linewidth=0.8, label="persistence")
+    over_time.plot(days["dates"], model_errors, color="tab:blue", linewidth=0.8, label="model")
+    over_time.axhline(0, color="black", linewidth=0.5)
+    over_time.set_title("residual (forecast - actual)")
+    over_time.grid(alpha=0.3)
+    over_time.legend(loc="upper left")
+    bins = np.histogram_bin_edges(np.concatenate([model_errors, baseline_errors]), bins=50)
+    spread.hist(baseline_errors, bins=bins, alpha=0.5, color="tab:orange", label="persistence")
+    spread.hist(model_errors, bins=bins, alpha=0.5, color="tab:blue", label="model")
+    spread.set_title("distribution")
+    spread.legend()
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    figure.savefig(out_path, dpi=100)
+
+
+def format_report(metrics: dict) -> str:
+    """The model beside persistence, one row per score, for the terminal."""
+    rows = [
+        ("RMSE", "rmse", "baseline_rmse", "{:12.4f}"),
+        ("MAE", "mae", "baseline_mae", "{:12.4f}"),
+        ("MAPE %", "mape", "baseline_mape", "{:12.3f}"),
+        ("direction right", "directional_accuracy", "baseline_directional_accuracy", "{:12.1%}"),
+    ]
+    lines = [
+        f"one-step-ahead forecasts, test period {metrics['test_start']} to {metrics['test_end']}",
+        f"{'':16}{'model':>12}{'persistence':>14}",
+    ]
+    for label, key, baseline_key, number in rows:
+        lines.append(f"{label:16}{number.format(metrics[key])}  {number.format(metrics[baseline_key])}")
+    lines.append('(persistence makes no up/down call; its direction column is the constant call "up")')
+    verdict = "better than" if metrics["rmse_ratio"] < 1 else "worse than"
+    lines.append(f"rmse / baseline_rmse = {metrics['rmse_ratio']:.4f} ({verdict} persistence)")
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""Shared fixtures: isolated run folders, the CLI in-process and as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch) -> Path:
+    """Run folders go to a temporary folder, never to the repository's models/."""
+    folder = tmp_path / "models"
+    monkeypatch.setenv("MODELS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def cli(capsys):
+    """Runs ``python -m common ...`` in this process (fast: Keras is imported once)."""
+    from common.__main__ import main
+
+    def run(*args: str) -> CliResult:
+        code = main(["-q", *map(str, args)])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_subprocess(*args: str, env: dict | None = None, timeout: float = 120) -> CliResult:
+    """Runs ``python -m common ...`` as a user would, to see exactly what reaches the terminal."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "common", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    return CliResult(completed.returncode, completed.stdout, completed.stderr)
+
+
+def assert_one_line_error(result: CliResult, *fragments: str) -> None:
+    """A bad input must give exit code 2 and one ``error:`` line naming the problem, no traceback."""
+    assert result.code == 2, result
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment.lower() in error_lines[0].lower(), error_lines[0]

@@ -1,0 +1,110 @@
+"""Config files: typed defaults, variant files, --set overrides and errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from common import registry
+from common.config import load_config
+from common.errors import UserError
+
+MNIST_DEFAULTS = registry.PROJECTS_DIR / "mnist" / "config.toml"
+
+
+def test_defaults_load_with_types():
+    config = load_config(MNIST_DEFAULTS)
+    assert isinstance(config.train.epochs, int)
+    assert isinstance(config.train.learning_rate, float)
+    assert config.data.path == ""
+
+
+def test_overrides_are_parsed_in_the_default_type():
+    config = load_config(
+        MNIST_DEFAULTS,
+        overrides=[
+            "train.epochs=3",
+            "train.learning_rate=1",  # an int where a float is expected is fine
+            "model.batch_norm=false",
+            "model.conv_filters=[8, 16]",
+            "train.optimizer=sgd",  # bare text for a string key
+        ],
+    )
+    assert config.train.epochs == 3
+    assert config.train.learning_rate == 1.0 and isinstance(config.train.learning_rate, float)
+    assert config.model.batch_norm is False
+    assert config.model.conv_filters == [8, 16]
+    assert config.train.optimizer == "sgd"
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("train.epoch=3", ["unknown config key 'train.epoch'"]),
+        ("nonsense.key=1", ["unknown config key 'nonsense.key'"]),
+        ("train.epochs=three", ["'train.epochs'", "expects int"]),
+        ("train.epochs=2.5", ["'train.epochs'", "expects int"]),
+        ("model.batch_norm=3", ["'model.batch_norm'", "expects bool"]),
+        ("model.conv_filters=[8, 'x']", ["'model.conv_filters'"]),
+        ("train.epochs=-1", ["'train.epochs'", "at least 1"]),
+        ("train.batch_size=0", ["'train.batch_size'"]),
+        ("train.learning_rate=0", ["'train.learning_rate'", "greater than 0"]),
+        ("data.path=/no/such/file.npz", ["'data.path'", "does not exist"]),
+        ("train", ["key=value"]),
+        ("train=3", ["is a table"]),
+    ],
+)
+def test_bad_values_name_the_key(override, fragments):
+    with pytest.raises(UserError) as raised:
+        load_config(MNIST_DEFAULTS, overrides=[override])
+    message = str(raised.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_variant_file_overrides_defaults_and_command_line_wins(tmp_path):
+    variant = tmp_path / "variant.toml"
+    variant.write_text("[train]\nepochs = 7\nbatch_size = 16\n")
+    config = load_config(MNIST_DEFAULTS, variant, ["train.epochs=2"])
+    assert config.train.epochs == 2
+    assert config.train.batch_size == 16
+
+
+def test_variant_file_with_unknown_key_is_an_error(tmp_path):
+    variant = tmp_path / "variant.toml"
+    variant.write_text("[train]\nepochz = 7\n")
+    with pytest.raises(UserError, match="unknown config key 'train.epochz'"):
+        load_config(MNIST_DEFAULTS, variant)
+
+
+def test_malformed_and_missing_files_are_one_line_errors(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[train\nepochs = ")
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_config(MNIST_DEFAULTS, broken)
+    with pytest.raises(UserError, match="not found"):
+        load_config(MNIST_DEFAULTS, tmp_path / "absent.toml")
+
+
+def test_saved_config_reproduces_the_run(tmp_path):
+    config = load_config(MNIST_DEFAULTS, overrides=["train.epochs=4", "model.dense_units=64"])
+    saved = tmp_path / "config.toml"
+    config.save(saved)
+    assert load_config(MNIST_DEFAULTS, saved).to_dict() == config.to_dict()
+
+
+@pytest.mark.parametrize(
+    "config_file",
+    [path for name in registry.project_names() for path in registry.get_project(name).config_variants()],
+    ids=lambda path: f"{path.parent.name}/{path.name}",
+)
+def test_every_config_of_every_project_is_valid(config_file):
+    """Each project's defaults and variants load; the shared keys are all there."""
+    defaults = config_file.parent / "config.toml"
+    config = load_config(defaults, None if config_file == defaults else config_file)
+    for key in ("seed", "train.epochs", "train.batch_size", "train.learning_rate", "data.path"):
+        config.get(key)
+    project = registry.get_project(config_file.parent.name)
+    validate = getattr(project.module, "validate_config", None)
+    if validate is not None:
+        validate(config)

@@ -1,0 +1,164 @@
+"""The registry finds plug-in projects; the workflow gives each run a complete folder."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+import projects
+from common import registry, runs
+
+TOY_CONFIG = """
+seed = 1
+[data]
+path = ""
+rows = 64
+[model]
+units = 4
+[train]
+epochs = 2
+batch_size = 16
+learning_rate = 0.01
+optimizer = "adam"
+loss = "sparse_categorical_crossentropy"
+metrics = ["accuracy"]
+lr_schedule = "constant"
+early_stopping_patience = 0
+tensorboard = false
+"""
+
+TOY_PROJECT = '''
+"""A fourth pipeline, living only in its own folder: points left or right of zero."""
+import keras
+import numpy as np
+
+from common.classification import evaluate_classifier
+from common.data import Splits
+
+FAIL_DURING_FIT = False
+
+
+def load_data(config, need_training=True):
+    rng = np.random.default_rng(config.seed)
+    x = rng.normal(size=(config.data.rows, 1)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    third = len(x) // 3
+    return Splits(train=(x[:third], y[:third]), validation=(x[third:2 * third], y[third:2 * third]),
+                  test=(x[2 * third:], y[2 * third:]), source="toy points")
+
+
+def build_model(config, splits):
+    layers = [keras.Input(shape=(1,)), keras.layers.Dense(config.model.units, activation="relu"),
+              keras.layers.Dense(2, activation="softmax")]
+    if FAIL_DURING_FIT:
+        layers.insert(1, keras.layers.Lambda(lambda x: (_ for _ in ()).throw(KeyboardInterrupt())))
+    return keras.Sequential(layers)
+
+
+def evaluate(model, splits, config, out_dir):
+    return evaluate_classifier(model, splits.test[0], splits.test[1], splits.train[1] if splits.train else None,
+                               ["left", "right"], out_dir)
+
+
+def predict(model, inputs, config, options):
+    values = np.array([[float(value)] for value in inputs], dtype="float32")
+    return [{"input": value, "label": int(label)}
+            for value, label in zip(inputs, model.predict(values, verbose=0).argmax(axis=1))]
+'''
+
+
+@pytest.fixture
+def toy_project(tmp_path, monkeypatch):
+    """A project folder outside the repository, added to the ``projects`` package's path."""
+    base = tmp_path / "plugins"
+    folder = base / "toy"
+    folder.mkdir(parents=True)
+    (folder / "config.toml").write_text(textwrap.dedent(TOY_CONFIG))
+    (folder / "__init__.py").write_text(textwrap.dedent(TOY_PROJECT))
+    monkeypatch.setattr(projects, "__path__", [*projects.__path__, str(base)])
+    yield folder
+    sys.modules.pop("projects.toy", None)
+
+
+def test_registry_lists_the_real_projects():
+    names = registry.project_names()
+    assert "mnist" in names
+    for name in names:
+        project = registry.get_project(name)
+        assert project.default_config.is_file()
+        for function in ("load_data", "build_model", "evaluate", "predict"):
+            assert callable(getattr(project.module, function))
+
+
+def test_unknown_project_is_a_one_line_error(cli):
+    result = cli("train", "nosuchproject")
+    assert result.code == 2
+    assert "unknown project 'nosuchproject'" in result.stderr and "mnist" in result.stderr
+
+
+def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
+    listed = cli("list")
+    assert "toy" in listed.stdout and "points left or right" in listed.stdout
+
+    result = cli("train", "toy", "--set", "train.epochs=3", "--name", "first")
+    assert result.code == 0, result.stderr
+    run_dir = runs.latest_run("toy")
+    assert run_dir is not None and run_dir.name.endswith("-first")
+    for name in ("model.keras", "config.toml", "history.csv", "metrics.json", "learning_curves.png",
+                 "checkpoint-best.keras", "checkpoint-last.keras", "confusion_matrix.png"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["data_source"] == "toy points"
+    assert metrics["n_train"] == 21 and metrics["n_test"] == 22 and metrics["epochs_run"] == 3
+    assert {"test_accuracy", "baseline_accuracy"} <= metrics.keys()
+    # The resolved config, override included, is saved with the run.
+    assert "epochs = 3" in (run_dir / "config.toml").read_text()
+
+    predicted = cli("predict", "toy", "-2.5", "3.0", "--json")
+    assert predicted.code == 0, predicted.stderr
+    assert [json.loads(line)["input"] for line in predicted.stdout.splitlines()] == ["-2.5", "3.0"]
+
+    evaluated = cli("evaluate", "toy")
+    assert evaluated.code == 0, evaluated.stderr
+    assert "test_accuracy" in evaluated.stdout
+    # Evaluating writes its own folder and leaves the run's metrics.json alone.
+    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
+
+
+def test_interrupted_run_never_becomes_latest(toy_project, models_dir, cli):
+    assert cli("train", "toy", "--name", "good").code == 0
+    good_run = runs.latest_run("toy")
+    good_model = (good_run / "model.keras").read_bytes()
+
+    import projects.toy as toy
+
+    toy.FAIL_DURING_FIT = True
+    result = cli("train", "toy", "--name", "broken")
+    toy.FAIL_DURING_FIT = False
+    assert result.code == 2
+    assert "interrupted" in result.stderr and "--resume" in result.stderr
+    assert runs.latest_run("toy") == good_run
+    assert (good_run / "model.keras").read_bytes() == good_model
+    broken = [path for path in (models_dir / "toy").iterdir() if path.name.endswith("-broken")]
+    assert len(broken) == 1 and not (broken[0] / "model.keras").exists()
+
+
+def test_resume_continues_from_the_last_checkpoint(toy_project, models_dir, cli):
+    assert cli("train", "toy", "--set", "train.epochs=2").code == 0
+    run_dir = runs.latest_run("toy")
+    # Pretend the run had been cut short after two of four epochs.
+    config_text = (run_dir / "config.toml").read_text().replace("epochs = 2", "epochs = 4")
+    (run_dir / "config.toml").write_text(config_text)
+    result = cli("train", "toy", "--resume", str(run_dir))
+    assert result.code == 0, result.stderr
+    history = (run_dir / "history.csv").read_text().strip().splitlines()
+    assert len(history) == 1 + 4  # header and epochs 0..3, appended
+
+
+def test_no_trained_model_says_what_to_do(toy_project, models_dir, cli):
+    result = cli("predict", "toy", "1.0")
+    assert result.code == 2
+    assert "python -m common train toy" in result.stderr
