@@ -35,27 +35,38 @@ def _build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a project's model into a new run folder")
     train.add_argument("project")
     train.add_argument("--config", help="a variant TOML file holding only the keys it changes")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one config key, e.g. --set train.epochs=3 (repeatable)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set train.epochs=3 (repeatable)",
+    )
     train.add_argument("--name", help="suffix for the run folder's name")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                       help="continue an interrupted run from its last checkpoint")
+    train.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint"
+    )
 
     evaluate = commands.add_parser("evaluate", help="score a saved model on the test split")
     evaluate.add_argument("project")
     evaluate.add_argument("--model", help="run folder or .keras file (default: latest run)")
-    evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="override a key of the model's saved config, e.g. data.path")
+    evaluate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the model's saved config, e.g. data.path",
+    )
     evaluate.add_argument("--out", type=Path, help="folder for metrics.json and plots")
 
     predict = commands.add_parser("predict", help="run a saved model on raw inputs")
     predict.add_argument("project")
     predict.add_argument("inputs", nargs="*", metavar="INPUT")
-    predict.add_argument("--model", help="run folder or .keras file "
-                         "(default: latest run, else the shipped pretrained model)")
+    predict.add_argument(
+        "--model", help="run folder or .keras file (default: latest run, else the shipped pretrained model)"
+    )
     predict.add_argument("--json", action="store_true", help="one JSON object per input")
-    predict.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                         help=argparse.SUPPRESS)
+    predict.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS)
 
     demo = commands.add_parser("demo", help="open a project's interactive window")
     demo.add_argument("project")

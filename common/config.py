@@ -191,9 +191,7 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
         return float(value)
     if expected is str and not isinstance(value, str):
         # A path such as data.path=2018 parses as a number; for a text key the text was meant.
-        return str(value) if not isinstance(value, (list, dict)) else _type_error(
-            key, value, default, source
-        )
+        return str(value) if not isinstance(value, (list, dict)) else _type_error(key, value, default, source)
     if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
         if expected is list and default and value:
             item_type = type(default[0])

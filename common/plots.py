@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -68,9 +68,7 @@ def plot_confusion_matrix(
     plt.close(figure)
 
 
-def plot_image_grid(
-    images: np.ndarray, captions: Sequence[str], out_path: Path, columns: int = 8
-) -> None:
+def plot_image_grid(images: np.ndarray, captions: Sequence[str], out_path: Path, columns: int = 8) -> None:
     """Saves a grid of grayscale images with a caption under each (e.g. ``true 4 / pred 9``)."""
     count = len(images)
     if count == 0:

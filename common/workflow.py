@@ -29,9 +29,7 @@ def resolve_config(
     project: Project, config_file: str | None = None, overrides: list[str] | None = None
 ) -> Config:
     """The project's defaults, an optional variant file, then ``--set`` overrides, validated."""
-    config = load_config(
-        project.default_config, Path(config_file) if config_file else None, overrides
-    )
+    config = load_config(project.default_config, Path(config_file) if config_file else None, overrides)
     validate = getattr(project.module, "validate_config", None)
     if validate is not None:
         validate(config)
@@ -217,9 +215,7 @@ def evaluate_saved(
     return metrics, out_dir
 
 
-def predict_saved(
-    project: Project, inputs: list[str], model_arg: str | None, options: Any
-) -> list[dict]:
+def predict_saved(project: Project, inputs: list[str], model_arg: str | None, options: Any) -> list[dict]:
     """Runs a saved model on raw inputs through the project's own preprocessing."""
     model, config, _ = load_saved(project, model_arg, getattr(options, "set", None))
     return project.module.predict(model, inputs, config, options)

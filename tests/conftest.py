@@ -63,3 +63,27 @@ def assert_one_line_error(result: CliResult, *fragments: str) -> None:
     assert len(error_lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment.lower() in error_lines[0].lower(), error_lines[0]
+
+
+@pytest.fixture(scope="session")
+def xvfb_display():
+    """Starts a virtual screen for Tk tests and points DISPLAY at it."""
+    import shutil
+    import time
+
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed")
+    display = ":97"
+    server = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", "1024x768x24"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    time.sleep(1.0)
+    previous = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = display
+    yield display
+    server.terminate()
+    server.wait()
+    if previous is None:
+        os.environ.pop("DISPLAY", None)
+    else:
+        os.environ["DISPLAY"] = previous

@@ -59,8 +59,8 @@ def build_model(config, splits):
 
 
 def evaluate(model, splits, config, out_dir):
-    return evaluate_classifier(model, splits.test[0], splits.test[1], splits.train[1] if splits.train else None,
-                               ["left", "right"], out_dir)
+    y_train = splits.train[1] if splits.train else None
+    return evaluate_classifier(model, splits.test[0], splits.test[1], y_train, ["left", "right"], out_dir)
 
 
 def predict(model, inputs, config, options):
@@ -107,8 +107,16 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
     assert result.code == 0, result.stderr
     run_dir = runs.latest_run("toy")
     assert run_dir is not None and run_dir.name.endswith("-first")
-    for name in ("model.keras", "config.toml", "history.csv", "metrics.json", "learning_curves.png",
-                 "checkpoint-best.keras", "checkpoint-last.keras", "confusion_matrix.png"):
+    for name in (
+        "model.keras",
+        "config.toml",
+        "history.csv",
+        "metrics.json",
+        "learning_curves.png",
+        "checkpoint-best.keras",
+        "checkpoint-last.keras",
+        "confusion_matrix.png",
+    ):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["data_source"] == "toy points"

