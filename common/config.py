@@ -95,6 +95,7 @@ def load_config(
     variant_path: Path | None = None,
     overrides: list[str] | None = None,
     base_dir: Path | None = None,
+    check_paths: bool = True,
 ) -> Config:
     """Loads the project's defaults, applies a variant file and ``--set`` overrides, validates.
 
@@ -104,6 +105,8 @@ def load_config(
         overrides: ``"key=value"`` strings from the command line; they win over the files.
         base_dir: folder that relative paths in ``data.path`` are resolved against when
             checking they exist (the current directory by default).
+        check_paths: whether ``data.path`` must exist. Prediction loads a model's saved config
+            only for its preprocessing settings; the data it was trained on may be elsewhere.
 
     Returns:
         The validated settings.
@@ -117,11 +120,11 @@ def load_config(
         for key, value in _flatten(read_toml(variant_path)):
             _assign(values, key, value, defaults, source=str(variant_path))
     config = Config(values).with_overrides(overrides or [])
-    validate(config, base_dir=base_dir)
+    validate(config, base_dir=base_dir, check_paths=check_paths)
     return config
 
 
-def validate(config: Config, base_dir: Path | None = None) -> None:
+def validate(config: Config, base_dir: Path | None = None, check_paths: bool = True) -> None:
     """Checks the keys every project shares: present, and with possible values."""
     for key in _REQUIRED_KEYS:
         try:
@@ -133,7 +136,7 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
         if not check(value):
             raise UserError(f"config key '{key}' {requirement}; received: {value!r}")
     data_path = config.get("data.path")
-    if data_path:
+    if data_path and check_paths:
         resolved = Path(base_dir or ".") / Path(data_path).expanduser()
         if not resolved.exists():
             raise UserError(

@@ -170,17 +170,21 @@ def train(
     return run_dir
 
 
-def load_saved(project: Project, model_arg: str | None, overrides: list[str] | None = None):
+def load_saved(
+    project: Project,
+    model_arg: str | None,
+    overrides: list[str] | None = None,
+    need_data: bool = False,
+):
     """Loads a saved model and the config it was trained with (plus ``--set`` overrides).
+
+    ``need_data`` checks that ``data.path`` exists (evaluation reads it; prediction does not).
 
     Returns:
         ``(model, config, model_file)``.
     """
     model_file, config_file = runs.resolve_model(project.name, model_arg)
-    if config_file is not None:
-        config = load_config(project.default_config, config_file, overrides)
-    else:
-        config = load_config(project.default_config, None, overrides)
+    config = load_config(project.default_config, config_file, overrides, check_paths=need_data)
     validate = getattr(project.module, "validate_config", None)
     if validate is not None:
         validate(config)
@@ -203,7 +207,7 @@ def evaluate_saved(
     Results go to a new folder, ``models/<project>/evaluations/<timestamp>/`` by default, so
     evaluating never overwrites the metrics a run was saved with.
     """
-    model, config, model_file = load_saved(project, model_arg, overrides)
+    model, config, model_file = load_saved(project, model_arg, overrides, need_data=True)
     splits: Splits = project.module.load_data(config, need_training=False)
     log.info("data: %s (n_test=%d)", splits.source, len(splits.test[1]))
     if out_dir is None:

@@ -170,3 +170,14 @@ def test_no_trained_model_says_what_to_do(toy_project, models_dir, cli):
     result = cli("predict", "toy", "1.0")
     assert result.code == 2
     assert "python -m common train toy" in result.stderr
+
+
+def test_a_model_predicts_after_its_training_data_has_moved(toy_project, models_dir, cli, tmp_path):
+    data_file = tmp_path / "points.csv"
+    data_file.write_text("unused by the toy project\n")
+    assert cli("train", "toy", "--set", f"data.path={data_file}").code == 0
+    data_file.unlink()
+    assert cli("predict", "toy", "1.5").code == 0
+    # Evaluation reads the data, so there the missing path is an error naming the key.
+    evaluated = cli("evaluate", "toy")
+    assert evaluated.code == 2 and "'data.path'" in evaluated.stderr
