@@ -53,7 +53,7 @@ format: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff format common projects tests bench
 
 bench: $(STAMP) ## Run the benchmarks and write bench/results/*.md
-	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/*.py; do name=$$(basename $$script .py); [ $$name = __init__ ] && continue; echo "== bench.$$name"; $(BIN)/python -m bench.$$name || exit 1; done
 
 clean: ## Remove .venv and caches (keeps models/ and data/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
