@@ -106,8 +106,7 @@ def load_series(config: Config, path: str | Path | None = None) -> PriceSeries:
         raise UserError(f"{origin}: no rows left after applying data.gaps = {config.data.gaps!r}")
     dates = frame.index
     source = (
-        f"{origin}, column {frame.columns[0]}, {len(frame)} days "
-        f"{dates[0]:%Y-%m-%d} to {dates[-1]:%Y-%m-%d}"
+        f"{origin}, column {frame.columns[0]}, {len(frame)} days {dates[0]:%Y-%m-%d} to {dates[-1]:%Y-%m-%d}"
     )
     return PriceSeries(frame=frame, source=source)
 
@@ -164,9 +163,13 @@ def parse_dates(values: pd.Series, origin: str | Path) -> pd.Series:
     for date_format in DATE_FORMATS:
         parsed = pd.to_datetime(text, format=date_format, errors="coerce")
         if parsed.notna().all():
-            if date_format == "%m/%d/%Y" and pd.to_datetime(text, format="%d/%m/%Y", errors="coerce").notna().all():
-                log.warning("%s: dates like %s could be month/day or day/month; read as month/day",
-                            origin, text.iloc[0])
+            day_first = pd.to_datetime(text, format="%d/%m/%Y", errors="coerce")
+            if date_format == "%m/%d/%Y" and day_first.notna().all():
+                log.warning(
+                    "%s: dates like %s could be month/day or day/month; read as month/day",
+                    origin,
+                    text.iloc[0],
+                )
             return parsed
     parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=False)
     if parsed.notna().all():
@@ -258,7 +261,7 @@ def apply_gap_rule(frame: pd.DataFrame, rule: str, origin: str) -> pd.DataFrame:
     filled = frame.ffill()
     leading = filled.isna().any(axis=1)
     if leading.any():
-        log.warning("%s: dropping %d leading row(s) with nothing to carry forward", origin, int(leading.sum()))
+        log.warning("%s: dropping %d leading row(s) with nothing to carry", origin, int(leading.sum()))
     return filled[~leading]
 
 
@@ -364,7 +367,9 @@ def make_splits(series: PriceSeries, config: Config) -> Splits:
     window = data.window
     features = to_features(series.frame, data.target)
     n_windows = len(features) - window
-    n_train, n_validation, n_test = split_sizes(max(n_windows, 0), data.validation_fraction, data.test_fraction)
+    n_train, n_validation, n_test = split_sizes(
+        max(n_windows, 0), data.validation_fraction, data.test_fraction
+    )
     if n_train < MIN_TRAIN_WINDOWS or min(n_validation, n_test) < MIN_EVALUATION_WINDOWS:
         needed = math.ceil(
             max(
@@ -392,8 +397,11 @@ def make_splits(series: PriceSeries, config: Config) -> Splits:
         "target_std": float(_nonzero(y[:n_train].astype(np.float64).std())),
     }
     prices, dates = series.prices, series.dates
-    bounds = {"train": (0, n_train), "validation": (n_train, n_train + n_validation),
-              "test": (n_train + n_validation, n_windows)}
+    bounds = {
+        "train": (0, n_train),
+        "validation": (n_train, n_train + n_validation),
+        "test": (n_train + n_validation, n_windows),
+    }
     days = {}
     for name, (start, stop) in bounds.items():
         target_day = target_days[start:stop]
@@ -409,7 +417,9 @@ def make_splits(series: PriceSeries, config: Config) -> Splits:
 
     log.info(
         "%d windows of %d days: train to %s, validation to %s, test to %s",
-        n_windows, window, *(f"{days[name]['dates'][-1]:%Y-%m-%d}" for name in bounds),
+        n_windows,
+        window,
+        *(f"{days[name]['dates'][-1]:%Y-%m-%d}" for name in bounds),
     )
     return Splits(
         train=part("train"),

@@ -78,7 +78,8 @@ def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) 
             one_step_prices(model, splits.validation[0], validation_days["previous"], target),
             validation_days["previous"],
         )
-        metrics.update({f"validation_{key}": validation[key] for key in ("rmse", "baseline_rmse", "rmse_ratio")})
+        for key in ("rmse", "baseline_rmse", "rmse_ratio"):
+            metrics[f"validation_{key}"] = validation[key]
     metrics.update(
         evaluation="one-step-ahead, from the true prices of the days before",
         target=target,
@@ -102,16 +103,22 @@ def plot_test_predictions(days: dict, predicted: np.ndarray, metrics: dict, out_
         dates = days["dates"][part]
         axis.plot(dates, days["actual"][part], color="black", linewidth=1.2, label="actual")
         axis.plot(dates, predicted[part], color="tab:blue", linewidth=1, label="model (one step ahead)")
-        axis.plot(dates, days["previous"][part], color="tab:orange", linewidth=1, linestyle="--",
-                  label="persistence (yesterday's price)")
+        axis.plot(
+            dates,
+            days["previous"][part],
+            color="tab:orange",
+            linewidth=1,
+            linestyle="--",
+            label="persistence (yesterday's price)",
+        )
         axis.grid(alpha=0.3)
         axis.legend(loc="upper left")
+        axis.tick_params(axis="x", labelrotation=20)
     axes[0].set_title(
         f"test period: RMSE {metrics['rmse']:.3f} vs persistence {metrics['baseline_rmse']:.3f} "
         f"(ratio {metrics['rmse_ratio']:.3f})"
     )
     axes[1].set_title(f"last {min(ZOOM_DAYS, len(predicted))} test days")
-    figure.autofmt_xdate()
     figure.tight_layout()
     figure.savefig(out_path, dpi=100)
 
@@ -128,12 +135,12 @@ def plot_residuals(days: dict, predicted: np.ndarray, out_path: Path) -> None:
     over_time.set_title("residual (forecast - actual)")
     over_time.grid(alpha=0.3)
     over_time.legend(loc="upper left")
+    over_time.tick_params(axis="x", labelrotation=20)
     bins = np.histogram_bin_edges(np.concatenate([model_errors, baseline_errors]), bins=50)
     spread.hist(baseline_errors, bins=bins, alpha=0.5, color="tab:orange", label="persistence")
     spread.hist(model_errors, bins=bins, alpha=0.5, color="tab:blue", label="model")
     spread.set_title("distribution")
     spread.legend()
-    figure.autofmt_xdate()
     figure.tight_layout()
     figure.savefig(out_path, dpi=100)
 

@@ -22,7 +22,9 @@ def build_model(config: Config, splits: Splits) -> keras.Model:
     n_features = len(scaler["feature_mean"])
     inputs = keras.Input(shape=(config.data.window, n_features), name="window")
     x = layers.Normalization(
-        mean=scaler["feature_mean"].tolist(), variance=(scaler["feature_std"] ** 2).tolist(), name="scale_inputs"
+        mean=scaler["feature_mean"].tolist(),
+        variance=(scaler["feature_std"] ** 2).tolist(),
+        name="scale_inputs",
     )(inputs)
     for index, units in enumerate(settings.lstm_units):
         last = index == len(settings.lstm_units) - 1

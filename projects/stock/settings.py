@@ -23,7 +23,9 @@ def validate_config(config: Config) -> None:
             f"config key 'data.target' must be one of {', '.join(TARGETS)}; received: {data.target!r}"
         )
     if data.gaps not in GAP_RULES:
-        raise UserError(f"config key 'data.gaps' must be one of {', '.join(GAP_RULES)}; received: {data.gaps!r}")
+        raise UserError(
+            f"config key 'data.gaps' must be one of {', '.join(GAP_RULES)}; received: {data.gaps!r}"
+        )
     for key in ("validation_fraction", "test_fraction"):
         value = data[key]
         if not 0 < value < 0.5:

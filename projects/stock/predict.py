@@ -1,0 +1,129 @@
+"""The next N trading days after a series' last row, forecast recursively.
+
+Recursive: the first day is forecast from the window of the last true days; that forecast is
+then appended as if it had happened, and the next day is forecast from the window ending on it,
+and so on. One model serves every horizon, but errors compound and the path soon settles near
+the training drift: past a few days it says little more than persistence does.
+
+An extra input column of an invented day is not forecast: its price columns (Open, High...) move
+by the same factor as the forecast price, and its volume repeats the last day's.
+Dates are business days (Monday to Friday) after the last row; exchange holidays are not known,
+so a forecast date may fall on one.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import keras
+import numpy as np
+import pandas as pd
+
+from common.config import Config
+from common.errors import UserError
+from projects.stock.data import is_volume_column, load_series, target_to_price, to_features
+
+DEFAULT_DAYS = 5
+MAX_DAYS = 260  # About a trading year; a recursive forecast means little long before that.
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--days`` to ``python -m common predict stock``."""
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=DEFAULT_DAYS,
+        help=f"trading days to forecast after the CSV's last row (default {DEFAULT_DAYS})",
+    )
+
+
+def predict(
+    model: keras.Model, inputs: list[str], config: Config, options: argparse.Namespace | None = None
+) -> list[dict]:
+    """Forecasts the days after the last row of a CSV (default: the configured series).
+
+    Returns:
+        One ``{"input", "price_column", "last_date", "last_price", "method", "dates",
+        "forecast"}`` dict.
+    """
+    if len(inputs) > 1:
+        raise UserError(
+            f"give at most one CSV file (received {len(inputs)}): "
+            "python -m common predict stock prices.csv --days 5"
+        )
+    days = getattr(options, "days", DEFAULT_DAYS)
+    if not 1 <= days <= MAX_DAYS:
+        raise UserError(f"--days must be between 1 and {MAX_DAYS}; received: {days}")
+    series = load_series(config, inputs[0] if inputs else None)
+    dates, forecast = forecast_prices(model, series.frame, config.data.target, config.data.window, days)
+    return [
+        {
+            "input": inputs[0] if inputs else series.source,
+            "price_column": series.price_column,
+            "last_date": f"{series.dates[-1]:%Y-%m-%d}",
+            "last_price": round(float(series.prices[-1]), 6),
+            "method": "recursive one-step forecasts; business days, exchange holidays not known",
+            "dates": [f"{date:%Y-%m-%d}" for date in dates],
+            "forecast": [round(float(price), 6) for price in forecast],
+        }
+    ]
+
+
+def forecast_prices(
+    model: keras.Model, frame: pd.DataFrame, target: str, window: int, days: int
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Forecasts ``days`` business days after the last row of a cleaned series, recursively.
+
+    Args:
+        model: a trained stock model.
+        frame: a :class:`~projects.stock.data.PriceSeries` frame (price column first).
+        target: ``data.target`` the model was trained with.
+        window: ``data.window`` the model was trained with.
+        days: how many days to forecast.
+
+    Returns:
+        The forecast dates and prices.
+    """
+    _check_model_input(model, window, list(frame.columns))
+    if len(frame) < window + 1:
+        raise UserError(
+            f"the series has {len(frame)} days; a forecast needs at least data.window + 1 = {window + 1}"
+        )
+    last_date = pd.Timestamp(frame.index[-1]).normalize()
+    dates = pd.bdate_range(last_date + pd.Timedelta(days=1), periods=days)
+    # Only the last window (plus the day before it, for the first return) is ever read.
+    history = frame.iloc[-(window + 1) :].copy()
+    price_columns = [name for name in frame.columns if not is_volume_column(str(name))]
+    forecast = np.empty(days)
+    for step, date in enumerate(dates):
+        x = to_features(history, target)[-window:][None].astype(np.float32)
+        predicted = np.asarray(model.predict_on_batch(x))
+        last_day = history.iloc[-1]
+        price = float(target_to_price(predicted, np.array([last_day.iloc[0]]), target)[0])
+        next_day = last_day.copy()
+        next_day[price_columns] = last_day[price_columns] * (price / last_day.iloc[0])
+        next_day.iloc[0] = price
+        history = pd.concat([history.iloc[1:], next_day.to_frame(date).T])
+        forecast[step] = price
+    return dates, forecast
+
+
+def _check_model_input(model: keras.Model, window: int, columns: list[str]) -> None:
+    """A model saved with another window or column count would fail deep in Keras; say why here."""
+    expected = tuple(model.input_shape[1:])
+    if expected != (window, len(columns)):
+        raise UserError(
+            f"the model takes windows of {expected[0]} days x {expected[1]} column(s), but the config "
+            f"gives data.window = {window} and the columns {columns}; use the config.toml saved "
+            "beside the model"
+        )
+
+
+def format_prediction(result: dict) -> str:
+    """A small table: the last known price, then one line per forecast day."""
+    lines = [
+        f"{result['input']}: {result['price_column']} was {result['last_price']:.4f} on "
+        f"{result['last_date']}; forecast ({result['method']}):"
+    ]
+    lines += [f"  {date}  {price:12.4f}" for date, price in zip(result["dates"], result["forecast"])]
+    return "\n".join(lines)
