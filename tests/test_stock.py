@@ -192,16 +192,25 @@ def test_changing_the_test_period_changes_nothing_the_model_learns_from(tmp_path
     assert moved.info["scaler"]["target_std"] != original.info["scaler"]["target_std"]
 
 
-def test_splits_are_chronological(yahoo_csv: Path) -> None:
-    splits = stock_data.load_data(stock_config(yahoo_csv, "data.window=10"))
+@pytest.mark.parametrize(
+    "target, label",
+    [
+        ("return", lambda actual, previous: actual / previous - 1),
+        ("log_return", lambda actual, previous: np.log(actual / previous)),
+        ("price", lambda actual, previous: actual),
+    ],
+)
+def test_splits_are_chronological_and_labelled_with_the_next_day(yahoo_csv: Path, target, label) -> None:
+    splits = stock_data.load_data(stock_config(yahoo_csv, "data.window=10", f"data.target={target}"))
     days = splits.info["days"]
     assert days["train"]["dates"][-1] < days["validation"]["dates"][0]
     assert days["validation"]["dates"][-1] < days["test"]["dates"][0]
     assert len(days["test"]["dates"]) == len(splits.test[1]) == round(289 * 0.2)
-    # Each window's label is the next day's log-return of the price column.
     np.testing.assert_allclose(
-        splits.test[1], np.log(days["test"]["actual"] / days["test"]["previous"]), rtol=1e-5
+        splits.test[1], label(days["test"]["actual"], days["test"]["previous"]), rtol=1e-5
     )
+    # A window ends on the day before its label's day: that day is the previous window's label.
+    np.testing.assert_array_equal(splits.test[0][1:, -1, 0], splits.test[1][:-1])
 
 
 # --- Train → evaluate → forecast through the CLI ------------------------------------------------
@@ -284,6 +293,8 @@ def test_the_demo_saves_a_chart_without_a_display(trained_models, cli, tmp_path:
         (["--days", "0"], "--days must be between 1 and"),
         (["a.csv", "b.csv"], "at most one CSV file"),
         (["missing.csv"], "missing.csv: no such file"),
+        # The training series has moved since: say so, rather than fail on a missing file.
+        (["--set", "data.path=/nowhere/prices.csv"], "'/nowhere/prices.csv', which is not here"),
     ],
 )
 def test_predict_refuses_bad_arguments(trained_models, cli, args, message) -> None:

@@ -92,6 +92,12 @@ def load_data(config: Config, need_training: bool = True) -> Splits:
 
 def load_series(config: Config, path: str | Path | None = None) -> PriceSeries:
     """Reads ``path`` (default: ``data.path``, else the arch S&P 500) and cleans it per config."""
+    if not path and config.data.path and not Path(config.data.path).expanduser().exists():
+        # Prediction reads a model's saved config, whose training data may have moved since.
+        raise UserError(
+            f"config key 'data.path' points to {config.data.path!r}, which is not here; "
+            "pass the CSV file to forecast from"
+        )
     path = path or config.data.path
     if path:
         table = read_price_csv(path)
