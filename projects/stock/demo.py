@@ -12,8 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 HISTORY_DAYS = 120  # Days before the forecast shown in the lower, zoomed panel.
 
 
@@ -30,14 +28,16 @@ def demo(argv: list[str]) -> int:
     from common import registry, runs, workflow
     from projects.stock.data import load_series, make_splits
     from projects.stock.evaluate import one_step_prices
-    from projects.stock.predict import predict
+    from projects.stock.predict import forecast_prices
 
     model, config, model_file = workflow.load_saved(registry.get_project("stock"), options.model)
     series = load_series(config, options.input)
     splits = make_splits(series, config)
     test_days = splits.info["days"]["test"]
     one_step = one_step_prices(model, splits.test[0], test_days["previous"], config.data.target)
-    forecast = predict(model, [options.input] if options.input else [], config, options)[0]
+    forecast_dates, forecast = forecast_prices(
+        model, series.frame, config.data.target, config.data.window, options.days
+    )
 
     out_path = options.out or runs.models_dir() / "stock" / "demo.png"
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,10 +77,10 @@ def demo(argv: list[str]) -> int:
         linestyle="--",
         label="persistence (yesterday's price)",
     )
-    forecast_dates = np.array(forecast["dates"], dtype="datetime64[D]")
     recent.plot(
-        np.concatenate([[np.datetime64(forecast["last_date"], "D")], forecast_dates]),
-        [forecast["last_price"], *forecast["forecast"]],
+        # The forecast line starts at the last known price, so it joins the history.
+        [series.dates[-1], *forecast_dates],
+        [series.prices[-1], *forecast],
         color="tab:red",
         marker=".",
         label=f"forecast, next {len(forecast_dates)} business days (recursive)",

@@ -52,8 +52,6 @@ def predict(
             "python -m common predict stock prices.csv --days 5"
         )
     days = getattr(options, "days", DEFAULT_DAYS)
-    if not 1 <= days <= MAX_DAYS:
-        raise UserError(f"--days must be between 1 and {MAX_DAYS}; received: {days}")
     series = load_series(config, inputs[0] if inputs else None)
     dates, forecast = forecast_prices(model, series.frame, config.data.target, config.data.window, days)
     return [
@@ -84,6 +82,8 @@ def forecast_prices(
     Returns:
         The forecast dates and prices.
     """
+    if not 1 <= days <= MAX_DAYS:
+        raise UserError(f"--days must be between 1 and {MAX_DAYS}; received: {days}")
     _check_model_input(model, window, list(frame.columns))
     if len(frame) < window + 1:
         raise UserError(
