@@ -1,0 +1,39 @@
+"""Test accuracy beside the majority-class baseline, per-class scores and pictures."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+
+from common.classification import evaluate_classifier, format_classifier_report
+from common.config import Config
+from common.data import Splits
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) -> dict:
+    """Scores the model on the test split; writes ``confusion_matrix.png`` and ``mistakes.png``.
+
+    On the synthetic sample, the metrics say so (``synthetic_data``), beside ``data_source``.
+    """
+    x_test, y_test = splits.test
+    y_train = splits.train[1] if splits.train is not None else None
+    metrics = evaluate_classifier(model, x_test, y_test, y_train, splits.info["class_names"], out_dir)
+    metrics["synthetic_data"] = bool(splits.info.get("synthetic"))
+    if metrics["synthetic_data"]:
+        log.warning(
+            "these scores are on the synthetic sample of drawn faces, not on FER2013: they show the "
+            "pipeline works, not how well the model reads real faces"
+        )
+    return metrics
+
+
+def format_report(metrics: dict) -> str:
+    """The per-class table, and a reminder when the scores are on the synthetic sample."""
+    report = format_classifier_report(metrics)
+    if metrics.get("synthetic_data"):
+        report += "\n(synthetic sample of drawn faces, not FER2013)"
+    return report
