@@ -1,0 +1,263 @@
+"""Photos and frames → the faces in them, each with its emotion, and the picture with emoji drawn.
+
+``python -m common predict emojify photo.jpg [--out annotated.png] [--json] [--whole]``
+
+How an image becomes faces: an image that is small (longer side at most
+``faces.whole_image_max_side`` = 96 pixels) and roughly square (sides within 4:5) is taken to be an
+already-cropped face, such as a FER2013 image, and classified whole (``"whole_image": true``).
+In any other image the Haar cascade looks for faces; each is cropped, resized to 48x48 grayscale
+and classified, and an image without a face gives ``"faces": []``. ``--whole`` classifies every
+image whole; ``--set faces.whole_image_max_side=0`` searches every image for faces.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import keras
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from common.config import Config
+from common.errors import UserError
+from common.images import read_image
+from projects.emojify.classes import CLASS_NAMES
+from projects.emojify.data import to_model_input
+from projects.emojify.emoji import emoji_image
+from projects.emojify.faces import DetectorSettings, FaceDetector, crop_faces, to_gray
+
+
+def classify_faces(model: keras.Model, faces: np.ndarray) -> np.ndarray:
+    """Emotion probabilities for (N, 48, 48) uint8 faces, shape (N, 7).
+
+    ``predict_on_batch`` runs the compiled graph once, without ``predict``'s per-call setup
+    (tens of milliseconds): what a live webcam loop needs.
+    """
+    if len(faces) == 0:
+        return np.zeros((0, len(CLASS_NAMES)), np.float32)
+    return np.asarray(model.predict_on_batch(to_model_input(faces)))
+
+
+@dataclass
+class FaceReader:
+    """Finds and classifies the faces of a picture, and draws their emoji: the work shared by
+    ``predict``, the webcam demo and the benchmark.
+
+    Attributes:
+        model: the saved emotion classifier (raw 48x48 pixels in).
+        detector: the face detector.
+        whole_image_max_side: see the module docstring (0 = never classify an image whole).
+    """
+
+    model: keras.Model
+    detector: FaceDetector = field(default_factory=FaceDetector)
+    whole_image_max_side: int = 96
+
+    @classmethod
+    def from_config(cls, model: keras.Model, config: Config) -> FaceReader:
+        return cls(
+            model, FaceDetector(DetectorSettings.from_config(config)), config.faces.whole_image_max_side
+        )
+
+    def read(self, image: np.ndarray, whole: bool | None = None) -> tuple[list[dict], bool]:
+        """The faces of an RGB or grayscale uint8 image, largest first.
+
+        Args:
+            image: the picture.
+            whole: ``True`` classifies the image whole as one face; ``False`` never does;
+                ``None`` does so only for a small, square image (an already-cropped face).
+
+        Returns:
+            ``(faces, whole_image)``: one ``{"box": [x, y, w, h], "label", "confidence"}`` per face,
+            and whether the image was classified whole.
+        """
+        gray = to_gray(image)
+        height, width = gray.shape
+        is_whole = bool(whole) or (whole is None and self.looks_like_a_face_crop(width, height))
+        boxes = [(0, 0, width, height)] if is_whole else self.detector.detect(gray)
+        probabilities = classify_faces(self.model, crop_faces(gray, boxes))
+        faces = [
+            {
+                "box": [int(value) for value in box],
+                "label": CLASS_NAMES[int(row.argmax())],
+                "confidence": round(float(row.max()), 4),
+            }
+            for box, row in zip(boxes, probabilities)
+        ]
+        return faces, is_whole
+
+    def looks_like_a_face_crop(self, width: int, height: int) -> bool:
+        """Small and roughly square, as FER2013's 48x48 faces are."""
+        return 0 < max(width, height) <= self.whole_image_max_side and max(width, height) <= 1.25 * min(
+            width, height
+        )
+
+    def process_frame(self, frame: np.ndarray) -> tuple[list[dict], np.ndarray]:
+        """One webcam frame (RGB uint8) → its faces and the frame with their emoji drawn."""
+        faces, _ = self.read(frame, whole=False)
+        return faces, annotate(frame, faces)
+
+
+def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
+    """The RGB image with a box round each face, its emoji beside it and its label above."""
+    picture = Image.fromarray(image).convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    for face in faces:
+        x, y, w, h = face["box"]
+        # Beside the face when there is room for an emoji of at least 40 pixels, else over it.
+        # Sizes are rounded to 8 pixels, so a live stream reuses a few cached emoji.
+        wanted = min(max(40, h), 256)
+        right, left = picture.width - (x + w + 4), x - 4
+        if max(right, left) >= 40:
+            size = int(min(wanted, max(right, left)) // 8 * 8)
+            position = (x + w + 4, y) if right >= size else (x - 4 - size, y)
+        else:
+            size = int(wanted // 8 * 8)
+            position = (x + (w - size) // 2, y + (h - size) // 2)
+        position = (max(0, position[0]), max(0, min(position[1], picture.height - size)))
+        picture.paste(emoji_image(face["label"], size), position, emoji_image(face["label"], size))
+        line = max(2, h // 60)
+        draw.rectangle([x, y, x + w - 1, y + h - 1], outline=(255, 204, 77), width=line)
+        text = f"{face['label']} {face['confidence']:.0%}"
+        font = _font(max(12, min(40, h // 7)))
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        # Above the box, else below it, else inside its top edge.
+        text_height = bottom - top + 6
+        if y - text_height - 2 >= 0:
+            text_y = y - text_height - 2
+        elif y + h + 2 + text_height <= picture.height:
+            text_y = y + h + 2
+        else:
+            text_y = y + line
+        draw.rectangle([x, text_y, x + right - left + 8, text_y + text_height], fill=(0, 0, 0))
+        draw.text((x + 4 - left, text_y + 3 - top), text, fill=(255, 255, 255), font=font)
+    return np.asarray(picture)
+
+
+def enlarged(image: np.ndarray, faces: list[dict], at_least: int = 240) -> tuple[np.ndarray, list[dict]]:
+    """A small picture (a 48x48 face) blown up in whole steps on a white page with room above for
+    the label and beside for the emoji, its boxes moved to match; larger pictures as they are."""
+    factor = -(-at_least // max(image.shape[:2]))
+    if factor <= 1:
+        return image, faces
+    big = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+    if big.ndim == 2:
+        big = np.stack([big] * 3, axis=-1)
+    top = 48
+    page = np.full((big.shape[0] + top, 2 * big.shape[1] + 8, 3), 255, np.uint8)
+    page[top:, : big.shape[1]] = big
+    moved = [
+        {
+            **face,
+            "box": [
+                face["box"][0] * factor,
+                face["box"][1] * factor + top,
+                face["box"][2] * factor,
+                face["box"][3] * factor,
+            ],
+        }
+        for face in faces
+    ]
+    return page, moved
+
+
+@lru_cache(maxsize=32)
+def _font(size: int) -> ImageFont.ImageFont:
+    # Pillow's built-in font scales with FreeType; an older Pillow gets its bitmap font.
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+# The CLI ---------------------------------------------------------------------------------------
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--out`` (the annotated picture) and ``--whole`` (the image is one cropped face)."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write the picture with each face's emoji and label (a file for one input, "
+        "a folder for several)",
+    )
+    parser.add_argument(
+        "--whole",
+        action="store_true",
+        help="classify each image whole as one cropped face, without looking for faces",
+    )
+
+
+def predict(
+    model: keras.Model, inputs: list[str], config: Config, options: argparse.Namespace | None = None
+) -> list[dict]:
+    """Finds, classifies and (with ``--out``) draws the faces of each image file.
+
+    Returns:
+        One ``{"input", "faces": [{"box", "label", "confidence"}], "whole_image"}`` per file, in
+        order, plus ``"annotated"`` (the written file) with ``--out``.
+    """
+    if not inputs:
+        raise UserError("give one or more photos: python -m common predict emojify photo.jpg")
+    out = getattr(options, "out", None)
+    whole = True if getattr(options, "whole", False) else None
+    targets = _output_paths(inputs, out) if out is not None else [None] * len(inputs)
+    reader = FaceReader.from_config(model, config)
+    images = [_read_checked(path) for path in inputs]  # Every file is checked before any work.
+    results = []
+    for path, image, target in zip(inputs, images, targets):
+        faces, is_whole = reader.read(image, whole=whole)
+        result = {"input": str(path), "faces": faces, "whole_image": is_whole}
+        if target is not None:
+            _save(annotate(*enlarged(image, faces)), target)
+            result["annotated"] = str(target)
+        results.append(result)
+    return results
+
+
+def _read_checked(path: str) -> np.ndarray:
+    try:
+        return read_image(path, mode="RGB")
+    except UserError as error:
+        message = str(error)
+        raise UserError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+
+
+def _output_paths(inputs: list[str], out: Path) -> list[Path]:
+    if len(inputs) == 1 and not out.is_dir():
+        if out.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}:
+            raise UserError(f"--out {out}: give an image file name ending in .png or .jpg")
+        if not out.parent.is_dir():
+            raise UserError(f"--out {out}: folder {out.parent} does not exist")
+        return [out]
+    out.mkdir(parents=True, exist_ok=True)
+    names = [f"{Path(path).stem}-emoji.png" for path in inputs]
+    if len(set(names)) != len(names):
+        # Same file names from different folders: number them to keep every picture.
+        names = [f"{index:03d}-{name}" for index, name in enumerate(names)]
+    return [out / name for name in names]
+
+
+def _save(image: np.ndarray, target: Path) -> None:
+    try:
+        Image.fromarray(image).save(target)
+    except (OSError, ValueError) as error:
+        raise UserError(f"--out {target}: cannot write the picture ({error})") from None
+
+
+def format_prediction(result: dict) -> str:
+    """``photo.jpg: 2 faces: happy (91%) at [40, 30, 120, 120]; neutral (55%) at [...]``."""
+    faces = result["faces"]
+    written = f" → {result['annotated']}" if "annotated" in result else ""
+    if not faces:
+        return f"{result['input']}: no face found{written}"
+    if result.get("whole_image"):
+        face = faces[0]
+        label = f"{face['label']} ({face['confidence']:.0%})"
+        return f"{result['input']} (whole image as one face): {label}{written}"
+    described = "; ".join(f"{face['label']} ({face['confidence']:.0%}) at {face['box']}" for face in faces)
+    count = f"{len(faces)} face{'s' if len(faces) > 1 else ''}"
+    return f"{result['input']}: {count}: {described}{written}"
