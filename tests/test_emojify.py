@@ -1,0 +1,527 @@
+"""The emojify pipeline: both FER2013 layouts and the cache, the synthetic sample, the model's
+built-in preprocessing, faces found (or not) in photos, the CLI round trip and bad input."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from common import runs
+from common.config import load_config
+from common.errors import UserError
+from common.registry import PROJECTS_DIR
+from projects.emojify import data as emojify_data
+from projects.emojify.classes import CLASS_NAMES, class_index
+from projects.emojify.synthetic import draw_face, synthetic_faces
+from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess
+
+DEFAULTS = PROJECTS_DIR / "emojify" / "config.toml"
+FER_TRAIN = SHARED_DATA / "fer2013" / "train"
+PRETRAINED = runs.pretrained_dir("emojify") / "model.keras"
+# Real photos that ship inside packages the project already depends on.
+HOPPER = Path(__import__("matplotlib").get_data_path()) / "sample_data" / "grace_hopper.jpg"
+CHINA = Path(__import__("sklearn.datasets").datasets.__file__).parent / "images" / "china.jpg"
+TINY_MODEL = ["model.blocks=[[8], [16]]", "model.dense_units=16"]
+
+
+def config_with(*overrides: str):
+    return load_config(DEFAULTS, None, list(overrides))
+
+
+def write_folder_layout(root: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Kaggle's layout: root/<split>/<emotion>/<n>.png (PNG: lossless, so pixels can be compared)."""
+    for split, (images, labels) in splits.items():
+        for index, (image, label) in enumerate(zip(images, labels)):
+            folder = root / split / CLASS_NAMES[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{index:04d}.png")
+
+
+def write_csv_layout(path: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Kaggle's fer2013.csv: emotion code, 2,304 space-separated pixels, Usage."""
+    usage = {"train": ["Training"], "test": ["PublicTest", "PrivateTest"]}
+    lines = ["emotion,pixels,Usage"]
+    for split, (images, labels) in splits.items():
+        for index, (image, label) in enumerate(zip(images, labels)):
+            pixels = " ".join(map(str, image.ravel()))
+            lines.append(f"{label},{pixels},{usage[split][index % len(usage[split])]}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def faces() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A tiny FER2013 stand-in: 8 train and 3 test faces per emotion, in the folder order of files."""
+    train_images, train_labels = synthetic_faces(8, seed=1)
+    test_images, test_labels = synthetic_faces(3, seed=2)
+    return {"train": (train_images, train_labels), "test": (test_images, test_labels)}
+
+
+def sorted_by_label_then_name(images, labels):
+    """The order the folder reader produces: emotion folders alphabetically, files by name."""
+    order = sorted(range(len(labels)), key=lambda i: (CLASS_NAMES[labels[i]], i))
+    return images[order], labels[order]
+
+
+# Classes and both data layouts -------------------------------------------------------------
+
+
+def test_class_names_follow_fer2013_codes_and_folder_names_map_to_them():
+    assert CLASS_NAMES == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    folder_names = ["angry", "Disgust", "fear", "HAPPY", "sad", "surprise", "neutral"]
+    assert [class_index(name) for name in folder_names] == list(range(7))
+    assert class_index("surprised") == 5
+    with pytest.raises(UserError, match="not a FER2013 emotion"):
+        class_index("contempt")
+
+
+def test_folder_and_csv_layouts_give_the_same_faces_and_labels(tmp_path, faces):
+    write_folder_layout(tmp_path / "folders", faces)
+    write_csv_layout(tmp_path / "fer2013.csv", faces)
+    from_folders, source = emojify_data.read_fer2013(tmp_path / "folders")
+    assert source == f"FER2013 train split + test split at {tmp_path / 'folders'}"
+    from_csv, csv_source = emojify_data.read_fer2013(tmp_path / "fer2013.csv")
+    assert csv_source.startswith("FER2013 CSV")
+    for split in ("train", "test"):
+        expected_images, expected_labels = sorted_by_label_then_name(*faces[split])
+        np.testing.assert_array_equal(from_folders[f"x_{split}"], expected_images)
+        np.testing.assert_array_equal(from_folders[f"y_{split}"], expected_labels)
+        # The CSV keeps its row order; the same face has the same label in both layouts.
+        np.testing.assert_array_equal(from_csv[f"x_{split}"], faces[split][0])
+        np.testing.assert_array_equal(from_csv[f"y_{split}"], faces[split][1])
+    # PublicTest and PrivateTest rows together form the test split.
+    assert len(from_csv["y_test"]) == len(faces["test"][1])
+    # A folder holding fer2013.csv is read as the CSV.
+    (tmp_path / "csvdir").mkdir()
+    shutil.copy(tmp_path / "fer2013.csv", tmp_path / "csvdir" / "fer2013.csv")
+    np.testing.assert_array_equal(
+        emojify_data.read_fer2013(tmp_path / "csvdir")[0]["y_train"], faces["train"][1]
+    )
+
+
+def test_jpeg_faces_of_another_size_are_read_as_48x48_grayscale(tmp_path, faces):
+    folder = tmp_path / "train" / "happy"
+    folder.mkdir(parents=True)
+    big = Image.fromarray(faces["train"][0][0]).resize((96, 96))
+    big.convert("RGB").save(folder / "big.jpg", quality=95)
+    arrays, _ = emojify_data.read_fer2013(tmp_path)
+    assert arrays["x_train"].shape == (1, 48, 48) and arrays["x_train"].dtype == np.uint8
+    assert arrays["y_train"].tolist() == [CLASS_NAMES.index("happy")]
+    expected = np.asarray(big.resize((48, 48), Image.Resampling.BILINEAR), dtype=int)
+    assert np.abs(arrays["x_train"][0].astype(int) - expected).mean() < 3
+
+
+def test_csv_without_usage_is_all_training_and_bad_rows_are_named(tmp_path, faces):
+    images, labels = faces["train"]
+    rows = [f"{label},{' '.join(map(str, image.ravel()))}" for image, label in zip(images[:5], labels[:5])]
+    (tmp_path / "plain.csv").write_text("emotion,pixels\n" + "\n".join(rows) + "\n")
+    arrays = emojify_data.read_csv(tmp_path / "plain.csv")
+    assert set(arrays) == {"x_train", "y_train"} and len(arrays["y_train"]) == 5
+    rows[2] = "3,1 2 3"
+    (tmp_path / "short.csv").write_text("emotion,pixels\n" + "\n".join(rows) + "\n")
+    with pytest.raises(UserError, match="line 4 has 3 pixel values"):
+        emojify_data.read_csv(tmp_path / "short.csv")
+    (tmp_path / "other.csv").write_text("label,image\n1,2\n")
+    with pytest.raises(UserError, match="expected FER2013 columns 'emotion' and 'pixels'"):
+        emojify_data.read_csv(tmp_path / "other.csv")
+    (tmp_path / "codes.csv").write_text("emotion,pixels\n9," + " ".join(["0"] * 2304) + "\n")
+    with pytest.raises(UserError, match="codes 0-6"):
+        emojify_data.read_csv(tmp_path / "codes.csv")
+
+
+def test_unknown_emotion_folder_and_empty_folder_are_clear_errors(tmp_path):
+    (tmp_path / "train" / "contempt").mkdir(parents=True)
+    Image.new("L", (48, 48)).save(tmp_path / "train" / "contempt" / "a.png")
+    with pytest.raises(UserError, match="'contempt' is not a FER2013 emotion"):
+        emojify_data.read_fer2013(tmp_path)
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(UserError, match="no FER2013 found"):
+        emojify_data.read_fer2013(tmp_path / "nothing")
+
+
+def test_a_folder_holding_only_test_is_enough_to_evaluate(tmp_path, faces):
+    write_folder_layout(tmp_path, {"test": faces["test"]})
+    config = config_with(f"data.path={tmp_path}", f"data.cache_dir={tmp_path / 'cache'}")
+    splits = emojify_data.load_data(config, need_training=False)
+    assert splits.sizes() == {"n_test": 21}
+    assert splits.test[0].shape == (21, 48, 48, 1) and splits.test[0].dtype == np.uint8
+    assert splits.source == f"FER2013 test split at {tmp_path}"
+    with pytest.raises(UserError, match="holds only a test split"):
+        emojify_data.load_data(config, need_training=True)
+    # The test/ folder itself works too.
+    alone = config_with(f"data.path={tmp_path / 'test'}", f"data.cache_dir={tmp_path / 'cache'}")
+    assert emojify_data.load_data(alone, need_training=False).sizes() == {"n_test": 21}
+
+
+def test_train_only_source_holds_out_the_same_stratified_test_at_training_and_evaluation(tmp_path):
+    images, labels = synthetic_faces(20, seed=3)
+    write_folder_layout(tmp_path, {"train": (images, labels)})
+    config = config_with(f"data.path={tmp_path}", f"data.cache_dir={tmp_path / 'cache'}")
+    training = emojify_data.load_data(config, need_training=True)
+    evaluating = emojify_data.load_data(config, need_training=False)
+    assert training.source.endswith("test = held-out 10% of train")
+    assert training.sizes() == {"n_test": 14, "n_train": 113, "n_validation": 13}
+    np.testing.assert_array_equal(training.test[0], evaluating.test[0])
+    assert np.bincount(training.test[1]).tolist() == [2] * 7
+    # No test face is in train or validation.
+    held_out = {face.tobytes() for face in training.test[0]}
+    assert not held_out & {face.tobytes() for face in training.train[0]}
+    assert not held_out & {face.tobytes() for face in training.validation[0]}
+    # "sqrt" class weights: every class present, average weight 1.
+    assert set(training.class_weight) == set(range(7))
+
+
+def test_class_weights_lift_the_rare_class():
+    labels = np.array([3] * 500 + [1] * 20 + [0] * 200)
+    for method in ("sqrt", "balanced"):
+        weights = emojify_data.class_weights(labels, method)
+        assert weights[1] > weights[0] > weights[3]
+        assert np.isclose(sum(weights[label] for label in labels) / len(labels), 1.0, atol=1e-3)
+    assert emojify_data.class_weights(labels, "balanced")[1] > emojify_data.class_weights(labels, "sqrt")[1]
+    assert emojify_data.class_weights(labels, "none") is None
+
+
+# The decoded-array cache ---------------------------------------------------------------------
+
+
+def test_cache_is_reused_and_rebuilt_when_the_source_changes(tmp_path, faces, monkeypatch):
+    write_folder_layout(tmp_path / "fer", faces)
+    cache = tmp_path / "cache"
+    decoded = []
+    original = emojify_data.read_face
+    monkeypatch.setattr(emojify_data, "read_face", lambda path: decoded.append(path) or original(path))
+
+    first, _ = emojify_data.read_fer2013(tmp_path / "fer", cache)
+    assert len(decoded) == 77 and len(list(cache.glob("*.npz"))) == 1
+    decoded.clear()
+    again, _ = emojify_data.read_fer2013(tmp_path / "fer", cache)
+    assert decoded == []
+    np.testing.assert_array_equal(again["x_train"], first["x_train"])
+
+    # Change one image (new content, new modification time): decoded again, new pixels seen.
+    angry = tmp_path / "fer" / "train" / "angry"
+    changed = angry / sorted(os.listdir(angry))[0]
+    Image.fromarray(np.full((48, 48), 7, np.uint8)).save(changed)
+    os.utime(changed, ns=(os.stat(changed).st_atime_ns, os.stat(changed).st_mtime_ns + 10**9))
+    updated, _ = emojify_data.read_fer2013(tmp_path / "fer", cache)
+    assert len(decoded) == 77 and (updated["x_train"][0] == 7).all()
+    # Remove a file: decoded again, one face fewer; still one cache file for the source.
+    decoded.clear()
+    changed.unlink()
+    fewer, _ = emojify_data.read_fer2013(tmp_path / "fer", cache)
+    assert len(fewer["y_train"]) == 55 and len(decoded) == 76
+    assert len(list(cache.glob("*.npz"))) == 1
+
+
+def test_csv_cache_follows_the_file(tmp_path, faces):
+    write_csv_layout(tmp_path / "fer2013.csv", faces)
+    cache = tmp_path / "cache"
+    first, _ = emojify_data.read_fer2013(tmp_path / "fer2013.csv", cache)
+    (tmp_path / "fer2013.csv").write_text("emotion,pixels,Usage\n6," + " ".join(["9"] * 2304) + ",Training\n")
+    second, _ = emojify_data.read_fer2013(tmp_path / "fer2013.csv", cache)
+    assert len(first["y_train"]) == 56 and second["y_train"].tolist() == [6] and "x_test" not in second
+
+
+# The synthetic sample ------------------------------------------------------------------------
+
+
+def test_synthetic_sample_is_deterministic_balanced_and_labelled_as_such(monkeypatch, tmp_path, caplog):
+    images, labels = synthetic_faces(10, seed=5)
+    again, _ = synthetic_faces(10, seed=5)
+    other, _ = synthetic_faces(10, seed=6)
+    np.testing.assert_array_equal(images, again)
+    assert not np.array_equal(images, other)
+    assert images.shape == (70, 48, 48) and images.dtype == np.uint8
+    assert np.bincount(labels).tolist() == [10] * 7
+    # Faces of different emotions differ more than faces of one emotion, on average.
+    means = np.stack([images[labels == c].astype(float).mean(axis=0) for c in range(7)])
+    assert np.abs(means[3] - means[5]).mean() > 3
+
+    monkeypatch.setattr(emojify_data, "DEFAULT_DATA_DIR", tmp_path / "no-fer2013")
+    with caplog.at_level(logging.WARNING):
+        splits = emojify_data.load_data(config_with("data.synthetic_per_class=20"))
+    assert "synthetic" in splits.source and "NOT FER2013" in splits.source
+    assert splits.info["synthetic"] is True
+    # Its own test split, drawn independently: as many faces as the training split.
+    assert splits.sizes() == {"n_test": 140, "n_train": 126, "n_validation": 14}
+    assert not {face.tobytes() for face in splits.test[0]} & {face.tobytes() for face in splits.train[0]}
+    message = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(message) == 1 and "data/fer2013/" in message[0] and "fer2013.csv" in message[0]
+
+
+def test_synthetic_faces_are_found_by_the_face_detector():
+    from projects.emojify.faces import FaceDetector
+
+    detector = FaceDetector()
+    rng = np.random.default_rng(7)
+    found = 0
+    for emotion in CLASS_NAMES:
+        frame = np.full((480, 640), 100, np.uint8)
+        frame[120:312, 200:392] = cv2.resize(
+            draw_face(emotion, rng), (192, 192), interpolation=cv2.INTER_CUBIC
+        )
+        boxes = detector.detect(frame)
+        found += len(boxes) == 1 and abs(boxes[0][0] - 200) < 40 and abs(boxes[0][1] - 120) < 40
+    assert found == 7
+
+
+# The model: preprocessing inside, saved and loaded -------------------------------------------
+
+
+def test_preprocessing_lives_in_the_model_and_survives_save_and_load(tmp_path):
+    import keras
+
+    from projects.emojify.model import build_model
+
+    config = config_with(*TINY_MODEL)
+    model = build_model(config)
+    assert isinstance(model.layers[0], keras.layers.Rescaling)
+    assert model.input_shape == (None, 48, 48, 1) and model.output_shape == (None, 7)
+    images, labels = synthetic_faces(4, seed=8)
+    pixels = images[..., None]  # raw 0-255, as predict passes them
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(pixels, labels, epochs=1, verbose=0)
+    before = model.predict_on_batch(pixels)
+    # Augmentation is off at inference: the same input, the same output.
+    np.testing.assert_allclose(model.predict_on_batch(pixels), before, rtol=1e-6)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(loaded.predict_on_batch(pixels), before, rtol=1e-5, atol=1e-6)
+    # The model scales the pixels itself; pre-scaled input is not what it expects.
+    assert not np.allclose(loaded.predict_on_batch(pixels / 255.0), before, atol=1e-3)
+
+
+def test_classic_recipe_is_the_tutorials_network():
+    from projects.emojify.model import build_model
+
+    classic = load_config(DEFAULTS, PROJECTS_DIR / "emojify" / "classic.toml")
+    assert build_model(classic).count_params() == 2_345_607
+    assert 1_000_000 < build_model(config_with()).count_params() < 2_000_000
+
+
+def test_config_checks_name_the_key(cli):
+    result = cli("train", "emojify", "--set", "train.class_weighting=heavy")
+    assert result.code == 2 and "'train.class_weighting'" in result.stderr
+    result = cli("train", "emojify", "--set", "model.blocks=[[8], [8], [8], [8], [8]]")
+    assert result.code == 2 and "'model.blocks'" in result.stderr
+
+
+# Faces in photos -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory) -> Path:
+    """An untrained model of the right shape, saved with its config: the labels are arbitrary,
+    but boxes, shapes and the whole serving path are real."""
+    from projects.emojify.model import build_model
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    config = config_with(*TINY_MODEL)
+    build_model(config).save(folder / "model.keras")
+    config.save(folder / "config.toml")
+    return folder / "model.keras"
+
+
+def test_predict_finds_the_face_in_a_photo_and_draws_its_emoji(tmp_path, cli, tiny_model_file):
+    out = tmp_path / "annotated.png"
+    result = cli("predict", "emojify", HOPPER, "--model", tiny_model_file, "--json", "--out", out)
+    assert result.code == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["input"] == str(HOPPER) and answer["whole_image"] is False
+    assert len(answer["faces"]) == 1
+    x, y, w, h = answer["faces"][0]["box"]
+    # Grace Hopper's face lies around x 150-380, y 100-330 in the 512x600 portrait.
+    assert 120 < x < 200 and 80 < y < 140 and 180 < w < 280 and h == w
+    assert answer["faces"][0]["label"] in CLASS_NAMES and 0 < answer["faces"][0]["confidence"] <= 1
+    annotated = np.asarray(Image.open(out).convert("RGB"))
+    original = np.asarray(Image.open(HOPPER).convert("RGB"))
+    assert annotated.shape == original.shape and not np.array_equal(annotated, original)
+    plain = cli("predict", "emojify", HOPPER, "--model", tiny_model_file)
+    assert plain.stdout.startswith(f"{HOPPER}: 1 face: ")
+
+
+def test_a_photo_without_a_face_is_an_empty_answer(cli, tiny_model_file, tmp_path):
+    blank = tmp_path / "wall.png"
+    Image.fromarray(np.full((480, 640, 3), 180, np.uint8)).save(blank)
+    result = cli("predict", "emojify", CHINA, blank, "--model", tiny_model_file, "--json")
+    assert result.code == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [answer["faces"] for answer in answers] == [[], []]
+    assert (
+        cli("predict", "emojify", CHINA, "--model", tiny_model_file).stdout.strip()
+        == f"{CHINA}: no face found"
+    )
+
+
+def test_a_small_square_image_is_classified_whole(cli, tiny_model_file, tmp_path):
+    face = tmp_path / "face.png"
+    Image.fromarray(synthetic_faces(1, seed=9)[0][0]).save(face)
+    answer = json.loads(cli("predict", "emojify", face, "--model", tiny_model_file, "--json").stdout)
+    assert answer["whole_image"] is True and answer["faces"][0]["box"] == [0, 0, 48, 48]
+    # --whole forces it for a big picture; whole_image_max_side=0 turns the rule off.
+    forced = json.loads(
+        cli("predict", "emojify", CHINA, "--whole", "--model", tiny_model_file, "--json").stdout
+    )
+    assert forced["whole_image"] is True and forced["faces"][0]["box"] == [0, 0, 640, 427]
+    never = ("--set", "faces.whole_image_max_side=0")
+    off = cli("predict", "emojify", face, "--model", tiny_model_file, "--json", *never)
+    assert json.loads(off.stdout)["whole_image"] is False
+
+
+def test_every_frame_of_a_webcam_stream_gives_faces_and_a_picture(tiny_model_file):
+    import keras
+
+    from projects.emojify.predict import FaceReader
+
+    reader = FaceReader(keras.saving.load_model(tiny_model_file))
+    rng = np.random.default_rng(10)
+    frame = np.full((480, 640, 3), 60, np.uint8)
+    for left in (40, 360):
+        face = cv2.resize(draw_face("happy", rng), (160, 160), interpolation=cv2.INTER_CUBIC)
+        frame[100:260, left : left + 160] = face[..., None]
+    found, annotated = reader.process_frame(frame)
+    assert sorted(face["box"][0] // 100 for face in found) == [0, 3]
+    assert annotated.shape == frame.shape and annotated.dtype == np.uint8
+    empty, unchanged = reader.process_frame(np.zeros((480, 640, 3), np.uint8))
+    assert empty == [] and not unchanged.any()
+
+
+def test_the_seven_emoji_are_drawn_distinct_and_cached():
+    from projects.emojify.emoji import emoji_image
+
+    pictures = [np.asarray(emoji_image(name, 64)) for name in CLASS_NAMES]
+    assert all(picture.shape == (64, 64, 4) for picture in pictures)
+    assert all(picture[0, 0, 3] == 0 and picture[32, 32, 3] == 255 for picture in pictures)
+    assert len({picture.tobytes() for picture in pictures}) == 7
+    assert emoji_image("happy", 64) is emoji_image("happy", 64)
+
+
+# The whole workflow, tiny ------------------------------------------------------------------
+
+
+def test_tiny_train_evaluate_predict_on_the_synthetic_sample(tmp_path, cli, models_dir, monkeypatch):
+    monkeypatch.setattr(emojify_data, "DEFAULT_DATA_DIR", tmp_path / "no-fer2013")
+    result = cli(
+        "train",
+        "emojify",
+        "--set",
+        "data.synthetic_per_class=20",
+        "--set",
+        "train.epochs=1",
+        *[arg for override in TINY_MODEL for arg in ("--set", override)],
+    )
+    assert result.code == 0, result.stderr
+    run_dir = runs.latest_run("emojify")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["synthetic_data"] is True and "NOT FER2013" in metrics["data_source"]
+    assert metrics["n_train"] == 126 and metrics["n_test"] == 140
+    for name in ("confusion_matrix.png", "mistakes.png", "learning_curves.png", "model.keras", "config.toml"):
+        assert (run_dir / name).is_file()
+
+    # Evaluate the synthetic-trained model on a folder holding only FER2013-layout test/.
+    write_folder_layout(tmp_path / "fer", {"test": synthetic_faces(2, seed=11)})
+    evaluated = cli(
+        "evaluate",
+        "emojify",
+        "--set",
+        f"data.path={tmp_path / 'fer'}",
+        "--set",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "--out",
+        tmp_path / "eval",
+    )
+    assert evaluated.code == 0, evaluated.stderr
+    scores = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert scores["n_test"] == 14 and scores["synthetic_data"] is False
+    assert scores["data_source"] == f"FER2013 test split at {tmp_path / 'fer'}"
+    assert set(scores["per_class"]) == set(CLASS_NAMES)
+
+    predicted = cli("predict", "emojify", HOPPER, "--json")
+    assert predicted.code == 0, predicted.stderr
+    assert len(json.loads(predicted.stdout)["faces"]) == 1
+
+
+# Bad input: one line, exit code 2, no traceback ----------------------------------------------
+
+
+def test_bad_image_files_are_one_line_errors(tmp_path, cli, tiny_model_file):
+    good = tmp_path / "good.jpg"
+    Image.open(HOPPER).save(good)
+    (tmp_path / "notes.txt").write_text("this is not an image\n")
+    (tmp_path / "cut.jpg").write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    result = run_subprocess("predict", "emojify", tmp_path / "missing.jpg", "--model", tiny_model_file)
+    assert_one_line_error(result, str(tmp_path / "missing.jpg"), "no such file")
+    for name, fragment in (("notes.txt", "not an image"), ("cut.jpg", "truncated or corrupt")):
+        result = cli("predict", "emojify", tmp_path / name, "--model", tiny_model_file)
+        assert result.code == 2 and result.stderr.count("error:") == 1, result.stderr
+        assert str(tmp_path / name) in result.stderr and fragment in result.stderr
+    result = cli("predict", "emojify", HOPPER, "--model", tiny_model_file, "--out", tmp_path / "annotated")
+    assert result.code == 2 and "ending in .png or .jpg" in result.stderr
+
+
+def test_demo_without_display_says_so(monkeypatch):
+    env = {key: value for key, value in os.environ.items() if key not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    monkeypatch.setattr(os, "environ", env)
+    assert_one_line_error(run_subprocess("demo", "emojify"), "no display")
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
+def test_demo_window_shows_a_photo_and_reports_a_missing_camera(xvfb_display, tiny_model_file):
+    import tkinter as tk
+
+    import keras
+
+    from projects.emojify.demo import EmojiWindow, open_camera
+    from projects.emojify.predict import FaceReader
+
+    with pytest.raises(UserError, match="no camera found .* try --image"):
+        open_camera(97)
+    reader = FaceReader(keras.saving.load_model(tiny_model_file))
+    frames = iter([np.asarray(Image.open(HOPPER).convert("RGB"))])
+    root = tk.Tk()
+    try:
+        window = EmojiWindow(root, reader, lambda: next(frames, None), live=False)
+        assert window.show_next() and len(window.faces) == 1
+        root.update()
+        assert window.photo.width() == 512 and window.status.cget("text").startswith(window.faces[0]["label"])
+        assert not window.show_next()
+    finally:
+        root.destroy()
+
+
+# The shipped model ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not PRETRAINED.is_file(), reason="no shipped emojify model yet")
+@pytest.mark.skipif(not FER_TRAIN.is_dir(), reason="shared FER2013 not present")
+def test_shipped_model_reads_real_faces_found_in_photos():
+    """Real FER2013 faces from the held-out part of train, pasted large onto photo-sized frames:
+    the detector must find most of them and the model must read them about as well as its test."""
+    import keras
+
+    from projects.emojify.predict import FaceReader
+
+    config = load_config(DEFAULTS, PRETRAINED.parent / "config.toml", ["data.path=" + str(FER_TRAIN.parent)])
+    splits = emojify_data.load_data(config, need_training=False)
+    reader = FaceReader.from_config(keras.saving.load_model(PRETRAINED), config)
+    rng = np.random.default_rng(12)
+    chosen = rng.choice(len(splits.test[1]), 150, replace=False)
+    found = correct = 0
+    for index in chosen:
+        frame = np.full((480, 640), int(rng.integers(40, 200)), np.uint8)
+        face = cv2.copyMakeBorder(splits.test[0][index, :, :, 0], 8, 8, 8, 8, cv2.BORDER_REPLICATE)
+        frame[100:340, 200:440] = cv2.resize(face, (240, 240), interpolation=cv2.INTER_CUBIC)
+        faces, _ = reader.read(frame, whole=False)
+        if faces:
+            found += 1
+            correct += faces[0]["label"] == CLASS_NAMES[splits.test[1][index]]
+    assert found >= 0.75 * len(chosen)
+    assert correct / found >= 0.6
