@@ -7,7 +7,6 @@ the project pins ``opencv-python-headless<5``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -17,75 +16,72 @@ from common.errors import UserError
 from projects.emojify.synthetic import SIZE
 
 
-@dataclass(frozen=True)
-class DetectorSettings:
-    """How faces are searched for; the defaults are the ``[faces]`` table of ``config.toml``."""
-
-    cascade: str = "haarcascade_frontalface_default.xml"
-    detect_width: int = 320
-    scale_factor: float = 1.15
-    min_neighbors: int = 5
-    min_face_fraction: float = 0.1
-
-    @classmethod
-    def from_config(cls, config) -> DetectorSettings:
-        faces = config.faces
-        return cls(
-            cascade=faces.cascade,
-            detect_width=faces.detect_width,
-            scale_factor=faces.scale_factor,
-            min_neighbors=faces.min_neighbors,
-            min_face_fraction=faces.min_face_fraction,
-        )
-
-
 class FaceDetector:
-    """A Haar cascade that returns face boxes ``(x, y, w, h)`` in the photo's own pixels.
+    """A Haar cascade that returns face boxes ``(x, y, w, h)`` in the picture's own pixels.
 
-    The photo is shrunk to ``detect_width`` before the search, which makes a 640x480 webcam frame
-    about four times cheaper to scan, and the boxes are scaled back.
+    Args:
+        cascade: the cascade's file name in ``cv2.data.haarcascades``.
+        scale_factor: the step between the scales searched (smaller: finds more, slower).
+        min_neighbors: overlapping detections a face needs to count (more: fewer false faces).
     """
 
-    def __init__(self, settings: DetectorSettings | None = None) -> None:
-        self.settings = settings or DetectorSettings()
+    def __init__(
+        self,
+        cascade: str = "haarcascade_frontalface_default.xml",
+        scale_factor: float = 1.15,
+        min_neighbors: int = 5,
+    ) -> None:
         if not hasattr(cv2, "CascadeClassifier"):
             raise UserError(
                 f"OpenCV {cv2.__version__} has no CascadeClassifier (removed in OpenCV 5); "
                 "install opencv-python-headless<5"
             )
-        path = Path(cv2.data.haarcascades) / self.settings.cascade
+        path = Path(cv2.data.haarcascades) / cascade
         if not path.is_file():
-            raise UserError(f"face detector {self.settings.cascade!r} not found in {path.parent}")
+            raise UserError(f"face detector {cascade!r} not found in {path.parent}")
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
             raise UserError(f"could not load the face detector {path}")
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
 
-    def detect(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
-        """Face boxes in a grayscale uint8 image, largest first."""
+    def detect(
+        self, gray: np.ndarray, max_width: int = 0, min_face_fraction: float = 0.1
+    ) -> list[tuple[int, int, int, int]]:
+        """Face boxes in a grayscale uint8 image, largest first.
+
+        Args:
+            gray: the picture.
+            max_width: the picture is shrunk to this width before the search when wider (a
+                640x480 webcam frame shrunk to 320 is about four times cheaper to scan); 0 = never.
+            min_face_fraction: the smallest face searched for, as a fraction of the shorter side.
+        """
         height, width = gray.shape[:2]
-        scale = min(1.0, self.settings.detect_width / width) if self.settings.detect_width > 0 else 1.0
+        scale = min(1.0, max_width / width) if max_width > 0 else 1.0
         small = (
             gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         )
-        small = cv2.equalizeHist(small)
-        smallest = max(20, int(round(min(small.shape[:2]) * self.settings.min_face_fraction)))
+        # The cascade's own window is 24 pixels: no smaller face can be found.
+        smallest = max(24, int(round(min(small.shape[:2]) * min_face_fraction)))
         if smallest > min(small.shape[:2]):
             return []
         found = self.cascade.detectMultiScale(
             small,
-            scaleFactor=self.settings.scale_factor,
-            minNeighbors=self.settings.min_neighbors,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
             minSize=(smallest, smallest),
         )
-        boxes = [
-            (
-                int(round(x / scale)),
-                int(round(y / scale)),
-                min(int(round(w / scale)), width - int(round(x / scale))),
-                min(int(round(h / scale)), height - int(round(y / scale))),
+        boxes = []
+        for x, y, w, h in found if len(found) else []:
+            left, top = int(round(x / scale)), int(round(y / scale))
+            boxes.append(
+                (
+                    left,
+                    top,
+                    min(int(round(w / scale)), width - left),
+                    min(int(round(h / scale)), height - top),
+                )
             )
-            for x, y, w, h in (found if len(found) else [])
-        ]
         return sorted(boxes, key=lambda box: box[2] * box[3], reverse=True)
 
 

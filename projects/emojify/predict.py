@@ -27,7 +27,7 @@ from common.images import read_image
 from projects.emojify.classes import CLASS_NAMES
 from projects.emojify.data import to_model_input
 from projects.emojify.emoji import emoji_image
-from projects.emojify.faces import DetectorSettings, FaceDetector, crop_faces, to_gray
+from projects.emojify.faces import FaceDetector, crop_faces, to_gray
 
 
 def classify_faces(model: keras.Model, faces: np.ndarray) -> np.ndarray:
@@ -49,26 +49,39 @@ class FaceReader:
     Attributes:
         model: the saved emotion classifier (raw 48x48 pixels in).
         detector: the face detector.
+        photo_search: ``(max_width, min_face_fraction)`` for photos: thorough.
+        frame_search: the same for webcam frames: fast, for faces close to the camera.
         whole_image_max_side: see the module docstring (0 = never classify an image whole).
     """
 
     model: keras.Model
     detector: FaceDetector = field(default_factory=FaceDetector)
+    photo_search: tuple[int, float] = (1280, 0.05)
+    frame_search: tuple[int, float] = (320, 0.15)
     whole_image_max_side: int = 96
 
     @classmethod
     def from_config(cls, model: keras.Model, config: Config) -> FaceReader:
+        """A reader with the ``[faces]`` settings of a model's config."""
+        faces = config.faces
         return cls(
-            model, FaceDetector(DetectorSettings.from_config(config)), config.faces.whole_image_max_side
+            model,
+            FaceDetector(faces.cascade, faces.scale_factor, faces.min_neighbors),
+            photo_search=(faces.photo_width, faces.photo_min_face),
+            frame_search=(faces.frame_width, faces.frame_min_face),
+            whole_image_max_side=faces.whole_image_max_side,
         )
 
-    def read(self, image: np.ndarray, whole: bool | None = None) -> tuple[list[dict], bool]:
+    def read(
+        self, image: np.ndarray, whole: bool | None = None, live: bool = False
+    ) -> tuple[list[dict], bool]:
         """The faces of an RGB or grayscale uint8 image, largest first.
 
         Args:
             image: the picture.
             whole: ``True`` classifies the image whole as one face; ``False`` never does;
                 ``None`` does so only for a small, square image (an already-cropped face).
+            live: a webcam frame (the fast search) rather than a photo (the thorough one).
 
         Returns:
             ``(faces, whole_image)``: one ``{"box": [x, y, w, h], "label", "confidence"}`` per face,
@@ -77,7 +90,10 @@ class FaceReader:
         gray = to_gray(image)
         height, width = gray.shape
         is_whole = bool(whole) or (whole is None and self.looks_like_a_face_crop(width, height))
-        boxes = [(0, 0, width, height)] if is_whole else self.detector.detect(gray)
+        if is_whole:
+            boxes = [(0, 0, width, height)]
+        else:
+            boxes = self.detector.detect(gray, *(self.frame_search if live else self.photo_search))
         probabilities = classify_faces(self.model, crop_faces(gray, boxes))
         faces = [
             {
@@ -97,7 +113,7 @@ class FaceReader:
 
     def process_frame(self, frame: np.ndarray) -> tuple[list[dict], np.ndarray]:
         """One webcam frame (RGB uint8) → its faces and the frame with their emoji drawn."""
-        faces, _ = self.read(frame, whole=False)
+        faces, _ = self.read(frame, whole=False, live=True)
         return faces, annotate(frame, faces)
 
 

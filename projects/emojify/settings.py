@@ -44,17 +44,12 @@ def validate_config(config: Config) -> None:
     _require(model.dense_units >= 0, "model.dense_units", "must be 0 or more", model.dense_units)
     for key in ("augment_rotation", "augment_shift", "augment_zoom", "augment_contrast"):
         _require(0 <= model[key] < 1, f"model.{key}", "must lie in [0, 1) (0 turns it off)", model[key])
-    _require(
-        faces.detect_width >= 0, "faces.detect_width", "must be 0 (full size) or more", faces.detect_width
-    )
+    for key in ("photo_width", "frame_width"):
+        _require(faces[key] >= 0, f"faces.{key}", "must be 0 (full size) or more", faces[key])
+    for key in ("photo_min_face", "frame_min_face"):
+        _require(0 < faces[key] < 1, f"faces.{key}", "must lie in (0, 1)", faces[key])
     _require(faces.scale_factor > 1, "faces.scale_factor", "must be greater than 1", faces.scale_factor)
     _require(faces.min_neighbors >= 0, "faces.min_neighbors", "must be 0 or more", faces.min_neighbors)
-    _require(
-        0 < faces.min_face_fraction < 1,
-        "faces.min_face_fraction",
-        "must lie in (0, 1)",
-        faces.min_face_fraction,
-    )
     _require(
         faces.whole_image_max_side >= 0,
         "faces.whole_image_max_side",
