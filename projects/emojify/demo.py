@@ -105,9 +105,9 @@ def demo(argv: list[str]) -> int:
             pending = [first]
 
             def next_frame() -> np.ndarray | None:
-                if pending:
-                    return pending.pop()
-                return read_frame(capture)
+                frame = pending.pop() if pending else read_frame(capture)
+                # Shown as a mirror, as people expect of a camera pointed at themselves.
+                return None if frame is None else np.ascontiguousarray(frame[:, ::-1])
 
             window = EmojiWindow(root, reader, next_frame, live=True)
             root.title(f"emojify: camera {options.camera}, model {model_file}")
@@ -144,7 +144,13 @@ def open_camera(index: int):
     """Opens the webcam once and reads a first frame; a one-line error if there is none."""
     import cv2
 
-    capture = cv2.VideoCapture(index)
+    # OpenCV's own warnings about the missing device would bury the one line that matters.
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        capture = cv2.VideoCapture(index)
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
     if not capture.isOpened():
         capture.release()
         raise UserError(f"no camera found (camera {index} could not be opened); try --image PHOTO")
