@@ -354,6 +354,13 @@ def test_a_photo_without_a_face_is_an_empty_answer(cli, tiny_model_file, tmp_pat
     assert result.code == 0, result.stderr
     answers = [json.loads(line) for line in result.stdout.splitlines()]
     assert [answer["faces"] for answer in answers] == [[], []]
+    # Several photos with --out: a folder of annotated pictures, one per photo.
+    written = cli("predict", "emojify", HOPPER, blank, "--model", tiny_model_file, "--out", tmp_path / "out")
+    assert written.code == 0, written.stderr
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "grace_hopper-emoji.png",
+        "wall-emoji.png",
+    ]
     assert (
         cli("predict", "emojify", CHINA, "--model", tiny_model_file).stdout.strip()
         == f"{CHINA}: no face found"
