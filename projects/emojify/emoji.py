@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from projects.emojify.classes import CLASS_NAMES
@@ -62,9 +63,7 @@ def _draw_large(emotion: str) -> Image.Image:
     return image
 
 
-def _multiply(mask: Image.Image, shade: Image.Image):
-    import numpy as np
-
+def _multiply(mask: Image.Image, shade: Image.Image) -> np.ndarray:
     return (np.asarray(mask, dtype=np.uint16) * np.asarray(shade, dtype=np.uint16) // 255).astype(np.uint8)
 
 
