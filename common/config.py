@@ -197,10 +197,8 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
         return str(value) if not isinstance(value, (list, dict)) else _type_error(key, value, default, source)
     if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
         if expected is list and default and value:
-            item_type = type(default[0])
-            for item in value:
-                if not isinstance(item, item_type):
-                    _type_error(key, value, default, source)
+            # Each item is checked (and an int promoted to float) like a single value would be.
+            return [_coerce(key, item, default[0], source) for item in value]
         return value
     return _type_error(key, value, default, source)
 

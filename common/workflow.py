@@ -144,7 +144,7 @@ def train(
             validation_data=splits.validation,
             class_weight=splits.class_weight,
             callbacks=_callbacks(config, run_dir, resuming=resume_dir is not None),
-            verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
+            verbose=verbose if verbose is not None else _fit_verbosity(),
         )
     except KeyboardInterrupt:
         raise UserError(
@@ -168,6 +168,13 @@ def train(
     runs.write_json(metrics, run_dir / runs.METRICS_FILE)
     runs.mark_latest(project.name, run_dir)
     return run_dir
+
+
+def _fit_verbosity() -> int:
+    """Silent under ``-q``; a progress bar on a terminal; one line per epoch in a log file."""
+    if not log.isEnabledFor(logging.INFO):
+        return 0
+    return 1 if sys.stdout.isatty() else 2
 
 
 def load_saved(

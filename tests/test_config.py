@@ -108,3 +108,15 @@ def test_every_config_of_every_project_is_valid(config_file):
     validate = getattr(project.module, "validate_config", None)
     if validate is not None:
         validate(config)
+
+
+def test_whole_numbers_in_a_list_of_floats_are_accepted(tmp_path):
+    defaults = tmp_path / "config.toml"
+    defaults.write_text(
+        'seed = 1\n[data]\npath = ""\n[model]\nrates = [0.1, 0.2]\n'
+        "[train]\nepochs = 1\nbatch_size = 1\nlearning_rate = 0.1\n"
+    )
+    config = load_config(defaults, overrides=["model.rates=[0, 0.5]"])
+    assert config.model.rates == [0.0, 0.5] and isinstance(config.model.rates[0], float)
+    with pytest.raises(UserError, match="'model.rates'"):
+        load_config(defaults, overrides=["model.rates=[0, 'x']"])
