@@ -1,4 +1,4 @@
-"""The container every project's ``load_data`` returns."""
+"""The container every project's ``load_data`` returns, and the splitting classifiers share."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import train_test_split
+
+from common.errors import UserError
 
 
 @dataclass
@@ -37,3 +40,45 @@ class Splits:
         if self.validation is not None:
             sizes["n_validation"] = len(self.validation[1])
         return sizes
+
+
+def split_arrays(
+    arrays: dict[str, np.ndarray], config: Any, need_training: bool
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], bool]:
+    """Splits a classifier's arrays into test, and train / validation when training.
+
+    Args:
+        arrays: ``x_test``/``y_test`` and/or ``x_train``/``y_train``, as the source has them.
+        config: reads ``data.test_fraction``, ``data.validation_fraction`` and ``seed``.
+        need_training: whether train and validation splits are wanted.
+
+    Returns:
+        ``({"test": (x, y), "train": ..., "validation": ...}, test_was_held_out)``. When the
+        source has no test split, a stratified ``data.test_fraction`` of its training split is
+        held out as test, with the seed, so training and a later ``evaluate`` hold out the same
+        examples. Validation is always carved, stratified, from what is left for training.
+
+    Raises:
+        UserError: training was asked for but the source holds only a test split.
+    """
+
+    def hold_out(x: np.ndarray, y: np.ndarray, fraction: float):
+        x_keep, x_out, y_keep, y_out = train_test_split(
+            x, y, test_size=fraction, stratify=y, random_state=config.seed
+        )
+        return (x_keep, y_keep), (x_out, y_out)
+
+    held_out = "x_test" not in arrays
+    if held_out:
+        train, test = hold_out(arrays["x_train"], arrays["y_train"], config.data.test_fraction)
+    else:
+        test = (arrays["x_test"], arrays["y_test"])
+        train = (arrays["x_train"], arrays["y_train"]) if "x_train" in arrays else None
+    splits = {"test": test}
+    if need_training:
+        if train is None:
+            raise UserError(
+                f"{config.data.path} holds only a test split; training needs a training split too"
+            )
+        splits["train"], splits["validation"] = hold_out(*train, config.data.validation_fraction)
+    return splits, held_out

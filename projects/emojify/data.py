@@ -29,10 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from sklearn.model_selection import train_test_split
 
 from common.config import Config
-from common.data import Splits
+from common.data import Splits, split_arrays
 from common.errors import UserError
 from common.registry import ROOT
 from projects.emojify.classes import CLASS_NAMES, NUM_CLASSES, class_index
@@ -55,36 +54,12 @@ def load_data(config: Config, need_training: bool = True) -> Splits:
     """Returns the splits of the configured source; only the test split if not training."""
     arrays, source = load_arrays(config)
     info = {"class_names": list(CLASS_NAMES), "synthetic": source.startswith("synthetic")}
-    if "x_test" not in arrays:
-        x_rest, x_test, y_rest, y_test = train_test_split(
-            arrays["x_train"],
-            arrays["y_train"],
-            test_size=config.data.test_fraction,
-            stratify=arrays["y_train"],
-            random_state=config.seed,
-        )
-        arrays = {"x_train": x_rest, "y_train": y_rest, "x_test": x_test, "y_test": y_test}
+    splits, test_held_out = split_arrays(arrays, config, need_training)
+    if test_held_out:
         source += f"; test = held-out {config.data.test_fraction:.0%} of train"
-    test = (to_model_input(arrays["x_test"]), arrays["y_test"])
-    if not need_training:
-        return Splits(test=test, source=source, info=info)
-    if "x_train" not in arrays:
-        raise UserError(f"{config.data.path} holds only a test split; training needs a train split too")
-    x_train, x_val, y_train, y_val = train_test_split(
-        arrays["x_train"],
-        arrays["y_train"],
-        test_size=config.data.validation_fraction,
-        stratify=arrays["y_train"],
-        random_state=config.seed,
-    )
-    return Splits(
-        train=(to_model_input(x_train), y_train),
-        validation=(to_model_input(x_val), y_val),
-        test=test,
-        source=source,
-        class_weight=class_weights(y_train, config.train.class_weighting),
-        info=info,
-    )
+    prepared = {name: (to_model_input(x), y) for name, (x, y) in splits.items()}
+    class_weight = class_weights(splits["train"][1], config.train.class_weighting) if need_training else None
+    return Splits(**prepared, source=source, class_weight=class_weight, info=info)
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:

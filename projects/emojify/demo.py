@@ -8,13 +8,12 @@ frame goes through the same ``FaceReader`` as ``predict``.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 
 from common.errors import UserError
+from common.windows import open_tk_window
 
 
 class EmojiWindow:
@@ -87,7 +86,7 @@ def demo(argv: list[str]) -> int:
     from common.images import read_image
 
     photo = read_image(options.image, mode="RGB") if options.image else None
-    root = open_window()
+    root = open_tk_window("the emoji window", "python -m common predict emojify PHOTO --out annotated.png")
 
     from common import registry, workflow
     from projects.emojify.predict import FaceReader
@@ -119,25 +118,6 @@ def demo(argv: list[str]) -> int:
         if capture is not None:
             capture.release()
     return 0
-
-
-def open_window():
-    """A Tk root window, or a one-line error when there is no Tkinter or no display."""
-    try:
-        import tkinter as tk
-    except ImportError:
-        raise UserError("this Python has no Tkinter; install your system's python3-tk package") from None
-    if sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    ):
-        raise UserError(
-            "no display found (DISPLAY is not set): the emoji window needs a desktop; use "
-            "`python -m common predict emojify PHOTO --out annotated.png` for files instead"
-        )
-    try:
-        return tk.Tk()
-    except tk.TclError as error:
-        raise UserError(f"cannot open a window ({error}); the emoji window needs a display") from None
 
 
 def open_camera(index: int):

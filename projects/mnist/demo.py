@@ -7,13 +7,11 @@ Tkinter comes with Python on Linux, macOS and Windows; no extra package is neede
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from common.errors import UserError
+from common.windows import open_tk_window
 
 CANVAS = 280  # Ten times MNIST's size: room to draw, and strokes of MNIST-like proportions.
 BRUSH = 18
@@ -101,21 +99,7 @@ def demo(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m common demo mnist")
     parser.add_argument("--model", help="run folder or .keras file (default: latest, else pretrained)")
     options = parser.parse_args(argv)
-    try:
-        import tkinter as tk
-    except ImportError:
-        raise UserError("this Python has no Tkinter; install your system's python3-tk package") from None
-    if sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    ):
-        raise UserError(
-            "no display found (DISPLAY is not set): the drawing pad needs a desktop; "
-            "use `python -m common predict mnist IMAGE` for files instead"
-        )
-    try:
-        root = tk.Tk()
-    except tk.TclError as error:
-        raise UserError(f"cannot open a window ({error}); the drawing pad needs a display") from None
+    root = open_tk_window("the drawing pad", "python -m common predict mnist IMAGE")
 
     from common import registry, workflow
     from projects.mnist.predict import classify_digits
