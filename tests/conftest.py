@@ -69,15 +69,24 @@ def assert_one_line_error(result: CliResult, *fragments: str) -> None:
 def xvfb_display():
     """Starts a virtual screen for Tk tests and points DISPLAY at it."""
     import shutil
-    import time
 
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed")
-    display = ":97"
+    # -displayfd lets Xvfb pick a free display, so parallel test runs never share (or kill) one.
+    read_end, write_end = os.pipe()
     server = subprocess.Popen(
-        ["Xvfb", display, "-screen", "0", "1024x768x24"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        pass_fds=(write_end,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    time.sleep(1.0)
+    os.close(write_end)
+    with os.fdopen(read_end) as announced:
+        number = announced.readline().strip()
+    if not number:
+        server.kill()
+        pytest.skip("Xvfb did not start")
+    display = f":{number}"
     previous = os.environ.get("DISPLAY")
     os.environ["DISPLAY"] = display
     yield display
