@@ -531,4 +531,8 @@ def test_shipped_model_reads_real_faces_found_in_photos():
             found += 1
             correct += faces[0]["label"] == CLASS_NAMES[splits.test[1][index]]
     assert found >= 0.75 * len(chosen)
-    assert correct / found >= 0.6
+    # Faces found in photos are read about as well as the model reads cropped test faces.
+    import json
+
+    test_accuracy = json.loads((PRETRAINED.parent / "metrics.json").read_text())["test_accuracy"]
+    assert correct / found >= test_accuracy - 0.1, (correct / found, test_accuracy)
