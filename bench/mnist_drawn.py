@@ -17,14 +17,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 
 from common import registry, workflow  # noqa: E402
 from projects.mnist.data import read_idx_folder  # noqa: E402
-from projects.mnist.predict import classify_digits  # noqa: E402
-from projects.mnist.preprocess import to_mnist  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
-from tests.drawn_digits import draw_on_canvas  # noqa: E402
+from tests.drawn_digits import drawn_digit_accuracy  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "mnist.md"
 
@@ -37,13 +34,9 @@ def main() -> None:
     options = parser.parse_args()
     model, _, model_file = workflow.load_saved(registry.get_project("mnist"), options.model)
     arrays = read_idx_folder(options.data)
-    rng = np.random.default_rng(2)
-    chosen = rng.choice(len(arrays["y_test"]), options.count, replace=False)
     started = time.perf_counter()
-    digits = np.stack([to_mnist(draw_on_canvas(arrays["x_test"][i], rng)) for i in chosen])
-    predicted = classify_digits(model, digits).argmax(axis=1)
+    accuracy = drawn_digit_accuracy(model, arrays["x_test"], arrays["y_test"], options.count, seed=2)
     seconds = time.perf_counter() - started
-    accuracy = float(np.mean(predicted == arrays["y_test"][chosen]))
     line = (
         f"| {time.strftime('%Y-%m-%d')} | {model_file.relative_to(registry.ROOT)} | {options.count} drawn "
         f"official test digits | {accuracy:.2%} | {seconds / options.count * 1000:.1f} ms/digit "

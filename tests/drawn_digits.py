@@ -37,3 +37,17 @@ def _thin(stroke: np.ndarray, max_iterations: int) -> np.ndarray:
             break
         current = eroded
     return current.astype(bool)
+
+
+def drawn_digit_accuracy(model, images: np.ndarray, labels: np.ndarray, count: int, seed: int) -> float:
+    """Accuracy of a model on ``count`` random digits redrawn by :func:`draw_on_canvas`.
+
+    Each drawing goes through ``to_mnist``, the preprocessing ``predict`` uses for image files.
+    """
+    from projects.mnist.predict import classify_digits
+    from projects.mnist.preprocess import to_mnist
+
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(images), count, replace=False)
+    drawings = np.stack([to_mnist(draw_on_canvas(images[i], rng)) for i in chosen])
+    return float(np.mean(classify_digits(model, drawings).argmax(axis=1) == labels[chosen]))

@@ -16,7 +16,7 @@ from common import runs
 from projects.mnist import data as mnist_data
 from projects.mnist.preprocess import to_mnist
 from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess
-from tests.drawn_digits import draw_on_canvas
+from tests.drawn_digits import draw_on_canvas, drawn_digit_accuracy
 
 MNIST_DIR = SHARED_DATA / "mnist"
 PRETRAINED = runs.pretrained_dir("mnist") / "model.keras"
@@ -151,25 +151,13 @@ def pretrained_model():
 
 def test_shipped_model_reads_drawn_digits(pretrained_model, real_digits):
     """Digits drawn dark-on-light on a large page, off-centre and at varied sizes."""
-    from projects.mnist.predict import classify_digits
-
-    rng = np.random.default_rng(1)
-    images, labels = real_digits
-    chosen = rng.choice(len(images), 300, replace=False)
-    drawings = np.stack([to_mnist(draw_on_canvas(images[i], rng)) for i in chosen])
-    accuracy = np.mean(classify_digits(pretrained_model, drawings).argmax(axis=1) == labels[chosen])
+    accuracy = drawn_digit_accuracy(pretrained_model, *real_digits, count=300, seed=1)
     assert accuracy >= 0.96, accuracy
 
 
 @pytest.mark.slow
 def test_shipped_model_reads_2000_drawn_digits(pretrained_model, real_digits):
-    from projects.mnist.predict import classify_digits
-
-    rng = np.random.default_rng(2)
-    images, labels = real_digits
-    chosen = rng.choice(len(images), 2000, replace=False)
-    drawings = np.stack([to_mnist(draw_on_canvas(images[i], rng)) for i in chosen])
-    accuracy = np.mean(classify_digits(pretrained_model, drawings).argmax(axis=1) == labels[chosen])
+    accuracy = drawn_digit_accuracy(pretrained_model, *real_digits, count=2000, seed=2)
     assert accuracy >= 0.97, accuracy
 
 
