@@ -113,7 +113,7 @@ def main() -> None:
     frames, origin, placed = recorded_frames(options.frames, rng)
 
     face = crop_faces(to_gray(frames[0]), [(0, 0, 48, 48)])
-    one_face, one_face_p90 = median_ms(lambda: classify_faces(model, face), options.calls)
+    one_face, one_face_p90 = median_ms(lambda: classify_faces(reader.model, face), options.calls)
 
     found = 0
     per_frame = []
@@ -126,7 +126,7 @@ def main() -> None:
     fps = len(per_frame) / sum(per_frame)
     detect_ms, _ = median_ms(lambda: reader.detector.detect(to_gray(frames[1]), *reader.frame_search), 50, 3)
     two_faces = crop_faces(to_gray(frames[1]), [(0, 0, 48, 48), (100, 100, 48, 48)])
-    classify_ms, _ = median_ms(lambda: classify_faces(model, two_faces), 50, warmup=3)
+    classify_ms, _ = median_ms(lambda: classify_faces(reader.model, two_faces), 50, warmup=3)
     sample = [{"box": [200, 100, 180, 180], "label": "happy", "confidence": 0.9}]
     draw_ms, _ = median_ms(lambda: annotate(frames[0], sample), 50, warmup=3)
     load_after = os.getloadavg()
@@ -143,7 +143,12 @@ def main() -> None:
         f"{keras.__version__} on {keras.backend.backend()}, OpenCV {cv2.__version__}",
         f"- Load average while it ran: {load_before[0]:.1f} before, {load_after[0]:.1f} after "
         "(other work on the machine slows every number below)",
-        f"- Model: {model_name}, {model.count_params():,} weights",
+        f"- Model: {model_name}, {model.count_params():,} weights"
+        + (
+            " (served mirror-averaged: each face and its mirror image in one batch)"
+            if config.model.mirror_average
+            else ""
+        ),
         f"- Frames: {options.frames} built 640x480 frames with {placed} {origin} enlarged to 140-200 px, "
         f"{options.repeats} passes",
         "",

@@ -298,6 +298,21 @@ def test_preprocessing_lives_in_the_model_and_survives_save_and_load(tmp_path):
     assert not np.allclose(loaded.predict_on_batch(pixels / 255.0), before, atol=1e-3)
 
 
+def test_mirror_average_serves_the_mean_of_each_face_and_its_mirror():
+    from projects.emojify.model import build_model, serving_model
+
+    model = build_model(config_with(*TINY_MODEL))
+    images, _ = synthetic_faces(3, seed=9)
+    pixels = images[..., None].astype("float32")
+    assert serving_model(model, config_with(*TINY_MODEL, "model.mirror_average=false")) is model
+    served = serving_model(model, config_with(*TINY_MODEL, "model.mirror_average=true"))
+    expected = (model.predict_on_batch(pixels) + model.predict_on_batch(pixels[:, :, ::-1])) / 2
+    np.testing.assert_allclose(served.predict_on_batch(pixels), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(served.predict_on_batch(pixels[:1]), expected[:1], rtol=1e-5, atol=1e-6)
+    # A face and its mirror image get the same answer; the bare model does not promise that.
+    np.testing.assert_allclose(served.predict_on_batch(pixels[:, :, ::-1]), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_classic_recipe_is_the_tutorials_network():
     from projects.emojify.model import build_model
 

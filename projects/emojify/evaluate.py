@@ -10,6 +10,7 @@ import keras
 from common.classification import evaluate_classifier, format_classifier_report
 from common.config import Config
 from common.data import Splits
+from projects.emojify.model import serving_model
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,9 @@ def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) 
     """Scores the model on the test split; writes ``confusion_matrix.png`` and ``mistakes.png``.
 
     On the synthetic sample, the metrics say so (``synthetic_data``), beside ``data_source``.
+    With ``model.mirror_average`` the scores are those of the mirror-averaged model, as served.
     """
+    model = serving_model(model, config)
     x_test, y_test = splits.test
     y_train = splits.train[1] if splits.train is not None else None
     metrics = evaluate_classifier(model, x_test, y_test, y_train, splits.info["class_names"], out_dir)

@@ -28,6 +28,7 @@ from projects.emojify.classes import CLASS_NAMES
 from projects.emojify.data import to_model_input
 from projects.emojify.emoji import emoji_image
 from projects.emojify.faces import FaceDetector, crop_faces, to_gray
+from projects.emojify.model import serving_model
 
 
 def classify_faces(model: keras.Model, faces: np.ndarray) -> np.ndarray:
@@ -62,10 +63,11 @@ class FaceReader:
 
     @classmethod
     def from_config(cls, model: keras.Model, config: Config) -> FaceReader:
-        """A reader with the ``[faces]`` settings of a model's config."""
+        """A reader with the ``[faces]`` settings of a model's config, serving the model as that
+        config says (``model.mirror_average``)."""
         faces = config.faces
         return cls(
-            model,
+            serving_model(model, config),
             FaceDetector(faces.cascade, faces.scale_factor, faces.min_neighbors),
             photo_search=(faces.photo_width, faces.photo_min_face),
             frame_search=(faces.frame_width, faces.frame_min_face),
