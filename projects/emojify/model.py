@@ -62,16 +62,12 @@ def build_model(config: Config, splits: object = None) -> keras.Model:
 
 
 def serving_model(model: keras.Model, config: Config) -> keras.Model:
-    """The model that evaluation, ``predict``, the demo and the benchmark query: the trained one,
-    or with ``model.mirror_average`` a wrapper averaging its probabilities for each face and the
-    face's mirror image (test-time augmentation; faces are nearly symmetric, and the network was
-    trained on mirrored faces too)."""
-    return with_mirror_average(model) if config.model.mirror_average else model
-
-
-def with_mirror_average(model: keras.Model) -> keras.Model:
-    """Wraps ``model``: each image and its left-right mirror go through it in one batch of 2N, and
-    the two probability vectors of an image are averaged. The weights are shared, not copied."""
+    """The model that evaluation, ``predict``, the demo and the benchmarks query: the trained one,
+    or with ``model.mirror_average`` a wrapper (sharing its weights) that puts each face and its
+    left-right mirror through it in one batch of 2N and averages each face's two probability
+    vectors: test-time augmentation, as faces are nearly symmetric and training mirrors them too."""
+    if not config.model.mirror_average:
+        return model
     inputs = keras.Input(shape=model.input_shape[1:])
     both = keras.ops.concatenate([inputs, keras.ops.flip(inputs, axis=2)], axis=0)
     probabilities = keras.ops.reshape(model(both), (2, -1, model.output_shape[-1]))
