@@ -9,6 +9,8 @@ type is wrong, and both are errors naming the key.
 from __future__ import annotations
 
 import copy
+import difflib
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,17 @@ import tomli_w
 
 from common.errors import UserError
 
+# The optimizers Keras 3 knows by name (``keras.optimizers.get``); a test keeps this in step
+# with the installed Keras. Checked here, before Keras is imported, so a typo costs no time.
+OPTIMIZERS = (
+    "adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lamb", "lion", "nadam",
+    "rmsprop", "sgd",
+)  # fmt: skip
+LR_SCHEDULES = ("constant", "plateau", "cosine")
+
 # Keys every project must have, with the check each value must pass beyond its type.
 _REQUIRED_CHECKS = {
-    "seed": (lambda value: value >= 0, "must be 0 or more"),
+    "seed": (lambda value: 0 <= value < 2**32, "must be a whole number from 0 to 2**32 - 1"),
     "train.epochs": (lambda value: value >= 1, "must be at least 1"),
     "train.batch_size": (lambda value: value >= 1, "must be at least 1"),
     "train.learning_rate": (lambda value: value > 0, "must be greater than 0"),
@@ -133,8 +143,16 @@ def validate(config: Config, base_dir: Path | None = None, check_paths: bool = T
             raise UserError(f"config is missing the required key '{key}'") from None
     for key, (check, requirement) in _REQUIRED_CHECKS.items():
         value = config.get(key)
-        if not check(value):
-            raise UserError(f"config key '{key}' {requirement}; received: {value!r}")
+        require(check(value), key, requirement, value)
+    # The training keys the workflow reads, checked wherever a config has them.
+    train = config.train
+    if "early_stopping_patience" in train:
+        require(train.early_stopping_patience >= 0, "train.early_stopping_patience",
+                "must be 0 (off) or more epochs", train.early_stopping_patience)  # fmt: skip
+    if "optimizer" in train:
+        _require_choice(config, "train.optimizer", OPTIMIZERS, "a Keras optimizer")
+    if "lr_schedule" in train:
+        _require_choice(config, "train.lr_schedule", LR_SCHEDULES, "a schedule")
     data_path = config.get("data.path")
     if data_path and check_paths:
         resolved = Path(base_dir or ".") / Path(data_path).expanduser()
@@ -143,6 +161,27 @@ def validate(config: Config, base_dir: Path | None = None, check_paths: bool = T
                 f"config key 'data.path' points to {data_path!r}, which does not exist; "
                 "fix the path or leave it empty for the project's default data"
             )
+
+
+def require(condition: bool, key: str, requirement: str, value: Any) -> None:
+    """Raises the one-line error for a value that cannot work: ``config key 'k' must ...``."""
+    if not condition:
+        raise UserError(f"config key '{key}' {requirement}; received: {value!r}")
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'train.epochs'?)`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _require_choice(config: Config, key: str, choices: tuple[str, ...], what: str) -> None:
+    value = config.get(key)
+    if value.lower() not in choices:
+        raise UserError(
+            f"config key '{key}': {value!r} is not {what}{did_you_mean(value.lower(), choices)}; "
+            f"choose one of {', '.join(choices)}"
+        )
 
 
 def _split_override(override: str) -> tuple[str, str]:
@@ -177,8 +216,9 @@ def _assign(values: dict, key: str, value: Any, schema: dict, source: str) -> No
     target = values
     for depth, part in enumerate(parts):
         if not isinstance(schema_node, dict) or part not in schema_node:
-            known = ", ".join(sorted(k for k, _ in _flatten(schema)))
-            raise UserError(f"unknown config key '{key}' (from {source}); known keys: {known}")
+            known = [name for name, _ in _flatten(schema)]
+            hint = did_you_mean(key, known) or "; the project's config.toml lists every key"
+            raise UserError(f"unknown config key '{key}' (from {source}){hint}")
         schema_node = schema_node[part]
         if depth < len(parts) - 1:
             target = target[part]
@@ -190,6 +230,8 @@ def _assign(values: dict, key: str, value: Any, schema: dict, source: str) -> No
 def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
     """Returns value in the default's type, or raises a one-line error naming the key."""
     expected = type(default)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"config key '{key}' (from {source}) must be a finite number; received: {value!r}")
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is str and not isinstance(value, str):

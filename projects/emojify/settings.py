@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from common.config import Config
-from common.errors import UserError
+from common.config import Config, require
 
 
 def validate_config(config: Config) -> None:
@@ -13,57 +12,52 @@ def validate_config(config: Config) -> None:
         ("data.validation_fraction", data.validation_fraction),
         ("data.test_fraction", data.test_fraction),
     ):
-        _require(0 < value < 0.5, key, "must lie between 0 and 0.5", value)
-    _require(
+        require(0 < value < 0.5, key, "must lie between 0 and 0.5", value)
+    require(
         data.synthetic_per_class >= 10,
         "data.synthetic_per_class",
         "must be at least 10",
         data.synthetic_per_class,
     )
     blocks = model.blocks
-    _require(
+    require(
         1 <= len(blocks) <= 4 and all(isinstance(block, list) and block for block in blocks),
         "model.blocks",
         "must be 1 to 4 non-empty lists of filter counts (each block halves the 48x48 image)",
         blocks,
     )
-    _require(
+    require(
         all(isinstance(filters, int) and filters >= 1 for block in blocks for filters in block),
         "model.blocks",
         "must hold whole numbers of filters, 1 or more",
         blocks,
     )
-    _require(model.padding in ("same", "valid"), "model.padding", "must be 'same' or 'valid'", model.padding)
-    _require(
+    require(model.padding in ("same", "valid"), "model.padding", "must be 'same' or 'valid'", model.padding)
+    require(
         len(model.block_dropout) >= 1 and all(0 <= rate < 1 for rate in model.block_dropout),
         "model.block_dropout",
         "must hold one or more rates in [0, 1)",
         model.block_dropout,
     )
-    _require(0 <= model.dropout < 1, "model.dropout", "must lie in [0, 1)", model.dropout)
-    _require(model.dense_units >= 0, "model.dense_units", "must be 0 or more", model.dense_units)
+    require(0 <= model.dropout < 1, "model.dropout", "must lie in [0, 1)", model.dropout)
+    require(model.dense_units >= 0, "model.dense_units", "must be 0 or more", model.dense_units)
     for key in ("augment_rotation", "augment_shift", "augment_zoom", "augment_contrast"):
-        _require(0 <= model[key] < 1, f"model.{key}", "must lie in [0, 1) (0 turns it off)", model[key])
+        require(0 <= model[key] < 1, f"model.{key}", "must lie in [0, 1) (0 turns it off)", model[key])
     for key in ("photo_width", "frame_width"):
-        _require(faces[key] >= 0, f"faces.{key}", "must be 0 (full size) or more", faces[key])
+        require(faces[key] >= 0, f"faces.{key}", "must be 0 (full size) or more", faces[key])
     for key in ("photo_min_face", "frame_min_face"):
-        _require(0 < faces[key] < 1, f"faces.{key}", "must lie in (0, 1)", faces[key])
-    _require(faces.scale_factor > 1, "faces.scale_factor", "must be greater than 1", faces.scale_factor)
-    _require(faces.min_neighbors >= 0, "faces.min_neighbors", "must be 0 or more", faces.min_neighbors)
-    _require(
+        require(0 < faces[key] < 1, f"faces.{key}", "must lie in (0, 1)", faces[key])
+    require(faces.scale_factor > 1, "faces.scale_factor", "must be greater than 1", faces.scale_factor)
+    require(faces.min_neighbors >= 0, "faces.min_neighbors", "must be 0 or more", faces.min_neighbors)
+    require(
         faces.whole_image_max_side >= 0,
         "faces.whole_image_max_side",
         "must be 0 or more",
         faces.whole_image_max_side,
     )
-    _require(
+    require(
         train.class_weighting in ("none", "sqrt", "balanced"),
         "train.class_weighting",
         "must be 'none', 'sqrt' or 'balanced'",
         train.class_weighting,
     )
-
-
-def _require(condition: bool, key: str, requirement: str, value) -> None:
-    if not condition:
-        raise UserError(f"config key '{key}' {requirement}; received: {value!r}")
