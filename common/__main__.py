@@ -12,22 +12,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
-# TensorFlow's C++ start-up chatter buries the CLI's own output; keep its warnings and errors.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common import registry
+from common.backend import import_keras
+from common.errors import UserError
 
-from common import registry  # noqa: E402
-from common.errors import UserError  # noqa: E402
+QUIET_FLAGS = ("-q", "--quiet")
 
 log = logging.getLogger("common")
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m common", description=__doc__.split("\n")[0])
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings and results (anywhere on the line)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("list", help="list the projects and their config files")
@@ -77,6 +78,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_project_predict_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """Lets a project add its own ``predict`` flags (``--days``, ``--out``) before parsing."""
     if len(argv) >= 2 and argv[0] == "predict" and argv[1] in registry.project_names():
+        import_keras()  # The project's predict module imports Keras; quietly, before it does.
         project = registry.get_project(argv[1])
         add_arguments = getattr(project.module, "add_predict_arguments", None)
         if add_arguments is not None:
@@ -91,9 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
     try:
-        options_argv = [arg for arg in argv if arg not in ("-q", "--quiet")]
-        _add_project_predict_arguments(parser, options_argv)
+        # -q is accepted anywhere (`python -m common train mnist -q`), not only before the command;
+        # a demo's own arguments, after the project name, are left as they are.
+        quiet = any(arg in QUIET_FLAGS for arg in argv[: _own_arguments_end(argv)])
+        argv = [
+            arg
+            for index, arg in enumerate(argv)
+            if index >= _own_arguments_end(argv) or arg not in QUIET_FLAGS
+        ]
+        _add_project_predict_arguments(parser, argv)
         options = parser.parse_args(argv)
+        options.quiet = options.quiet or quiet
         logging.basicConfig(
             level=logging.WARNING if options.quiet else logging.INFO,
             format="%(levelname)s %(name)s: %(message)s",
@@ -107,32 +117,41 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _own_arguments_end(argv: list[str]) -> int:
+    """Where a demo's own arguments start (after ``demo <project>``); the end otherwise."""
+    positional = [index for index, arg in enumerate(argv) if not arg.startswith("-")]
+    if len(positional) >= 2 and argv[positional[0]] == "demo":
+        return positional[1] + 1
+    return len(argv)
+
+
 def _run(options: argparse.Namespace) -> int:
     if options.command == "list":
+        # Reads folders and docstrings only: no project module, no Keras.
         for name in registry.project_names():
             project = registry.get_project(name)
             configs = ", ".join(_display_path(path) for path in project.config_variants())
-            summary = (project.module.__doc__ or "").strip().split("\n")[0]
-            print(f"{name:10} {summary}\n{'':10} configs: {configs}")
+            print(f"{name:10} {project.summary()}\n{'':10} configs: {configs}")
         return 0
 
     project = registry.get_project(options.project)
-    # Keras is imported only once a command needs it: `list` and errors stay fast.
-    from common import workflow
 
     if options.command == "train":
+        # The whole config is checked before Keras is imported, any data read or any folder made.
+        config_file = options.config
         if options.resume is not None:
             if not (options.resume / "config.toml").is_file():
                 raise UserError(f"--resume {options.resume}: not a run folder (no config.toml)")
-            config = workflow.resolve_config(project, str(options.resume / "config.toml"), options.set)
-        else:
-            config = workflow.resolve_config(project, options.config, options.set)
+            config_file = str(options.resume / "config.toml")
+        config = project.load_config(config_file, options.set)
+        workflow = _workflow()
         run_dir = workflow.train(project, config, options.name, options.resume)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         print(_summary(metrics))
         print(f"run saved to {run_dir}")
         return 0
 
+    workflow = _workflow()
     if options.command == "evaluate":
         metrics, out_dir = workflow.evaluate_saved(project, options.model, options.set, options.out)
         print(_summary(metrics))
@@ -145,12 +164,17 @@ def _run(options: argparse.Namespace) -> int:
     if options.command == "predict":
         results = workflow.predict_saved(project, options.inputs, options.model, options)
         format_prediction = getattr(project.module, "format_prediction", None)
+        failed = 0
         for result in results:
-            if options.json or format_prediction is None:
-                print(json.dumps(result))
+            if "error" in result:
+                # One line per input that could not be read; the others are still answered.
+                print(f"error: {result['error']}", file=sys.stderr, flush=True)
+                failed += 1
+            elif options.json or format_prediction is None:
+                print(json.dumps(result), flush=True)
             else:
-                print(format_prediction(result))
-        return 0
+                print(format_prediction(result), flush=True)
+        return 2 if failed else 0
 
     if options.command == "demo":
         demo = getattr(project.module, "demo", None)
@@ -158,6 +182,14 @@ def _run(options: argparse.Namespace) -> int:
             raise UserError(f"project '{project.name}' has no demo")
         return int(demo(options.args) or 0)
     raise UserError(f"unknown command {options.command!r}")
+
+
+def _workflow():
+    """The training and serving workflow, with Keras imported quietly first."""
+    import_keras()
+    from common import workflow
+
+    return workflow
 
 
 def _display_path(path: Path) -> str:

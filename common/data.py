@@ -21,6 +21,10 @@ class Splits:
             ``metrics.json`` as ``data_source`` so no figure is mistaken for another dataset's.
         train: ``(x_train, y_train)``, or ``None`` when only evaluating.
         validation: ``(x_val, y_val)``, or ``None`` when only evaluating. Never the test split.
+        stand_in: the data is a stand-in for the project's dataset (an offline fallback sample,
+            generated data). Recorded as ``stand_in_data``; a run trained on it never becomes
+            the default model for ``predict``, ``evaluate`` and the demos (see
+            :func:`common.runs.default_model_dir`).
         class_weight: optional ``{class_index: weight}`` passed to ``fit``.
         info: whatever else the project's model or evaluation needs (class names, scaler...).
     """
@@ -29,6 +33,7 @@ class Splits:
     source: str
     train: tuple[Any, np.ndarray] | None = None
     validation: tuple[Any, np.ndarray] | None = None
+    stand_in: bool = False
     class_weight: dict[int, float] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 

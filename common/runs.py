@@ -82,28 +82,69 @@ def latest_run(project: str) -> Path | None:
     return None
 
 
+def is_stand_in(run_dir: Path) -> bool:
+    """Whether a run was trained on a stand-in for the project's dataset (an offline fallback
+    sample or generated data), as its ``metrics.json`` records (``stand_in_data``)."""
+    metrics = read_metrics(run_dir)
+    return bool(metrics.get("stand_in_data"))
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """A run's ``metrics.json``, or ``{}`` when it has none or it cannot be read."""
+    try:
+        return json.loads((run_dir / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def default_model_dir(project: str) -> Path | None:
+    """The run that answers when no ``--model`` is given. The rule:
+
+    1. the newest completed run (``latest``), unless it was trained on a stand-in for the
+       project's data (the offline fallback sample, generated faces);
+    2. else the shipped model in ``models/pretrained/<project>/``;
+    3. else ``latest`` even if trained on a stand-in; else ``None``.
+
+    So training on a fallback never silently replaces a better shipped model; ``--model latest``
+    still reaches that run.
+    """
+    latest = latest_run(project)
+    if latest is not None and not is_stand_in(latest):
+        return latest
+    shipped = pretrained_dir(project)
+    if (shipped / MODEL_FILE).is_file():
+        return shipped
+    return latest
+
+
 def resolve_model(project: str, model_arg: str | None) -> tuple[Path, Path | None]:
     """Finds the model file and its saved config for ``--model``.
 
     Args:
         project: the project's name.
         model_arg: a run folder, a ``.keras`` file, ``latest``, ``pretrained``, or ``None`` for
-            the newest completed run, falling back to the shipped pretrained model.
+            the default model (see :func:`default_model_dir`).
 
     Returns:
         ``(model_file, config_file)``; the config is ``None`` when none lies beside the model.
     """
-    if model_arg in (None, "latest"):
-        run_dir = latest_run(project)
-        if run_dir is None and model_arg is None:
-            run_dir = pretrained_dir(project)
-        if run_dir is None or not (run_dir / MODEL_FILE).is_file():
+    train_command = f"`python -m common train {project}` (or `make train-{project}`)"
+    if model_arg is None:
+        run_dir = default_model_dir(project)
+        if run_dir is None:
             raise UserError(
-                f"no trained {project} model yet; run `python -m common train {project}` "
-                "(or `make train-{project}`) first, or pass --model PATH"
+                f"no trained {project} model yet; run {train_command} first, or pass --model PATH"
             )
+    elif model_arg == "latest":
+        run_dir = latest_run(project)
+        if run_dir is None:
+            raise UserError(f"no completed {project} run yet; run {train_command} first")
     elif model_arg == "pretrained":
         run_dir = pretrained_dir(project)
+        if not (run_dir / MODEL_FILE).is_file():
+            raise UserError(
+                f"the {project} project ships no pretrained model; train one with {train_command}"
+            )
     else:
         path = Path(model_arg)
         if path.is_dir():
@@ -120,6 +161,35 @@ def resolve_model(project: str, model_arg: str | None) -> tuple[Path, Path | Non
         raise UserError(f"{run_dir} holds no {MODEL_FILE}; is it a completed run folder?")
     config = run_dir / CONFIG_FILE
     return model_file, config if config.is_file() else None
+
+
+def describe_model(project: str, model_file: Path, chosen_by_default: bool = False) -> list[str]:
+    """Lines saying which model answers, what it was trained on and its recorded test score;
+    and, for the default model, which newer run it was preferred to and why."""
+    run_dir = model_file.parent
+    metrics = read_metrics(run_dir)
+    kind = "shipped model" if run_dir.resolve() == pretrained_dir(project).resolve() else "model"
+    facts = [f"data: {metrics['data_source']}"] if "data_source" in metrics else []
+    for key in ("test_accuracy", "rmse_ratio"):
+        if isinstance(metrics.get(key), (int, float)):
+            facts.append(f"recorded {key} {metrics[key]:.4f}")
+            break
+    lines = [f"{kind}: {_short(model_file)}" + (f" ({'; '.join(facts)})" if facts else "")]
+    latest = latest_run(project)
+    if chosen_by_default and latest is not None and latest.resolve() != run_dir.resolve():
+        lines.append(
+            f"not the newest run {_short(latest)}: it was trained on a stand-in for the real data "
+            "(pass --model latest to use it)"
+        )
+    return lines
+
+
+def _short(path: Path) -> str:
+    """A path relative to the current folder when it lies inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def save_model_atomically(model: Any, path: Path) -> None:

@@ -10,17 +10,21 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import keras
 import pandas as pd
 
-from common import plots, runs
-from common.config import Config, load_config
+from common import plots, registry, runs
+from common.backend import import_keras
+from common.config import Config
 from common.data import Splits
 from common.errors import UserError
 from common.registry import Project
+
+# Every module that needs Keras imports it after this one, so its start-up lines are filtered once.
+keras = import_keras()
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +33,37 @@ def resolve_config(
     project: Project, config_file: str | None = None, overrides: list[str] | None = None
 ) -> Config:
     """The project's defaults, an optional variant file, then ``--set`` overrides, validated."""
-    config = load_config(project.default_config, Path(config_file) if config_file else None, overrides)
-    validate = getattr(project.module, "validate_config", None)
-    if validate is not None:
-        validate(config)
-    return config
+    return project.load_config(config_file, overrides)
+
+
+def check_keras_names(config: Config) -> None:
+    """Checks that Keras knows ``train.loss`` and every ``train.metrics`` name, before any data is
+    read (the optimizer and schedule names are checked with the rest of the config)."""
+    try:
+        keras.losses.get(config.train.loss)
+    except (ValueError, TypeError):
+        raise UserError(
+            f"config key 'train.loss': Keras knows no loss {config.train.loss!r}; use a name such as "
+            "'sparse_categorical_crossentropy', 'categorical_crossentropy', 'mse' or 'huber'"
+        ) from None
+    for name in config.train.metrics:
+        try:
+            keras.metrics.get(name)
+        except (ValueError, TypeError):
+            raise UserError(
+                f"config key 'train.metrics': Keras knows no metric {name!r}; use names such as "
+                "'accuracy', 'mae' or 'mse'"
+            ) from None
 
 
 def compile_model(model: keras.Model, config: Config) -> None:
     """Compiles with the optimizer, learning rate, loss and metrics named in ``[train]``."""
-    try:
-        optimizer = keras.optimizers.get(
-            {"class_name": config.train.optimizer, "config": {"learning_rate": config.train.learning_rate}}
-        )
-    except ValueError:
-        raise UserError(
-            f"config key 'train.optimizer': unknown optimizer {config.train.optimizer!r}; "
-            "use a Keras name such as 'adam', 'adamw', 'sgd', 'rmsprop' or 'adadelta'"
-        ) from None
+    optimizer = keras.optimizers.get(
+        {
+            "class_name": config.train.optimizer.lower(),
+            "config": {"learning_rate": config.train.learning_rate},
+        }
+    )
     model.compile(optimizer=optimizer, loss=config.train.loss, metrics=list(config.train.metrics))
 
 
@@ -82,11 +99,6 @@ def _callbacks(config: Config, run_dir: Path, resuming: bool) -> list[keras.call
                 lambda epoch: initial * 0.5 * (1 + math.cos(math.pi * epoch / total))
             )
         )
-    elif train.lr_schedule != "constant":
-        raise UserError(
-            f"config key 'train.lr_schedule' must be 'constant', 'plateau' or 'cosine'; "
-            f"received: {train.lr_schedule!r}"
-        )
     if train.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=run_dir / "logs"))
     return callbacks
@@ -109,6 +121,7 @@ def train(
         verbose: passed to ``model.fit``; by default a progress bar on a terminal and one
             line per epoch in a log file.
     """
+    check_keras_names(config)
     keras.utils.set_random_seed(config.seed)
     splits: Splits = project.module.load_data(config, need_training=True)
     log.info("data: %s (%s)", splits.source, ", ".join(f"{k}={v}" for k, v in splits.sizes().items()))
@@ -159,6 +172,7 @@ def train(
     epochs_run = len(pd.read_csv(run_dir / "history.csv"))
     metrics.update(
         data_source=splits.source,
+        stand_in_data=splits.stand_in,
         **splits.sizes(),
         epochs_run=epochs_run,
         train_seconds=round(train_seconds, 1),
@@ -182,25 +196,48 @@ def load_saved(
     model_arg: str | None,
     overrides: list[str] | None = None,
     need_data: bool = False,
+    announce: bool = True,
 ):
     """Loads a saved model and the config it was trained with (plus ``--set`` overrides).
 
     ``need_data`` checks that ``data.path`` exists (evaluation reads it; prediction does not).
+    ``announce`` logs which model answers (see :func:`common.runs.describe_model`).
 
     Returns:
         ``(model, config, model_file)``.
     """
     model_file, config_file = runs.resolve_model(project.name, model_arg)
-    config = load_config(project.default_config, config_file, overrides, check_paths=need_data)
-    validate = getattr(project.module, "validate_config", None)
-    if validate is not None:
-        validate(config)
-    log.info("model: %s", model_file)
+    try:
+        config = project.load_config(config_file, overrides, check_paths=need_data)
+    except UserError:
+        _raise_if_foreign(project, config_file, model_file)
+        raise
+    if announce:
+        for line in runs.describe_model(project.name, model_file, chosen_by_default=model_arg is None):
+            log.info("%s", line)
     try:
         model = keras.saving.load_model(model_file)
     except Exception as error:  # Keras raises several types for a corrupt or foreign file.
         raise UserError(f"could not load model {model_file}: {error}") from None
     return model, config, model_file
+
+
+def _raise_if_foreign(project: Project, config_file: Path | None, model_file: Path) -> None:
+    """A model whose saved config fits another project's schema is that project's model: say so
+    instead of naming the first config key this project does not know."""
+    if config_file is None:
+        return
+    for name in registry.project_names():
+        if name == project.name:
+            continue
+        try:
+            registry.get_project(name).load_config(config_file, check_paths=False)
+        except UserError:
+            continue
+        raise UserError(
+            f"{model_file} is a model of the {name} project, not of {project.name}; "
+            f"use `python -m common <command> {name} --model ...`"
+        )
 
 
 def evaluate_saved(
@@ -221,12 +258,24 @@ def evaluate_saved(
         out_dir = runs.new_run_dir(f"{project.name}/evaluations")
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = project.module.evaluate(model, splits, config, out_dir)
-    metrics.update(data_source=splits.source, **splits.sizes(), model=str(model_file))
+    metrics.update(
+        data_source=splits.source, stand_in_data=splits.stand_in, **splits.sizes(), model=str(model_file)
+    )
     runs.write_json(metrics, out_dir / runs.METRICS_FILE)
     return metrics, out_dir
 
 
-def predict_saved(project: Project, inputs: list[str], model_arg: str | None, options: Any) -> list[dict]:
-    """Runs a saved model on raw inputs through the project's own preprocessing."""
-    model, config, _ = load_saved(project, model_arg, getattr(options, "set", None))
-    return project.module.predict(model, inputs, config, options)
+def predict_saved(project: Project, inputs: list[str], model_arg: str | None, options: Any) -> Iterable[dict]:
+    """Runs a saved model on raw inputs through the project's own preprocessing, one result per
+    input as it is ready (an unreadable input gives ``{"input", "error"}``)."""
+    model, config, model_file = load_saved(project, model_arg, getattr(options, "set", None), announce=False)
+    announcement = runs.describe_model(project.name, model_file, chosen_by_default=model_arg is None)
+    # Said once the model has answered something: an input that could not be read gets its
+    # one error line and nothing else.
+    announced = False
+    for result in project.module.predict(model, inputs, config, options):
+        if "error" not in result and not announced:
+            for line in announcement:
+                log.info("%s", line)
+            announced = True
+        yield result

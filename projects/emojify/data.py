@@ -59,7 +59,7 @@ def load_data(config: Config, need_training: bool = True) -> Splits:
         source += f"; test = held-out {config.data.test_fraction:.0%} of train"
     prepared = {name: (to_model_input(x), y) for name, (x, y) in splits.items()}
     class_weight = class_weights(splits["train"][1], config.train.class_weighting) if need_training else None
-    return Splits(**prepared, source=source, class_weight=class_weight, info=info)
+    return Splits(**prepared, source=source, stand_in=info["synthetic"], class_weight=class_weight, info=info)
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ image whole; ``--set faces.whole_image_max_side=0`` searches every image for fac
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -22,13 +23,16 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from common.config import Config
-from common.errors import UserError
+from common.errors import UserError, per_input
 from common.images import read_image
 from projects.emojify.classes import CLASS_NAMES
 from projects.emojify.data import to_model_input
 from projects.emojify.emoji import emoji_image
 from projects.emojify.faces import FaceDetector, crop_faces, to_gray
 from projects.emojify.model import serving_model
+
+# What --out may be called when it names one picture.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
 def classify_faces(model: keras.Model, faces: np.ndarray) -> np.ndarray:
@@ -211,12 +215,14 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 def predict(
     model: keras.Model, inputs: list[str], config: Config, options: argparse.Namespace | None = None
-) -> list[dict]:
-    """Finds, classifies and (with ``--out``) draws the faces of each image file.
+) -> Iterator[dict]:
+    """Finds, classifies and (with ``--out``) draws the faces of each image file, one at a time,
+    so a thousand phone photos take the memory of one.
 
-    Returns:
+    Yields:
         One ``{"input", "faces": [{"box", "label", "confidence"}], "whole_image"}`` per file, in
-        order, plus ``"annotated"`` (the written file) with ``--out``.
+        order, plus ``"annotated"`` (the written file) with ``--out``; a file that cannot be read
+        gives ``{"input", "error"}`` and the others are still answered.
     """
     if not inputs:
         raise UserError("give one or more photos: python -m common predict emojify photo.jpg")
@@ -224,16 +230,20 @@ def predict(
     whole = True if getattr(options, "whole", False) else None
     targets = _output_paths(inputs, out) if out is not None else [None] * len(inputs)
     reader = FaceReader.from_config(model, config)
-    images = [_read_checked(path) for path in inputs]  # Every file is checked before any work.
-    results = []
-    for path, image, target in zip(inputs, images, targets):
+
+    target_of = dict(zip(inputs, targets))
+
+    def read_one(path: str) -> dict:
+        target = target_of[path]
+        image = _read_checked(path)
         faces, is_whole = reader.read(image, whole=whole)
         result = {"input": str(path), "faces": faces, "whole_image": is_whole}
         if target is not None:
             _save(annotate(*enlarged(image, faces)), target)
             result["annotated"] = str(target)
-        results.append(result)
-    return results
+        return result
+
+    return per_input(inputs, read_one)
 
 
 def _read_checked(path: str) -> np.ndarray:
@@ -245,8 +255,13 @@ def _read_checked(path: str) -> np.ndarray:
 
 
 def _output_paths(inputs: list[str], out: Path) -> list[Path]:
+    if len(inputs) > 1 and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir():
+        raise UserError(
+            f"--out {out}: {len(inputs)} photos need a folder for their pictures, not a file name; "
+            f"e.g. --out {out.with_suffix('')}"
+        )
     if len(inputs) == 1 and not out.is_dir():
-        if out.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}:
+        if out.suffix.lower() not in IMAGE_SUFFIXES:
             raise UserError(f"--out {out}: give an image file name ending in .png or .jpg")
         if not out.parent.is_dir():
             raise UserError(f"--out {out}: folder {out.parent} does not exist")

