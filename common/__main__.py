@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... | head`): nothing left to say, and no traceback about it.
+        sys.stdout = None
+        return 0
 
 
 def _own_arguments_end(argv: list[str]) -> int:

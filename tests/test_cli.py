@@ -110,6 +110,14 @@ def test_list_help_and_config_errors_import_no_tensorflow(tmp_path):
     assert not (tmp_path / "models").exists()
 
 
+def test_the_installed_console_command_runs_the_cli():
+    """`pip install -e .` puts `keras-template` beside the environment's python."""
+    command = shutil.which("keras-template", path=str(Path(sys.executable).parent))
+    assert command is not None, "reinstall the project: make install"
+    completed = subprocess.run([command, "list"], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0 and "mnist" in completed.stdout, completed.stderr
+
+
 def test_listing_shows_every_project_and_its_configs(cli):
     result = cli("list")
     assert result.code == 0
