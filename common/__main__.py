@@ -18,6 +18,7 @@ from pathlib import Path
 from common import registry
 from common.backend import import_keras
 from common.errors import UserError
+from common.runs import strict_json
 
 QUIET_FLAGS = ("-q", "--quiet")
 
@@ -44,8 +45,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="override one config key, e.g. --set train.epochs=3 (repeatable)",
     )
     train.add_argument("--name", help="suffix for the run folder's name")
-    train.add_argument(
-        "--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint"
+    start = train.add_mutually_exclusive_group()
+    start.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue an interrupted run exactly where it stopped, with its own config",
+    )
+    start.add_argument(
+        "--continue-from",
+        type=Path,
+        metavar="RUN_DIR",
+        help="start a new run from a completed run's final weights (its config, then --set)",
     )
 
     evaluate = commands.add_parser("evaluate", help="score a saved model on the test split")
@@ -144,12 +155,21 @@ def _run(options: argparse.Namespace) -> int:
         # The whole config is checked before Keras is imported, any data read or any folder made.
         config_file = options.config
         if options.resume is not None:
-            if not (options.resume / "config.toml").is_file():
-                raise UserError(f"--resume {options.resume}: not a run folder (no config.toml)")
+            if options.set or options.config or options.name:
+                raise UserError(
+                    "--resume continues a run with its own config and name; to change them, train "
+                    "a new run from a completed one: --continue-from RUN_DIR --set ..."
+                )
             config_file = str(options.resume / "config.toml")
+        elif options.continue_from is not None:
+            config_file = options.config or str(options.continue_from / "config.toml")
+        if config_file and not Path(config_file).is_file() and options.config is None:
+            raise UserError(f"{Path(config_file).parent}: not a run folder (no config.toml)")
         config = project.load_config(config_file, options.set)
         workflow = _workflow()
-        run_dir = workflow.train(project, config, options.name, options.resume)
+        run_dir = workflow.train(
+            project, config, options.name, options.resume, continue_from=options.continue_from
+        )
         metrics = json.loads((run_dir / "metrics.json").read_text())
         print(_summary(metrics))
         print(f"run saved to {run_dir}")
@@ -175,7 +195,7 @@ def _run(options: argparse.Namespace) -> int:
                 print(f"error: {result['error']}", file=sys.stderr, flush=True)
                 failed += 1
             elif options.json or format_prediction is None:
-                print(json.dumps(result), flush=True)
+                print(strict_json(result), flush=True)
             else:
                 print(format_prediction(result), flush=True)
         return 2 if failed else 0

@@ -9,6 +9,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from common.errors import UserError
 
+# Pillow refuses images over about 179 million pixels (twice its MAX_IMAGE_PIXELS) as possible
+# decompression bombs; the warning it gives between that and half of it becomes the same refusal:
+# no digit or face needs more than a 64-megapixel picture.
+MAX_PIXELS = 64_000_000
+
 
 def read_image(path: str | Path, mode: str = "L") -> np.ndarray:
     """Reads an image file as a uint8 array in PIL mode ``"L"`` (grayscale) or ``"RGB"``.
@@ -26,6 +31,11 @@ def read_image(path: str | Path, mode: str = "L") -> np.ndarray:
         raise UserError(f"{path}: is a folder; pass image files")
     try:
         with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise UserError(
+                    f"{path}: {image.width}x{image.height} pixels is too large to read safely "
+                    f"(limit {MAX_PIXELS // 1_000_000} megapixels); scale it down first"
+                )
             image.load()  # Decode now, so a truncated file fails here, not later.
             image = ImageOps.exif_transpose(image)
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -33,6 +43,8 @@ def read_image(path: str | Path, mode: str = "L") -> np.ndarray:
                 background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 image = Image.alpha_composite(background, rgba)
             return np.asarray(image.convert(mode))
+    except Image.DecompressionBombError as error:
+        raise UserError(f"{path}: refused as a possible decompression bomb ({error})") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file PIL can read (PNG, JPEG, BMP, ...)") from None
     except (OSError, SyntaxError, ValueError) as error:

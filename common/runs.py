@@ -1,16 +1,21 @@
-"""Run folders: one per training, atomic saves, and the ``latest`` pointer.
+"""Run folders: one per training, their state, atomic saves, and the ``latest`` pointer.
 
 ``models/<project>/<run-name>/`` holds ``model.keras``, the resolved ``config.toml``,
-``history.csv``, ``metrics.json``, checkpoints and plots. ``models/<project>/latest`` points to the
-newest *completed* run: it is moved only after everything of a run is saved, so a crash or an
-interrupt leaves the previous ``latest`` and its files untouched.
+``history.csv``, ``metrics.json``, checkpoints and plots, and ``state.json``: whether the run is
+``running``, ``interrupted``, ``completed`` or ``failed``. A running run holds ``.lock`` with its
+process id; a run whose state says running but whose process is gone (killed) reads as
+interrupted. ``models/<project>/latest`` points to the newest *completed* run: it is moved only
+after everything of a run is saved, so a crash or an interrupt leaves the previous ``latest`` and
+its files untouched.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,11 @@ CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.json"
 LAST_CHECKPOINT = "checkpoint-last.keras"
 BEST_CHECKPOINT = "checkpoint-best.keras"
+STATE_FILE = "state.json"
+LOCK_FILE = ".lock"
+
+RUNNING, INTERRUPTED, COMPLETED, FAILED = "running", "interrupted", "completed", "failed"
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def models_dir() -> Path:
@@ -37,20 +47,192 @@ def pretrained_dir(project: str) -> Path:
     return ROOT / "models" / "pretrained" / project
 
 
+def check_run_name(name: str | None) -> None:
+    """A ``--name`` becomes part of a folder name: letters, digits, ``.``, ``_`` and ``-`` only."""
+    if name is not None and not _RUN_NAME.fullmatch(name):
+        raise UserError(
+            f"--name {name!r}: use up to 64 letters, digits, '.', '_' or '-' (no '/', no leading '.'), "
+            "e.g. --name wide-dropout"
+        )
+
+
 def new_run_dir(project: str, name: str | None = None) -> Path:
     """Creates and returns a fresh ``models/<project>/<timestamp>[-name]`` folder."""
+    check_run_name(name)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = f"{stamp}-{name}" if name else stamp
     parent = models_dir() / project
-    parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1000):
-        candidate = parent / (base if attempt == 0 else f"{base}-{attempt}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1000):
+            candidate = parent / (base if attempt == 0 else f"{base}-{attempt}")
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue
+    except OSError as error:
+        raise UserError(
+            f"cannot create a run folder in {parent}: {error.strerror}; "
+            "free space or set MODELS_DIR to a writable folder"
+        ) from None
     raise UserError(f"could not create a new run folder in {parent}")
+
+
+def write_bytes_atomically(data: bytes, path: Path) -> None:
+    """Writes a file so that a kill at any instant leaves either the old file or the new one:
+    a temporary file in the same folder, flushed to disk, then renamed over the target."""
+    temporary = path.with_name(f".{path.name}.partial")
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """Flushes a folder's entries (the renames in it) to disk, where the system allows it."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def read_state(run_dir: Path) -> dict:
+    """A run's ``state.json`` as written, or ``{}``."""
+    try:
+        state = json.loads((run_dir / STATE_FILE).read_text())
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def run_state(run_dir: Path) -> str:
+    """``running``, ``interrupted``, ``completed`` or ``failed``.
+
+    A run that says it is running but whose process is gone was killed: it is interrupted. A run
+    from before state files existed is completed when it has its model and metrics.
+    """
+    state = read_state(run_dir).get("state")
+    if state == RUNNING and lock_owner(run_dir) is None:
+        return INTERRUPTED
+    if state in (RUNNING, INTERRUPTED, COMPLETED, FAILED):
+        return state
+    if (run_dir / MODEL_FILE).is_file() and (run_dir / METRICS_FILE).is_file():
+        return COMPLETED
+    return INTERRUPTED if (run_dir / LAST_CHECKPOINT).is_file() else FAILED
+
+
+def set_state(run_dir: Path, state: str, **details: Any) -> None:
+    """Records a run's state (and why, for failures) atomically, keeping what was recorded."""
+    record = {**read_state(run_dir), "state": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record.pop("message", None)
+    record.update(details)
+    write_bytes_atomically(
+        (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(), run_dir / STATE_FILE
+    )
+
+
+def lock_owner(run_dir: Path) -> int | None:
+    """The process id holding a run's lock, if that process is still alive."""
+    try:
+        pid = int((run_dir / LOCK_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid():
+        return pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid  # Alive, owned by another user.
+    return pid
+
+
+class RunLock:
+    """Held while a process trains into a run folder, so two processes never train one run.
+
+    The lock file holds the owner's process id; a lock whose process is gone is stale and taken
+    over.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_FILE
+
+    def __enter__(self) -> RunLock:
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = lock_owner(self.path.parent)
+                if owner is not None and owner != os.getpid():
+                    raise UserError(
+                        f"{self.path.parent} is being trained by process {owner}; "
+                        "wait for it or stop it first"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # Stale: its process is gone.
+                continue
+            with os.fdopen(descriptor, "w") as file:
+                file.write(f"{os.getpid()}\n")
+            return self
+        raise UserError(f"could not lock {self.path.parent}; another process keeps taking it")
+
+    def __exit__(self, *exc_info: object) -> None:
+        if lock_owner(self.path.parent) == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+def check_resumable(project: str, run_arg: Path) -> Path:
+    """The run folder ``--resume`` may continue: an interrupted run of this project, in its
+    models folder, that no other process is training; anything else is a one-line error."""
+    parent = (models_dir() / project).resolve()
+    if run_arg.name == "latest" or run_arg.is_symlink():
+        raise UserError(
+            f"--resume {run_arg}: name the interrupted run's own folder, not a link; `latest` is always a "
+            "completed run (to train more from it: --continue-from)"
+        )
+    if not run_arg.is_dir():
+        raise UserError(f"--resume {run_arg}: no such run folder")
+    run_dir = run_arg.resolve()
+    if run_dir.parent != parent:
+        raise UserError(f"--resume {run_arg}: not a run folder of {project} (those are in {parent})")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise UserError(f"--resume {run_arg}: not a run folder (no {CONFIG_FILE})")
+    owner = lock_owner(run_dir)
+    if owner is not None:
+        raise UserError(f"--resume {run_arg}: process {owner} is training this run right now")
+    state = run_state(run_dir)
+    if state == COMPLETED:
+        raise UserError(
+            f"--resume {run_arg}: this run is completed; to train it further into a new run use "
+            f"`python -m common train {project} --continue-from {run_arg} --set train.epochs=N`"
+        )
+    if state == FAILED:
+        reason = read_state(run_dir).get("message", "see its logs")
+        raise UserError(f"--resume {run_arg}: this run failed ({reason}); start a new run instead")
+    return run_dir
+
+
+def check_continuable(project: str, run_arg: Path) -> Path:
+    """The completed run (or shipped model folder) that ``--continue-from`` starts from."""
+    if not run_arg.is_dir():
+        raise UserError(f"--continue-from {run_arg}: no such run folder")
+    run_dir = run_arg.resolve()
+    if run_dir != pretrained_dir(project).resolve() and run_state(run_dir) != COMPLETED:
+        raise UserError(
+            f"--continue-from {run_arg}: not a completed run (an interrupted one continues with --resume)"
+        )
+    if not (run_dir / MODEL_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
+        raise UserError(f"--continue-from {run_arg}: needs its {MODEL_FILE} and {CONFIG_FILE}")
+    return run_dir
 
 
 def mark_latest(project: str, run_dir: Path) -> None:
@@ -60,6 +242,8 @@ def mark_latest(project: str, run_dir: Path) -> None:
     text file holding the run folder's name, which :func:`resolve_model` reads the same way.
     """
     parent = models_dir() / project
+    if run_dir.resolve().parent != parent.resolve() or run_state(run_dir) != COMPLETED:
+        raise UserError(f"'latest' may only point to a completed run folder in {parent}; not {run_dir}")
     latest = parent / "latest"
     temporary = parent / f".latest-{os.getpid()}"
     try:
@@ -193,17 +377,43 @@ def _short(path: Path) -> str:
 
 
 def save_model_atomically(model: Any, path: Path) -> None:
-    """Saves to a temporary file first, so an interrupted save never leaves a broken model."""
-    temporary = path.with_name(f".{path.stem}.partial.keras")
+    """Saves to a temporary file flushed to disk first, so a kill never leaves a broken model."""
+    temporary = partial_model_path(path)
     model.save(temporary)
+    fsync_file(temporary)
     os.replace(temporary, path)
+    sync_folder(path.parent)
+
+
+def partial_model_path(path: Path) -> Path:
+    """Where a model is written before it is renamed into place (Keras needs the .keras suffix)."""
+    return path.with_name(f".{path.stem}.partial.keras")
+
+
+def fsync_file(path: Path) -> None:
+    """Flushes a written file's contents to disk."""
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
 
 
 def write_json(data: dict, path: Path) -> None:
-    """Writes JSON via a temporary file and an atomic rename."""
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
-    os.replace(temporary, path)
+    """Writes strict JSON (no NaN) atomically: a temporary file, flushed, then renamed."""
+    write_bytes_atomically((strict_json(data, indent=2, sort_keys=True) + "\n").encode(), path)
+
+
+def strict_json(data: Any, **options: Any) -> str:
+    """JSON that every parser reads: NaN and infinities (a diverged model's output) become null."""
+    return json.dumps(_finite(json.loads(json.dumps(data, default=_jsonable))), allow_nan=False, **options)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:

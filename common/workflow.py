@@ -7,17 +7,22 @@ same run folders, checkpoints, logs, early stopping and plots.
 from __future__ import annotations
 
 import logging
-import math
+import os
+import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from common import plots, registry, runs
+from common import checkpoints, plots, registry, runs
 from common.backend import import_keras
+from common.batches import ShuffledBatches
 from common.config import Config
 from common.data import Splits
 from common.errors import UserError
@@ -56,49 +61,44 @@ def check_keras_names(config: Config) -> None:
             ) from None
 
 
-def compile_model(model: keras.Model, config: Config) -> None:
-    """Compiles with the optimizer, learning rate, loss and metrics named in ``[train]``."""
-    optimizer = keras.optimizers.get(
-        {
-            "class_name": config.train.optimizer.lower(),
-            "config": {"learning_rate": config.train.learning_rate},
-        }
-    )
-    model.compile(optimizer=optimizer, loss=config.train.loss, metrics=list(config.train.metrics))
+def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> None:
+    """Compiles with the optimizer, learning rate (or schedule), loss and metrics of ``[train]``.
 
-
-def _callbacks(config: Config, run_dir: Path, resuming: bool) -> list[keras.callbacks.Callback]:
+    The cosine schedule is a ``keras.optimizers.schedules.CosineDecay`` over every training step:
+    it is saved with the optimizer, so a resumed run continues it from its step count.
+    """
     train = config.train
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.ModelCheckpoint(
-            run_dir / runs.BEST_CHECKPOINT, monitor="val_loss", save_best_only=True
-        ),
-        # The last epoch's state, so an interrupted run can be resumed with --resume.
-        keras.callbacks.ModelCheckpoint(run_dir / runs.LAST_CHECKPOINT),
-        keras.callbacks.CSVLogger(run_dir / "history.csv", append=resuming),
-    ]
+    learning_rate: Any = train.learning_rate
+    if train.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            train.learning_rate, decay_steps=max(1, train.epochs * steps_per_epoch)
+        )
+    optimizer = keras.optimizers.get(
+        {"class_name": train.optimizer.lower(), "config": {"learning_rate": learning_rate}}
+    )
+    model.compile(optimizer=optimizer, loss=train.loss, metrics=list(train.metrics))
+
+
+def _callbacks(config: Config, run_dir: Path, resume_from: dict | None) -> list[keras.callbacks.Callback]:
+    """Early stopping and the plateau schedule first, then the recorder that saves their state."""
+    train = config.train
+    early_stopping = plateau = None
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
     if train.early_stopping_patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss",
-                patience=train.early_stopping_patience,
-                restore_best_weights=True,
-            )
+        early_stopping = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=train.early_stopping_patience, restore_best_weights=True
         )
+        callbacks.append(early_stopping)
     if train.lr_schedule == "plateau":
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=max(2, train.early_stopping_patience // 2)
-            )
+        plateau = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=max(2, train.early_stopping_patience // 2)
         )
-    elif train.lr_schedule == "cosine":
-        total = train.epochs
-        initial = train.learning_rate
-        callbacks.append(
-            keras.callbacks.LearningRateScheduler(
-                lambda epoch: initial * 0.5 * (1 + math.cos(math.pi * epoch / total))
-            )
+        callbacks.append(plateau)
+    callbacks.append(
+        checkpoints.RunRecorder(
+            run_dir, early_stopping=early_stopping, plateau=plateau, resume_from=resume_from
         )
+    )
     if train.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=run_dir / "logs"))
     return callbacks
@@ -110,6 +110,7 @@ def train(
     run_name: str | None = None,
     resume_dir: Path | None = None,
     verbose: int | None = None,
+    continue_from: Path | None = None,
 ) -> Path:
     """Trains a project's model and writes a complete run folder; returns its path.
 
@@ -117,59 +118,96 @@ def train(
         project: the discovered project.
         config: the resolved settings (saved into the run folder).
         run_name: optional suffix for the run folder's name.
-        resume_dir: an interrupted run folder to continue from its last checkpoint.
+        resume_dir: an interrupted run folder to continue exactly where it stopped.
         verbose: passed to ``model.fit``; by default a progress bar on a terminal and one
             line per epoch in a log file.
+        continue_from: a completed run whose final weights a new run starts from (with a fresh
+            optimizer and schedule, as ``config`` says).
+
+    Raises:
+        UserError: one line for anything the user can fix; the run folder is then marked
+            interrupted (resumable), failed, or removed when nothing of value was in it.
     """
     check_keras_names(config)
+    if resume_dir is not None:
+        run_dir = runs.check_resumable(project.name, resume_dir)
+    else:
+        runs.check_run_name(run_name)
+        if continue_from is not None:
+            continue_from = runs.check_continuable(project.name, continue_from)
+        run_dir = runs.new_run_dir(project.name, run_name)
+    with runs.RunLock(run_dir), _terminate_as_interrupt():
+        try:
+            if resume_dir is None:
+                config.save(run_dir / runs.CONFIG_FILE)
+            runs.set_state(run_dir, runs.RUNNING, project=project.name, pid=os.getpid())
+            return _train_in(project, config, run_dir, resume_dir is not None, continue_from, verbose)
+        except BaseException as error:
+            _after_failure(project, run_dir, error, resuming=resume_dir is not None)
+            raise _as_user_error(project, run_dir, error) from None
+
+
+def _train_in(
+    project: Project,
+    config: Config,
+    run_dir: Path,
+    resuming: bool,
+    continue_from: Path | None,
+    verbose: int | None,
+) -> Path:
     keras.utils.set_random_seed(config.seed)
     splits: Splits = project.module.load_data(config, need_training=True)
     log.info("data: %s (%s)", splits.source, ", ".join(f"{k}={v}" for k, v in splits.sizes().items()))
     if splits.train is None or splits.validation is None:
         raise UserError(f"project {project.name} returned no training or validation split")
-
-    initial_epoch = 0
-    if resume_dir is not None:
-        run_dir = resume_dir
-        checkpoint = run_dir / runs.LAST_CHECKPOINT
-        if not checkpoint.is_file():
-            raise UserError(f"cannot resume: {checkpoint} does not exist")
-        model = keras.saving.load_model(checkpoint)
-        history_file = run_dir / "history.csv"
-        initial_epoch = len(pd.read_csv(history_file)) if history_file.is_file() else 0
-        log.info("resuming %s from epoch %d", run_dir, initial_epoch)
-    else:
-        run_dir = runs.new_run_dir(project.name, run_name)
-        model = project.module.build_model(config, splits)
-        compile_model(model, config)
-    config.save(run_dir / runs.CONFIG_FILE)
     log.info("run folder: %s", run_dir)
+    progress = checkpoints.read_progress(run_dir) if resuming else None
+    first_epoch = progress["epochs_done"] if progress else 0
+    x_train, y_train = splits.train
+    batches = ShuffledBatches(
+        x_train, y_train, config.train.batch_size, config.seed, first_epoch, splits.class_weight
+    )
+    if progress is not None:
+        model = keras.saving.load_model(run_dir / runs.LAST_CHECKPOINT)
+        log.info("resuming %s after epoch %d of %d", run_dir.name, first_epoch, config.train.epochs)
+    else:
+        if continue_from is not None:
+            model = keras.saving.load_model(continue_from / runs.MODEL_FILE, compile=False)
+            log.info("starting from the weights of %s", continue_from)
+        else:
+            model = project.module.build_model(config, splits)
+        compile_model(model, config, steps_per_epoch=len(batches))
 
     started = time.perf_counter()
-    try:
-        x_train, y_train = splits.train
+    seconds_before = progress.get("train_seconds", 0.0) if progress else 0.0
+    if progress is not None and progress["finished"]:
+        # Killed after its last epoch, while saving: the final weights are the best epoch's when
+        # early stopping restores them, else the last epoch's, which the model already holds.
+        if config.train.early_stopping_patience > 0:
+            model.set_weights(
+                keras.saving.load_model(run_dir / runs.BEST_CHECKPOINT, compile=False).get_weights()
+            )
+        recorder = None
+    else:
+        callbacks = [batches.ordering_callback(), *_callbacks(config, run_dir, progress)]
+        recorder = next(c for c in callbacks if isinstance(c, checkpoints.RunRecorder))
         model.fit(
-            x_train,
-            y_train,
-            batch_size=config.train.batch_size,
+            batches,
+            shuffle=False,  # The batches are shuffled by seed and epoch, so a resume sees the same.
             epochs=config.train.epochs,
-            initial_epoch=initial_epoch,
+            initial_epoch=first_epoch,
             validation_data=splits.validation,
-            class_weight=splits.class_weight,
-            callbacks=_callbacks(config, run_dir, resuming=resume_dir is not None),
+            callbacks=callbacks,
             verbose=verbose if verbose is not None else _fit_verbosity(),
         )
-    except KeyboardInterrupt:
-        raise UserError(
-            f"training interrupted; 'latest' is unchanged. Continue with: "
-            f"python -m common train {project.name} --resume {run_dir}"
-        ) from None
-    train_seconds = time.perf_counter() - started
+    if recorder is not None and recorder.diverged_epoch is not None:
+        raise _Diverged(recorder.diverged_epoch)
+    train_seconds = seconds_before + time.perf_counter() - started
 
     runs.save_model_atomically(model, run_dir / runs.MODEL_FILE)
-    plots.plot_learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png")
+    plots.plot_learning_curves(run_dir / checkpoints.HISTORY_FILE, run_dir / "learning_curves.png")
     metrics = project.module.evaluate(model, splits, config, run_dir)
-    epochs_run = len(pd.read_csv(run_dir / "history.csv"))
+    epochs_run = len(pd.read_csv(run_dir / checkpoints.HISTORY_FILE))
     metrics.update(
         data_source=splits.source,
         stand_in_data=splits.stand_in,
@@ -179,9 +217,84 @@ def train(
         parameters=model.count_params(),
         keras_backend=keras.backend.backend(),
     )
+    if continue_from is not None:
+        metrics["continued_from"] = str(continue_from)
     runs.write_json(metrics, run_dir / runs.METRICS_FILE)
+    runs.set_state(run_dir, runs.COMPLETED)
     runs.mark_latest(project.name, run_dir)
     return run_dir
+
+
+class _Diverged(Exception):
+    """The loss became NaN or infinite."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(epoch)
+        self.epoch = epoch
+
+
+def _after_failure(project: Project, run_dir: Path, error: BaseException, resuming: bool) -> None:
+    """Leaves the run folder truthful: resumable after an interrupt or a write error once an
+    epoch is committed, failed otherwise, removed when a new run has nothing of value in it."""
+    committed = (run_dir / checkpoints.PROGRESS_FILE).is_file()
+    if not committed and not resuming:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    try:
+        if isinstance(error, (KeyboardInterrupt, OSError)) or (resuming and isinstance(error, UserError)):
+            runs.set_state(run_dir, runs.INTERRUPTED, message=_reason(error))
+        else:
+            runs.set_state(run_dir, runs.FAILED, message=_reason(error))
+    except OSError:
+        pass  # A full disk may refuse even this; the dead lock then reads as interrupted.
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, _Diverged):
+        return f"loss became NaN or infinite in epoch {error.epoch + 1}"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    return str(error) or type(error).__name__
+
+
+def _as_user_error(project: Project, run_dir: Path, error: BaseException) -> BaseException:
+    """The one line a failure is reported with (bugs keep their traceback)."""
+    resume = f"python -m common train {project.name} --resume {run_dir}"
+    if isinstance(error, KeyboardInterrupt):
+        if (run_dir / checkpoints.PROGRESS_FILE).is_file():
+            return UserError(f"training interrupted; 'latest' is unchanged. Continue with: {resume}")
+        return UserError("training interrupted before its first epoch ended; nothing was kept")
+    if isinstance(error, _Diverged):
+        return UserError(
+            f"training diverged: the loss became NaN or infinite in epoch {error.epoch + 1}; the run is "
+            "marked failed and 'latest' is unchanged. Lower train.learning_rate and train again"
+        )
+    if isinstance(error, OSError):
+        where = error.filename or run_dir
+        kept = (
+            f"; once fixed, continue with: {resume}"
+            if (run_dir / checkpoints.PROGRESS_FILE).is_file()
+            else ""
+        )
+        return UserError(f"could not write {where}: {error.strerror or error}{kept}")
+    return error
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """``kill PID`` (SIGTERM) stops training like Ctrl-C: the run is left resumable."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fit_verbosity() -> int:
