@@ -21,7 +21,7 @@ from common.registry import PROJECTS_DIR
 from projects.emojify import data as emojify_data
 from projects.emojify.classes import CLASS_NAMES, class_index
 from projects.emojify.synthetic import draw_face, synthetic_faces
-from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess
+from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess, says
 
 DEFAULTS = PROJECTS_DIR / "emojify" / "config.toml"
 FER_TRAIN = SHARED_DATA / "fer2013" / "train"
@@ -428,7 +428,9 @@ def test_the_seven_emoji_are_drawn_distinct_and_cached():
 # The whole workflow, tiny ------------------------------------------------------------------
 
 
-def test_tiny_train_evaluate_predict_on_the_synthetic_sample(tmp_path, cli, models_dir, monkeypatch):
+def test_tiny_train_evaluate_predict_on_the_synthetic_sample(
+    tmp_path, cli, models_dir, monkeypatch, saved_figures
+):
     monkeypatch.setattr(emojify_data, "DEFAULT_DATA_DIR", tmp_path / "no-fer2013")
     result = cli(
         "train",
@@ -446,6 +448,10 @@ def test_tiny_train_evaluate_predict_on_the_synthetic_sample(tmp_path, cli, mode
     assert metrics["n_train"] == 126 and metrics["n_test"] == 140
     for name in ("confusion_matrix.png", "mistakes.png", "learning_curves.png", "model.keras", "config.toml"):
         assert (run_dir / name).is_file()
+    # Every picture of a synthetic run says so, not only metrics.json.
+    for name in ("confusion_matrix.png", "mistakes.png", "learning_curves.png"):
+        assert says(saved_figures[name], "NOT FER2013"), name
+    saved_figures.clear()
 
     # Evaluate the synthetic-trained model on a folder holding only FER2013-layout test/.
     write_folder_layout(tmp_path / "fer", {"test": synthetic_faces(2, seed=11)})
@@ -463,6 +469,9 @@ def test_tiny_train_evaluate_predict_on_the_synthetic_sample(tmp_path, cli, mode
     scores = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert scores["n_test"] == 14 and scores["synthetic_data"] is False
     assert scores["data_source"] == f"FER2013 test split at {tmp_path / 'fer'}"
+    matrix = saved_figures["confusion_matrix.png"]
+    assert says(matrix, "n = 14 test examples") and says(matrix, f"FER2013 test split at {tmp_path / 'fer'}")
+    assert not says(matrix, "NOT FER2013")
     assert set(scores["per_class"]) == set(CLASS_NAMES)
 
     predicted = cli("predict", "emojify", HOPPER, "--json")

@@ -15,7 +15,7 @@ from PIL import Image
 from common import runs
 from projects.mnist import data as mnist_data
 from projects.mnist.preprocess import to_mnist
-from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess
+from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess, says
 from tests.drawn_digits import draw_on_canvas, drawn_digit_accuracy
 
 MNIST_DIR = SHARED_DATA / "mnist"
@@ -183,7 +183,7 @@ def test_predict_cli_on_image_files(tmp_path, cli, models_dir, real_digits):
 # The whole workflow, tiny ------------------------------------------------------------------
 
 
-def test_tiny_train_save_load_predict_round_trip(tmp_path, cli, models_dir, real_digits):
+def test_tiny_train_save_load_predict_round_trip(tmp_path, cli, models_dir, real_digits, saved_figures):
     images, labels = real_digits
     np.savez(
         tmp_path / "tiny.npz",
@@ -213,6 +213,8 @@ def test_tiny_train_save_load_predict_round_trip(tmp_path, cli, models_dir, real
     assert metrics["data_source"].startswith("MNIST from")
     for name in ("confusion_matrix.png", "mistakes.png", "learning_curves.png"):
         assert (run_dir / name).is_file()
+        assert says(saved_figures[name], f"MNIST from {tmp_path / 'tiny.npz'}"), name
+    assert says(saved_figures["confusion_matrix.png"], "n = 100 test examples")
 
     # Evaluate the saved model on a folder holding only the official-format test files.
     idx_dir = tmp_path / "idx"
