@@ -415,6 +415,73 @@ def test_every_frame_of_a_webcam_stream_gives_faces_and_a_picture(tiny_model_fil
     assert empty == [] and not unchanged.any()
 
 
+def assert_each_emoji_belongs_to_its_face(faces: list[dict], picture: np.ndarray) -> None:
+    """Each emoji lies where only its own face can claim it, and is drawn there."""
+    from projects.emojify.emoji import emoji_image
+    from projects.emojify.predict import place_annotations
+
+    def distance(a, b) -> float:
+        dx = max(0, b[0] - (a[0] + a[2]), a[0] - (b[0] + b[2]))
+        dy = max(0, b[1] - (a[1] + a[3]), a[1] - (b[1] + b[3]))
+        return float(np.hypot(dx, dy))
+
+    height, width = picture.shape[:2]
+    squares = [
+        (x, y, size, size)
+        for x, y, size in (place["emoji"] for place in place_annotations(faces, width, height))
+    ]
+    for index, (face, square) in enumerate(zip(faces, squares)):
+        x, y, size, _ = square
+        assert 0 <= x and x + size <= width and 0 <= y and y + size <= height
+        own = distance(square, face["box"])
+        for other_index, other in enumerate(faces):
+            if other_index == index:
+                continue
+            # Off the other face, off its emoji, and much nearer its own face than the other.
+            assert distance(square, other["box"]) >= max(size, 3 * own + 1), (index, square, other["box"])
+            assert distance(square, squares[other_index]) > 0
+        # What is drawn at the middle of the square is this face's emoji.
+        middle = np.asarray(emoji_image(face["label"], size).convert("RGB"))[size // 2, size // 2]
+        assert np.abs(picture[y + size // 2, x + size // 2].astype(int) - middle).max() <= 2
+
+
+def test_each_emoji_of_a_two_face_photo_sits_by_its_own_face(tiny_model_file):
+    import keras
+
+    from projects.emojify.predict import FaceReader, annotate, place_annotations
+
+    hopper = Image.open(HOPPER).convert("RGB")
+    # Two faces side by side, looking at each other: the case where both emoji used to land
+    # between the faces, where neither could be told apart.
+    photo = Image.new("RGB", (2 * hopper.width, hopper.height))
+    photo.paste(hopper, (0, 0))
+    photo.paste(hopper.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (hopper.width, 0))
+    image = np.asarray(photo)
+    faces, _ = FaceReader(keras.saving.load_model(tiny_model_file)).read(image)
+    assert len(faces) == 2
+    annotated = annotate(image, faces)
+    assert_each_emoji_belongs_to_its_face(faces, annotated)
+    # Here there is room on the outer side of each face: the two emoji face away from each other.
+    places = place_annotations(faces, *photo.size)
+    (left_face, left_emoji), (right_face, right_emoji) = sorted(
+        ((face["box"], place["emoji"]) for face, place in zip(faces, places)), key=lambda pair: pair[0][0]
+    )
+    assert left_emoji[0] + left_emoji[2] <= left_face[0]
+    assert right_emoji[0] >= right_face[0] + right_face[2]
+
+
+def test_faces_in_a_tight_row_still_get_an_emoji_each_that_is_theirs():
+    from projects.emojify.predict import annotate
+
+    rng = np.random.default_rng(3)
+    frame = np.full((480, 640, 3), 60, np.uint8)
+    faces = []
+    for left, emotion in ((20, "angry"), (230, "surprise"), (440, "fear")):
+        frame[60:240, left : left + 180] = cv2.resize(draw_face(emotion, rng), (180, 180))[..., None]
+        faces.append({"box": [left, 60, 180, 180], "label": emotion, "confidence": 0.6})
+    assert_each_emoji_belongs_to_its_face(faces, annotate(frame, faces))
+
+
 def test_the_seven_emoji_are_drawn_distinct_and_cached():
     from projects.emojify.emoji import emoji_image
 
