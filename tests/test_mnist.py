@@ -275,14 +275,25 @@ def test_demo_without_display_says_so(monkeypatch):
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
 def test_drawing_pad_predicts_a_drawn_one(pretrained_model, xvfb_display):
     import tkinter as tk
+    import tkinter.font
 
     from projects.mnist.demo import DrawingPad
     from projects.mnist.predict import classify_digits
 
+    def assert_every_label_fits() -> None:
+        # Tk cuts a label's text at the widget's edge without a word ("raw a dig"): measure it.
+        root.update()
+        for widget in root.winfo_children():
+            if widget.winfo_class() == "Label" and widget.cget("text"):
+                font = tkinter.font.Font(font=widget.cget("font"))
+                needed = max(font.measure(line) for line in widget.cget("text").splitlines())
+                assert needed <= widget.winfo_width(), (widget.cget("text"), needed, widget.winfo_width())
+
     root = tk.Tk()
     try:
         pad = DrawingPad(root, lambda pixels: classify_digits(pretrained_model, to_mnist(pixels)[None])[0])
-        root.update()
+        assert_every_label_fits()
+        assert pad.prompt.cget("text") == "Draw a digit"
         # A vertical stroke, as a user would draw a one with the mouse.
         pad.canvas.event_generate("<Button-1>", x=140, y=40)
         for y in range(50, 250, 10):
@@ -291,7 +302,9 @@ def test_drawing_pad_predicts_a_drawn_one(pretrained_model, xvfb_display):
         root.update()
         assert pad.result is not None and pad.result["label"] == 1
         assert pad.label.cget("text") == "1"
+        assert_every_label_fits()
         pad.clear()
         assert pad.result is None and np.asarray(pad.image).min() == 255
+        assert pad.prompt.cget("text") == "Draw a digit" and pad.label.cget("text") == ""
     finally:
         root.destroy()
