@@ -595,6 +595,52 @@ def test_demo_window_shows_a_photo_and_reports_a_missing_camera(xvfb_display, ti
         root.destroy()
 
 
+@pytest.mark.gui
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
+def test_a_synthetic_face_model_is_known_and_the_demo_says_not_fer2013(
+    xvfb_display, tiny_model_file, tmp_path
+):
+    import tkinter as tk
+    import tkinter.font
+
+    import keras
+
+    from projects.emojify.demo import SYNTHETIC_NOTICE, EmojiWindow, trained_on_synthetic
+    from projects.emojify.predict import FaceReader
+
+    fer_config = config_with()
+    # A run that fell back to the sample (FER2013 missing) says so only in its metrics.json.
+    fallback = tmp_path / "fallback-run"
+    fallback.mkdir()
+    shutil.copy(tiny_model_file, fallback / "model.keras")
+    (fallback / "metrics.json").write_text(json.dumps({"synthetic_data": True}))
+    assert trained_on_synthetic(fallback / "model.keras", fer_config)
+    assert trained_on_synthetic(tiny_model_file, config_with("data.synthetic=true"))
+    assert not trained_on_synthetic(tiny_model_file, fer_config)
+    if PRETRAINED.is_file():
+        assert not trained_on_synthetic(PRETRAINED, load_config(DEFAULTS, PRETRAINED.parent / "config.toml"))
+
+    reader = FaceReader(keras.saving.load_model(tiny_model_file))
+    root = tk.Tk()
+    try:
+        frames = iter([np.asarray(Image.open(HOPPER).convert("RGB"))])
+        window = EmojiWindow(root, reader, lambda: next(frames, None), live=False, notice=SYNTHETIC_NOTICE)
+        assert window.show_next()
+        root.update()
+        assert "NOT FER2013" in window.notice.cget("text")
+        # Shown in full above the picture, not cut at the window's edge.
+        font = tkinter.font.Font(font=window.notice.cget("font"))
+        assert font.measure(window.notice.cget("text")) <= window.notice.winfo_width()
+        assert window.notice.winfo_y() < window.picture.winfo_y()
+    finally:
+        root.destroy()
+    root = tk.Tk()
+    try:
+        assert EmojiWindow(root, reader, lambda: None, live=False).notice is None
+    finally:
+        root.destroy()
+
+
 # The shipped model ---------------------------------------------------------------------------
 
 
