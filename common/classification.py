@@ -21,11 +21,16 @@ def evaluate_classifier(
     out_dir: Path,
     batch_size: int = 256,
     max_mistakes: int = 40,
+    data_source: str = "",
 ) -> dict:
     """Scores a classifier on the test split and writes its confusion matrix and mistakes.
 
     The baseline always predicts the most frequent class; it is taken from the training labels
     when known (what a model could have learnt), else from the test labels.
+
+    ``confusion_matrix.png`` is titled with the accuracy, the number of test examples and
+    ``data_source``; ``mistakes.png`` shows the ``max_mistakes`` most confident mistakes, each
+    with its true and predicted class and the predicted class's probability.
 
     Returns:
         ``test_accuracy``, ``baseline_accuracy``, ``baseline_class`` and ``per_class``
@@ -41,14 +46,31 @@ def evaluate_classifier(
     )
     matrix = sk_metrics.confusion_matrix(y_test, predicted, labels=labels)
     accuracy = float(np.mean(predicted == y_test))
+    count = len(y_test)
+    data = f"\n{data_source}" if data_source else ""
     plots.plot_confusion_matrix(
-        matrix, class_names, out_dir / "confusion_matrix.png", title=f"accuracy {accuracy:.4f}"
+        matrix,
+        class_names,
+        out_dir / "confusion_matrix.png",
+        title=f"accuracy {accuracy:.4f} on n = {count:,} test examples{data}",
     )
-    wrong = np.flatnonzero(predicted != y_test)[:max_mistakes]
+    confidence = probabilities[np.arange(count), predicted]
+    wrong = np.flatnonzero(predicted != y_test)
+    # The most confident mistakes first: the ones that say most about what the model gets wrong.
+    shown = wrong[np.argsort(-confidence[wrong], kind="stable")][:max_mistakes]
+    if len(shown) < len(wrong):
+        which = f"; the {len(shown)} most confident shown"
+    else:
+        which = "; all shown" if len(wrong) else ""
     plots.plot_image_grid(
-        x_test[wrong],
-        [f"true {class_names[y_test[i]]}\npred {class_names[predicted[i]]}" for i in wrong],
+        x_test[shown],
+        [
+            f"true {class_names[y_test[i]]}\npred {class_names[predicted[i]]} ({confidence[i]:.0%})"
+            for i in shown
+        ],
         out_dir / "mistakes.png",
+        title=f"{len(wrong):,} of {count:,} test examples misclassified{which}{data}",
+        empty_text="no test example misclassified",
     )
     return {
         "test_accuracy": accuracy,

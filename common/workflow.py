@@ -205,7 +205,11 @@ def _train_in(
     train_seconds = seconds_before + time.perf_counter() - started
 
     runs.save_model_atomically(model, run_dir / runs.MODEL_FILE)
-    plots.plot_learning_curves(run_dir / checkpoints.HISTORY_FILE, run_dir / "learning_curves.png")
+    plots.plot_learning_curves(
+        run_dir / checkpoints.HISTORY_FILE,
+        run_dir / "learning_curves.png",
+        title=f"{splits.source}; n_train = {len(y_train):,}, n_validation = {len(splits.validation[1]):,}",
+    )
     metrics = project.module.evaluate(model, splits, config, run_dir)
     epochs_run = len(pd.read_csv(run_dir / checkpoints.HISTORY_FILE))
     metrics.update(

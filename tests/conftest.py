@@ -96,3 +96,32 @@ def xvfb_display():
         os.environ.pop("DISPLAY", None)
     else:
         os.environ["DISPLAY"] = previous
+
+
+@pytest.fixture
+def saved_figures(monkeypatch) -> dict:
+    """Every matplotlib figure saved during a test, by file name, to read its titles and data."""
+    from matplotlib.figure import Figure
+
+    saved: dict = {}
+    original = Figure.savefig
+
+    def record(figure, path, *args, **kwargs):
+        saved[Path(path).name] = figure
+        return original(figure, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return saved
+
+
+def figure_text(figure) -> str:
+    """All titles of a figure (its own and its axes'), one string, to search."""
+    titles = [figure._suptitle.get_text()] if figure._suptitle is not None else []
+    titles += [axis.get_title() for axis in figure.axes]
+    return "\n".join(titles)
+
+
+def says(figure, fragment: str) -> bool:
+    """Whether the figure's titles hold ``fragment``, wherever they were wrapped (a long title
+    is broken at spaces, and a path longer than a line inside the path)."""
+    return "".join(fragment.split()) in "".join(figure_text(figure).split())

@@ -21,7 +21,7 @@ from common.registry import PROJECTS_DIR
 from projects.emojify import data as emojify_data
 from projects.emojify.classes import CLASS_NAMES, class_index
 from projects.emojify.synthetic import draw_face, synthetic_faces
-from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess
+from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess, says
 
 DEFAULTS = PROJECTS_DIR / "emojify" / "config.toml"
 FER_TRAIN = SHARED_DATA / "fer2013" / "train"
@@ -415,6 +415,73 @@ def test_every_frame_of_a_webcam_stream_gives_faces_and_a_picture(tiny_model_fil
     assert empty == [] and not unchanged.any()
 
 
+def assert_each_emoji_belongs_to_its_face(faces: list[dict], picture: np.ndarray) -> None:
+    """Each emoji lies where only its own face can claim it, and is drawn there."""
+    from projects.emojify.emoji import emoji_image
+    from projects.emojify.predict import place_annotations
+
+    def distance(a, b) -> float:
+        dx = max(0, b[0] - (a[0] + a[2]), a[0] - (b[0] + b[2]))
+        dy = max(0, b[1] - (a[1] + a[3]), a[1] - (b[1] + b[3]))
+        return float(np.hypot(dx, dy))
+
+    height, width = picture.shape[:2]
+    squares = [
+        (x, y, size, size)
+        for x, y, size in (place["emoji"] for place in place_annotations(faces, width, height))
+    ]
+    for index, (face, square) in enumerate(zip(faces, squares)):
+        x, y, size, _ = square
+        assert 0 <= x and x + size <= width and 0 <= y and y + size <= height
+        own = distance(square, face["box"])
+        for other_index, other in enumerate(faces):
+            if other_index == index:
+                continue
+            # Off the other face, off its emoji, and much nearer its own face than the other.
+            assert distance(square, other["box"]) >= max(size, 3 * own + 1), (index, square, other["box"])
+            assert distance(square, squares[other_index]) > 0
+        # What is drawn at the middle of the square is this face's emoji.
+        middle = np.asarray(emoji_image(face["label"], size).convert("RGB"))[size // 2, size // 2]
+        assert np.abs(picture[y + size // 2, x + size // 2].astype(int) - middle).max() <= 2
+
+
+def test_each_emoji_of_a_two_face_photo_sits_by_its_own_face(tiny_model_file):
+    import keras
+
+    from projects.emojify.predict import FaceReader, annotate, place_annotations
+
+    hopper = Image.open(HOPPER).convert("RGB")
+    # Two faces side by side, looking at each other: the case where both emoji used to land
+    # between the faces, where neither could be told apart.
+    photo = Image.new("RGB", (2 * hopper.width, hopper.height))
+    photo.paste(hopper, (0, 0))
+    photo.paste(hopper.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (hopper.width, 0))
+    image = np.asarray(photo)
+    faces, _ = FaceReader(keras.saving.load_model(tiny_model_file)).read(image)
+    assert len(faces) == 2
+    annotated = annotate(image, faces)
+    assert_each_emoji_belongs_to_its_face(faces, annotated)
+    # Here there is room on the outer side of each face: the two emoji face away from each other.
+    places = place_annotations(faces, *photo.size)
+    (left_face, left_emoji), (right_face, right_emoji) = sorted(
+        ((face["box"], place["emoji"]) for face, place in zip(faces, places)), key=lambda pair: pair[0][0]
+    )
+    assert left_emoji[0] + left_emoji[2] <= left_face[0]
+    assert right_emoji[0] >= right_face[0] + right_face[2]
+
+
+def test_faces_in_a_tight_row_still_get_an_emoji_each_that_is_theirs():
+    from projects.emojify.predict import annotate
+
+    rng = np.random.default_rng(3)
+    frame = np.full((480, 640, 3), 60, np.uint8)
+    faces = []
+    for left, emotion in ((20, "angry"), (230, "surprise"), (440, "fear")):
+        frame[60:240, left : left + 180] = cv2.resize(draw_face(emotion, rng), (180, 180))[..., None]
+        faces.append({"box": [left, 60, 180, 180], "label": emotion, "confidence": 0.6})
+    assert_each_emoji_belongs_to_its_face(faces, annotate(frame, faces))
+
+
 def test_the_seven_emoji_are_drawn_distinct_and_cached():
     from projects.emojify.emoji import emoji_image
 
@@ -428,7 +495,9 @@ def test_the_seven_emoji_are_drawn_distinct_and_cached():
 # The whole workflow, tiny ------------------------------------------------------------------
 
 
-def test_tiny_train_evaluate_predict_on_the_synthetic_sample(tmp_path, cli, models_dir, monkeypatch):
+def test_tiny_train_evaluate_predict_on_the_synthetic_sample(
+    tmp_path, cli, models_dir, monkeypatch, saved_figures
+):
     monkeypatch.setattr(emojify_data, "DEFAULT_DATA_DIR", tmp_path / "no-fer2013")
     result = cli(
         "train",
@@ -446,6 +515,10 @@ def test_tiny_train_evaluate_predict_on_the_synthetic_sample(tmp_path, cli, mode
     assert metrics["n_train"] == 126 and metrics["n_test"] == 140
     for name in ("confusion_matrix.png", "mistakes.png", "learning_curves.png", "model.keras", "config.toml"):
         assert (run_dir / name).is_file()
+    # Every picture of a synthetic run says so, not only metrics.json.
+    for name in ("confusion_matrix.png", "mistakes.png", "learning_curves.png"):
+        assert says(saved_figures[name], "NOT FER2013"), name
+    saved_figures.clear()
 
     # Evaluate the synthetic-trained model on a folder holding only FER2013-layout test/.
     write_folder_layout(tmp_path / "fer", {"test": synthetic_faces(2, seed=11)})
@@ -463,6 +536,9 @@ def test_tiny_train_evaluate_predict_on_the_synthetic_sample(tmp_path, cli, mode
     scores = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert scores["n_test"] == 14 and scores["synthetic_data"] is False
     assert scores["data_source"] == f"FER2013 test split at {tmp_path / 'fer'}"
+    matrix = saved_figures["confusion_matrix.png"]
+    assert says(matrix, "n = 14 test examples") and says(matrix, f"FER2013 test split at {tmp_path / 'fer'}")
+    assert not says(matrix, "NOT FER2013")
     assert set(scores["per_class"]) == set(CLASS_NAMES)
 
     predicted = cli("predict", "emojify", HOPPER, "--json")
@@ -515,6 +591,52 @@ def test_demo_window_shows_a_photo_and_reports_a_missing_camera(xvfb_display, ti
         root.update()
         assert window.photo.width() == 512 and window.status.cget("text").startswith(window.faces[0]["label"])
         assert not window.show_next()
+    finally:
+        root.destroy()
+
+
+@pytest.mark.gui
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
+def test_a_synthetic_face_model_is_known_and_the_demo_says_not_fer2013(
+    xvfb_display, tiny_model_file, tmp_path
+):
+    import tkinter as tk
+    import tkinter.font
+
+    import keras
+
+    from projects.emojify.demo import SYNTHETIC_NOTICE, EmojiWindow, trained_on_synthetic
+    from projects.emojify.predict import FaceReader
+
+    fer_config = config_with()
+    # A run that fell back to the sample (FER2013 missing) says so only in its metrics.json.
+    fallback = tmp_path / "fallback-run"
+    fallback.mkdir()
+    shutil.copy(tiny_model_file, fallback / "model.keras")
+    (fallback / "metrics.json").write_text(json.dumps({"synthetic_data": True}))
+    assert trained_on_synthetic(fallback / "model.keras", fer_config)
+    assert trained_on_synthetic(tiny_model_file, config_with("data.synthetic=true"))
+    assert not trained_on_synthetic(tiny_model_file, fer_config)
+    if PRETRAINED.is_file():
+        assert not trained_on_synthetic(PRETRAINED, load_config(DEFAULTS, PRETRAINED.parent / "config.toml"))
+
+    reader = FaceReader(keras.saving.load_model(tiny_model_file))
+    root = tk.Tk()
+    try:
+        frames = iter([np.asarray(Image.open(HOPPER).convert("RGB"))])
+        window = EmojiWindow(root, reader, lambda: next(frames, None), live=False, notice=SYNTHETIC_NOTICE)
+        assert window.show_next()
+        root.update()
+        assert "NOT FER2013" in window.notice.cget("text")
+        # Shown in full above the picture, not cut at the window's edge.
+        font = tkinter.font.Font(font=window.notice.cget("font"))
+        assert font.measure(window.notice.cget("text")) <= window.notice.winfo_width()
+        assert window.notice.winfo_y() < window.picture.winfo_y()
+    finally:
+        root.destroy()
+    root = tk.Tk()
+    try:
+        assert EmojiWindow(root, reader, lambda: None, live=False).notice is None
     finally:
         root.destroy()
 

@@ -15,7 +15,7 @@ from PIL import Image
 from common import runs
 from projects.mnist import data as mnist_data
 from projects.mnist.preprocess import to_mnist
-from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess
+from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess, says
 from tests.drawn_digits import draw_on_canvas, drawn_digit_accuracy
 
 MNIST_DIR = SHARED_DATA / "mnist"
@@ -183,7 +183,7 @@ def test_predict_cli_on_image_files(tmp_path, cli, models_dir, real_digits):
 # The whole workflow, tiny ------------------------------------------------------------------
 
 
-def test_tiny_train_save_load_predict_round_trip(tmp_path, cli, models_dir, real_digits):
+def test_tiny_train_save_load_predict_round_trip(tmp_path, cli, models_dir, real_digits, saved_figures):
     images, labels = real_digits
     np.savez(
         tmp_path / "tiny.npz",
@@ -213,6 +213,8 @@ def test_tiny_train_save_load_predict_round_trip(tmp_path, cli, models_dir, real
     assert metrics["data_source"].startswith("MNIST from")
     for name in ("confusion_matrix.png", "mistakes.png", "learning_curves.png"):
         assert (run_dir / name).is_file()
+        assert says(saved_figures[name], f"MNIST from {tmp_path / 'tiny.npz'}"), name
+    assert says(saved_figures["confusion_matrix.png"], "n = 100 test examples")
 
     # Evaluate the saved model on a folder holding only the official-format test files.
     idx_dir = tmp_path / "idx"
@@ -273,14 +275,25 @@ def test_demo_without_display_says_so(monkeypatch):
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
 def test_drawing_pad_predicts_a_drawn_one(pretrained_model, xvfb_display):
     import tkinter as tk
+    import tkinter.font
 
     from projects.mnist.demo import DrawingPad
     from projects.mnist.predict import classify_digits
 
+    def assert_every_label_fits() -> None:
+        # Tk cuts a label's text at the widget's edge without a word ("raw a dig"): measure it.
+        root.update()
+        for widget in root.winfo_children():
+            if widget.winfo_class() == "Label" and widget.cget("text"):
+                font = tkinter.font.Font(font=widget.cget("font"))
+                needed = max(font.measure(line) for line in widget.cget("text").splitlines())
+                assert needed <= widget.winfo_width(), (widget.cget("text"), needed, widget.winfo_width())
+
     root = tk.Tk()
     try:
         pad = DrawingPad(root, lambda pixels: classify_digits(pretrained_model, to_mnist(pixels)[None])[0])
-        root.update()
+        assert_every_label_fits()
+        assert pad.prompt.cget("text") == "Draw a digit"
         # A vertical stroke, as a user would draw a one with the mouse.
         pad.canvas.event_generate("<Button-1>", x=140, y=40)
         for y in range(50, 250, 10):
@@ -289,7 +302,9 @@ def test_drawing_pad_predicts_a_drawn_one(pretrained_model, xvfb_display):
         root.update()
         assert pad.result is not None and pad.result["label"] == 1
         assert pad.label.cget("text") == "1"
+        assert_every_label_fits()
         pad.clear()
         assert pad.result is None and np.asarray(pad.image).min() == 255
+        assert pad.prompt.cget("text") == "Draw a digit" and pad.label.cget("text") == ""
     finally:
         root.destroy()

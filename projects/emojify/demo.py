@@ -8,12 +8,17 @@ frame goes through the same ``FaceReader`` as ``predict``.
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
 from common.errors import UserError
 from common.windows import open_tk_window
+
+# Short enough for one line over a 640-pixel webcam frame.
+SYNTHETIC_NOTICE = "NOT FER2013: this model learnt from synthetic drawn faces, not real ones"
 
 
 class EmojiWindow:
@@ -24,9 +29,11 @@ class EmojiWindow:
         reader: a ``FaceReader`` (``process_frame(rgb) -> (faces, annotated)``).
         next_frame: returns the next RGB frame, or ``None`` when there is none.
         live: keep reading frames (webcam); ``False`` shows one frame (a photo).
+        notice: a warning shown in red above the picture for as long as the window is open
+            (``SYNTHETIC_NOTICE`` for a model trained on the synthetic sample).
     """
 
-    def __init__(self, root, reader, next_frame, live: bool = True) -> None:
+    def __init__(self, root, reader, next_frame, live: bool = True, notice: str = "") -> None:
         import tkinter as tk
 
         self.root = root
@@ -37,6 +44,12 @@ class EmojiWindow:
         self.faces: list[dict] = []
         self.frames_shown = 0
         self.started = time.perf_counter()
+        self.notice = None
+        if notice:
+            self.notice = tk.Label(
+                root, text=notice, font=("Helvetica", 14, "bold"), fg="white", bg="#c0392b", padx=8, pady=4
+            )
+            self.notice.pack(fill="x")
         self.picture = tk.Label(root)
         self.picture.pack()
         self.status = tk.Label(root, text="", font=("Helvetica", 14), anchor="w")
@@ -95,10 +108,13 @@ def demo(argv: list[str]) -> int:
     try:
         model, config, model_file = workflow.load_saved(registry.get_project("emojify"), options.model)
         reader = FaceReader.from_config(model, config)
+        synthetic = trained_on_synthetic(model_file, config)
+        notice = SYNTHETIC_NOTICE if synthetic else ""
+        prefix = "NOT FER2013 (synthetic-face model) - " if synthetic else ""
         if photo is not None:
             frames = iter([photo])
-            window = EmojiWindow(root, reader, lambda: next(frames, None), live=False)
-            root.title(f"emojify: {options.image}")
+            window = EmojiWindow(root, reader, lambda: next(frames, None), live=False, notice=notice)
+            root.title(f"{prefix}emojify: {options.image}")
         else:
             capture, first = open_camera(options.camera)
             pending = [first]
@@ -108,8 +124,8 @@ def demo(argv: list[str]) -> int:
                 # Shown as a mirror, as people expect of a camera pointed at themselves.
                 return None if frame is None else np.ascontiguousarray(frame[:, ::-1])
 
-            window = EmojiWindow(root, reader, next_frame, live=True)
-            root.title(f"emojify: camera {options.camera}, model {model_file}")
+            window = EmojiWindow(root, reader, next_frame, live=True, notice=notice)
+            root.title(f"{prefix}emojify: camera {options.camera}, model {model_file}")
         window.run()
     except BaseException:
         root.destroy()
@@ -118,6 +134,21 @@ def demo(argv: list[str]) -> int:
         if capture is not None:
             capture.release()
     return 0
+
+
+def trained_on_synthetic(model_file: Path, config) -> bool:
+    """Whether a model was trained on the synthetic sample rather than on FER2013.
+
+    Its run folder's ``metrics.json`` says so (``synthetic_data``), also when training fell back to
+    the sample because FER2013 was missing; ``data.synthetic`` in its config says so when asked for.
+    """
+    if getattr(config.data, "synthetic", False):
+        return True
+    try:
+        metrics = json.loads((Path(model_file).parent / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(metrics.get("synthetic_data")) if isinstance(metrics, dict) else False
 
 
 def open_camera(index: int):

@@ -24,7 +24,9 @@ def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) 
     model = serving_model(model, config)
     x_test, y_test = splits.test
     y_train = splits.train[1] if splits.train is not None else None
-    metrics = evaluate_classifier(model, x_test, y_test, y_train, splits.info["class_names"], out_dir)
+    metrics = evaluate_classifier(
+        model, x_test, y_test, y_train, splits.info["class_names"], out_dir, data_source=splits.source
+    )
     metrics["synthetic_data"] = bool(splits.info.get("synthetic"))
     if metrics["synthetic_data"]:
         log.warning(

@@ -123,40 +123,164 @@ class FaceReader:
         return faces, annotate(frame, faces)
 
 
+# One colour per face, shared by its box, its label and the ring round its emoji, so that in a
+# photo of several people each emoji is tied to its face by colour as well as by place.
+FACE_COLOURS = (
+    (255, 204, 77),
+    (90, 200, 250),
+    (255, 120, 200),
+    (130, 220, 100),
+    (255, 150, 60),
+    (185, 160, 255),
+)
+_MIN_EMOJI = 40  # Pixels: smaller emoji cannot be told apart.
+
+
 def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
-    """The RGB image with a box round each face, its emoji beside it and its label above."""
+    """The RGB image with a box round each face, its emoji beside it and its label above.
+
+    Each emoji sits on the side of its own face that keeps it well away from every other face,
+    box, label and emoji (see ``place_annotations``), ringed in its face's colour.
+    """
     picture = Image.fromarray(image).convert("RGB")
     draw = ImageDraw.Draw(picture)
-    for face in faces:
+    places = place_annotations(faces, picture.width, picture.height)
+    for face, place in zip(faces, places):
+        x, y, size = place["emoji"]
+        emoji = emoji_image(face["label"], size)
+        picture.paste(emoji, (x, y), emoji)
+        if len(faces) > 1:
+            draw.ellipse([x, y, x + size - 1, y + size - 1], outline=place["colour"], width=place["line"])
+    # Boxes and labels last, so no emoji hides them.
+    for face, place in zip(faces, places):
         x, y, w, h = face["box"]
-        # Beside the face when there is room for an emoji of at least 40 pixels, else over it.
-        # Sizes are rounded to 8 pixels, so a live stream reuses a few cached emoji.
-        wanted = min(max(40, h), 256)
-        right, left = picture.width - (x + w + 4), x - 4
-        if max(right, left) >= 40:
-            size = int(min(wanted, max(right, left)) // 8 * 8)
-            position = (x + w + 4, y) if right >= size else (x - 4 - size, y)
-        else:
-            size = int(wanted // 8 * 8)
-            position = (x + (w - size) // 2, y + (h - size) // 2)
-        position = (max(0, position[0]), max(0, min(position[1], picture.height - size)))
-        picture.paste(emoji_image(face["label"], size), position, emoji_image(face["label"], size))
-        line = max(2, h // 60)
-        draw.rectangle([x, y, x + w - 1, y + h - 1], outline=(255, 204, 77), width=line)
-        text = f"{face['label']} {face['confidence']:.0%}"
-        font = _font(max(12, min(40, h // 7)))
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        # Above the box, else below it, else inside its top edge.
-        text_height = bottom - top + 6
-        if y - text_height - 2 >= 0:
-            text_y = y - text_height - 2
-        elif y + h + 2 + text_height <= picture.height:
-            text_y = y + h + 2
-        else:
-            text_y = y + line
-        draw.rectangle([x, text_y, x + right - left + 8, text_y + text_height], fill=(0, 0, 0))
-        draw.text((x + 4 - left, text_y + 3 - top), text, fill=(255, 255, 255), font=font)
+        draw.rectangle([x, y, x + w - 1, y + h - 1], outline=place["colour"], width=place["line"])
+        left, top, right, bottom = place["label"]
+        draw.rectangle([left, top, right, bottom], fill=place["colour"])
+        text_left, text_top, _, _ = draw.textbbox((0, 0), _label_text(face), font=place["font"])
+        draw.text(
+            (left + 4 - text_left, top + 3 - text_top), _label_text(face), fill=(0, 0, 0), font=place["font"]
+        )
     return np.asarray(picture)
+
+
+def place_annotations(faces: list[dict], width: int, height: int) -> list[dict]:
+    """Where ``annotate`` draws each face's label and emoji in a ``width`` x ``height`` picture.
+
+    The label goes above its box (else below, else inside its top edge). The emoji goes beside its
+    face, right or left, vertically centred on it, as large as fits up to the face's height (256 at
+    most, 40 at least): in a square that stays inside the picture, overlaps no other face, label
+    or emoji, and is clearly nearer its own face than any other (at least the emoji's own size
+    away from every other face, against a few pixels from its own). Without such room beside the
+    face, the same is tried under it and over it; failing that, the emoji covers the face's
+    centre. Faces are placed in the order given (``read`` lists the largest first).
+
+    Returns:
+        One ``{"emoji": (x, y, size), "label": (left, top, right, bottom), "colour", "line",
+        "font"}`` per face (``{"box": [x, y, w, h], "label", "confidence"}``, as ``read`` gives).
+    """
+    boxes = [tuple(face["box"]) for face in faces]
+    fonts = [_font(max(12, min(40, h // 7))) for _, _, _, h in boxes]
+    labels = [_label_box(face, font, height) for face, font in zip(faces, fonts)]
+    placed: list[tuple[int, int, int, int]] = []
+    result = []
+    for index, (x, y, w, h) in enumerate(boxes):
+        others = [box for other, box in enumerate(boxes) if other != index]
+        obstacles = [*others, *(_as_xywh(label) for label in labels), *placed]
+        emoji = _emoji_beside((x, y, w, h), others, obstacles, width, height)
+        placed.append((emoji[0], emoji[1], emoji[2], emoji[2]))
+        result.append(
+            {
+                "emoji": emoji,
+                "label": labels[index],
+                "colour": FACE_COLOURS[index % len(FACE_COLOURS)],
+                "line": max(2, h // 60),
+                "font": fonts[index],
+            }
+        )
+    return result
+
+
+def _emoji_beside(
+    box: tuple[int, int, int, int],
+    other_faces: list[tuple],
+    obstacles: list[tuple],
+    width: int,
+    height: int,
+) -> tuple[int, int, int]:
+    x, y, w, h = box
+    gap = max(4, h // 40)
+    # Sizes are multiples of 8, so a live stream reuses a few cached emoji.
+    largest = int(min(max(_MIN_EMOJI, h), 256)) // 8 * 8
+    sizes = range(largest, _MIN_EMOJI - 1, -8)
+
+    def beside(size: int) -> list[tuple[int, int]]:
+        top = y + (h - size) // 2
+        return [(x + w + gap, top), (x - gap - size, top)]
+
+    def below_or_above(size: int) -> list[tuple[int, int]]:
+        left = x + (w - size) // 2
+        return [(left, y + h + gap), (left, y - gap - size)]
+
+    # Beside the face first, as large as fits; then under or over it (faces side by side in a
+    # row leave no room between them); only then over the face itself.
+    for places in (beside, below_or_above):
+        for size in sizes:
+            for left, top in places(size):
+                top = max(0, min(top, height - size)) if places is beside else top
+                square = (left, top, size, size)
+                if left < 0 or top < 0 or left + size > width or top + size > height:
+                    continue
+                if any(_overlaps(square, obstacle, gap) for obstacle in obstacles):
+                    continue
+                # Between two faces only with a whole emoji's width to spare before the other
+                # one: closer, and the eye pairs it with either face.
+                if all(_distance(square, face) >= max(3 * gap, size) for face in other_faces):
+                    return left, top, size
+    return x + (w - largest) // 2, max(0, min(y + (h - largest) // 2, height - largest)), largest
+
+
+_PROBE = ImageDraw.Draw(Image.new("RGB", (1, 1)))  # Measures text before there is a picture.
+
+
+def _label_text(face: dict) -> str:
+    return f"{face['label']} {face['confidence']:.0%}"
+
+
+def _label_box(face: dict, font: ImageFont.ImageFont, height: int) -> tuple[int, int, int, int]:
+    """The label's background: above the box, else below it, else inside its top edge."""
+    x, y, w, h = face["box"]
+    left, top, right, bottom = _PROBE.textbbox((0, 0), _label_text(face), font=font)
+    text_width, text_height = right - left + 8, bottom - top + 6
+    if y - text_height - 2 >= 0:
+        text_y = y - text_height - 2
+    elif y + h + 2 + text_height <= height:
+        text_y = y + h + 2
+    else:
+        text_y = y + max(2, h // 60)
+    return x, text_y, x + text_width, text_y + text_height
+
+
+def _as_xywh(corners: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    left, top, right, bottom = corners
+    return left, top, right - left + 1, bottom - top + 1
+
+
+def _overlaps(a: tuple, b: tuple, margin: int = 0) -> bool:
+    """Whether two ``(x, y, w, h)`` rectangles come closer than ``margin`` pixels."""
+    return (
+        a[0] < b[0] + b[2] + margin
+        and b[0] < a[0] + a[2] + margin
+        and a[1] < b[1] + b[3] + margin
+        and b[1] < a[1] + a[3] + margin
+    )
+
+
+def _distance(a: tuple, b: tuple) -> float:
+    """The shortest distance between two ``(x, y, w, h)`` rectangles (0 when they touch)."""
+    dx = max(0, b[0] - (a[0] + a[2]), a[0] - (b[0] + b[2]))
+    dy = max(0, b[1] - (a[1] + a[3]), a[1] - (b[1] + b[3]))
+    return float(np.hypot(dx, dy))
 
 
 def enlarged(image: np.ndarray, faces: list[dict], at_least: int = 240) -> tuple[np.ndarray, list[dict]]:

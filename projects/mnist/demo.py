@@ -17,6 +17,10 @@ CANVAS = 280  # Ten times MNIST's size: room to draw, and strokes of MNIST-like 
 BRUSH = 18
 
 
+PROMPT = "Draw a digit"
+ANSWER = "Prediction"
+
+
 class DrawingPad:
     """The window: a white canvas, the predicted digit, and bars for the top 3 classes.
 
@@ -36,13 +40,17 @@ class DrawingPad:
 
         root.title("MNIST drawing pad")
         self.canvas = tk.Canvas(root, width=CANVAS, height=CANVAS, bg="white", cursor="pencil")
-        self.canvas.grid(row=0, column=0, rowspan=5, padx=8, pady=8)
-        self.label = tk.Label(root, text="draw a digit", font=("Helvetica", 36), width=6)
-        self.label.grid(row=0, column=1, padx=8)
+        self.canvas.grid(row=0, column=0, rowspan=6, padx=8, pady=8)
+        # The prompt has its own line in a normal font, and the big font is kept for the digit
+        # alone: a fixed-width label in the digit's font cut the prompt to "raw a dig".
+        self.prompt = tk.Label(root, text=PROMPT, font=("Helvetica", 16))
+        self.prompt.grid(row=0, column=1, padx=8, pady=(8, 0))
+        self.label = tk.Label(root, text="", font=("Helvetica", 48), width=2)
+        self.label.grid(row=1, column=1, padx=8)
         self.bars = [tk.Label(root, text="", font=("Courier", 12), anchor="w", width=22) for _ in range(3)]
-        for row, bar in enumerate(self.bars, start=1):
-            bar.grid(row=row, column=1, sticky="w")
-        tk.Button(root, text="Clear (right-click)", command=self.clear).grid(row=4, column=1)
+        for row, bar in enumerate(self.bars, start=2):
+            bar.grid(row=row, column=1, sticky="w", padx=8)
+        tk.Button(root, text="Clear (right-click)", command=self.clear).grid(row=5, column=1, pady=8)
         self.canvas.bind("<Button-1>", self.start_stroke)
         self.canvas.bind("<B1-Motion>", self.extend_stroke)
         self.canvas.bind("<ButtonRelease-1>", self.end_stroke)
@@ -73,7 +81,8 @@ class DrawingPad:
     def clear(self) -> None:
         self.canvas.delete("all")
         self.draw.rectangle([0, 0, CANVAS, CANVAS], fill=255)
-        self.label.config(text="draw a digit")
+        self.prompt.config(text=PROMPT)
+        self.label.config(text="")
         for bar in self.bars:
             bar.config(text="")
         self.result = None
@@ -87,6 +96,7 @@ class DrawingPad:
             return
         probabilities = self.classify(pixels)
         ranked = np.argsort(probabilities)[::-1][:3]
+        self.prompt.config(text=ANSWER)
         self.label.config(text=str(ranked[0]))
         for bar, digit in zip(self.bars, ranked):
             share = float(probabilities[digit])

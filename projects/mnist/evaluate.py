@@ -15,7 +15,9 @@ def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) 
     """Scores the model on the test split; writes ``confusion_matrix.png`` and ``mistakes.png``."""
     x_test, y_test = splits.test
     y_train = splits.train[1] if splits.train is not None else None
-    return evaluate_classifier(model, x_test, y_test, y_train, splits.info["class_names"], out_dir)
+    return evaluate_classifier(
+        model, x_test, y_test, y_train, splits.info["class_names"], out_dir, data_source=splits.source
+    )
 
 
 format_report = format_classifier_report
