@@ -9,6 +9,10 @@ Directional accuracy counts the days the price moved (unchanged days are left ou
 forecast moved the same way. Persistence forecasts no move, so it makes no call; its column
 shows the constant call "up" instead, which is also what a model that only learnt the upward
 drift would score.
+
+Whether the model's RMSE differs from persistence's by more than chance is tested with a
+Diebold-Mariano test on the squared errors (``significance.py``); the report calls the model
+better or worse only when its two-sided p-value (``dm_p_value``) is below 0.05.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from matplotlib.figure import Figure
 from common.config import Config
 from common.data import Splits
 from projects.stock.data import target_to_price
+from projects.stock.significance import diebold_mariano, format_p_value, verdict
 
 ZOOM_DAYS = 60  # Over a whole test period the three lines overlap; the last weeks show them apart.
 
@@ -35,7 +40,8 @@ def one_step_prices(
 
 
 def price_scores(actual: np.ndarray, predicted: np.ndarray, previous: np.ndarray) -> dict:
-    """RMSE, MAE, MAPE (%) and directional accuracy of a forecast and of persistence.
+    """RMSE, MAE, MAPE (%) and directional accuracy of a forecast and of persistence, and the
+    Diebold-Mariano test of their squared errors (``dm_statistic``, two-sided ``dm_p_value``).
 
     Args:
         actual: the true price of each forecast day.
@@ -48,7 +54,7 @@ def price_scores(actual: np.ndarray, predicted: np.ndarray, previous: np.ndarray
     true_move = np.sign(actual - previous)[moved]
     rmse = float(np.sqrt(np.mean(errors**2)))
     baseline_rmse = float(np.sqrt(np.mean(baseline_errors**2)))
-    return {
+    return diebold_mariano(errors, baseline_errors) | {
         "rmse": rmse,
         "baseline_rmse": baseline_rmse,
         "rmse_ratio": rmse / baseline_rmse if baseline_rmse > 0 else float("nan"),
@@ -78,7 +84,7 @@ def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) 
             one_step_prices(model, splits.validation[0], validation_days["previous"], target),
             validation_days["previous"],
         )
-        for key in ("rmse", "baseline_rmse", "rmse_ratio"):
+        for key in ("rmse", "baseline_rmse", "rmse_ratio", "dm_p_value"):
             metrics[f"validation_{key}"] = validation[key]
     metrics.update(
         evaluation="one-step-ahead, from the true prices of the days before",
@@ -114,9 +120,10 @@ def plot_test_predictions(days: dict, predicted: np.ndarray, metrics: dict, out_
         axis.grid(alpha=0.3)
         axis.legend(loc="upper left")
         axis.tick_params(axis="x", labelrotation=20)
+    p_text = format_p_value(metrics["dm_p_value"], with_sign=True)
     axes[0].set_title(
         f"test period: RMSE {metrics['rmse']:.3f} vs persistence {metrics['baseline_rmse']:.3f} "
-        f"(ratio {metrics['rmse_ratio']:.3f})"
+        f"(ratio {metrics['rmse_ratio']:.4f}, Diebold-Mariano p {p_text})"
     )
     axes[1].set_title(f"last {min(ZOOM_DAYS, len(predicted))} test days")
     figure.tight_layout()
@@ -160,6 +167,8 @@ def format_report(metrics: dict) -> str:
     for label, key, baseline_key, number in rows:
         lines.append(f"{label:16}{number.format(metrics[key])}  {number.format(metrics[baseline_key])}")
     lines.append('(persistence makes no up/down call; its direction column is the constant call "up")')
-    verdict = "better than" if metrics["rmse_ratio"] < 1 else "worse than"
-    lines.append(f"rmse / baseline_rmse = {metrics['rmse_ratio']:.4f} ({verdict} persistence)")
+    lines.append(
+        f"rmse / baseline_rmse = {metrics['rmse_ratio']:.4f}: "
+        f"{verdict(metrics['rmse_ratio'], metrics['dm_p_value'])}"
+    )
     return "\n".join(lines)
