@@ -379,6 +379,61 @@ def test_the_demo_saves_a_chart_without_a_display(trained_models, cli, tmp_path:
     assert out.stat().st_size > 0
 
 
+def test_the_demo_window_has_a_title(trained_models, cli, tmp_path: Path, monkeypatch) -> None:
+    """The window says what it shows, not matplotlib's "Figure 1" (shown here without a screen)."""
+    import importlib
+
+    import matplotlib.pyplot as plt
+
+    demo = importlib.import_module("projects.stock.demo")  # the package exports demo() by that name
+    shown = []
+    monkeypatch.setattr(demo, "_has_display", lambda: True)
+    monkeypatch.setattr(demo, "_use_window_backend", lambda: None)  # stay on Agg: no real window
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf().canvas.manager.get_window_title()))
+    result = cli("demo", "stock", "--days", "3", "--out", tmp_path / "demo.png")
+    assert result.code == 0, result.stderr
+    assert shown == ["Stock forecast: prices.csv, Close, next 3 business days"]
+
+
+def _test_days(count: int = 120, seed: int = 0) -> tuple[dict, np.ndarray]:
+    """A test period of a random walk and a model that is persistence plus a small drift."""
+    prices = random_walk(count + 1, seed)
+    days = {
+        "dates": pd.DatetimeIndex(prices["Date"].iloc[1:]),
+        "previous": prices["Close"].to_numpy()[:-1],
+        "actual": prices["Close"].to_numpy()[1:],
+    }
+    return days, days["previous"] * 1.0003
+
+
+def test_the_charts_keep_the_model_and_persistence_apart(tmp_path: Path) -> None:
+    """The model hugs persistence, so the charts draw persistence as a wide band under the
+    model's thin line and add a panel of what tells them apart."""
+    from projects.stock.evaluate import price_scores
+    from projects.stock.plots import plot_residuals, plot_test_predictions
+
+    days, predicted = _test_days()
+    metrics = price_scores(days["actual"], predicted, days["previous"])
+    figure = plot_test_predictions(days, predicted, metrics, tmp_path / "test_predictions.png")
+    whole, zoomed, difference = figure.axes
+    for axis in (whole, zoomed):
+        lines = {line.get_label(): line for line in axis.get_lines()}
+        model = next(line for label, line in lines.items() if label.startswith("model"))
+        persistence = next(line for label, line in lines.items() if label.startswith("persistence"))
+        assert persistence.get_linewidth() >= 3 * model.get_linewidth()
+        assert axis.get_lines().index(model) > axis.get_lines().index(persistence)  # drawn on top
+    gap = next(line for line in difference.get_lines() if line.get_label() == "model - persistence")
+    np.testing.assert_allclose(gap.get_ydata(), predicted - days["previous"])
+    assert "p = " in whole.get_title() or "p < " in whole.get_title()
+
+    figure = plot_residuals(days, predicted, metrics, tmp_path / "residuals.png")
+    running = next(line for line in figure.axes[2].get_lines() if line.get_label() == "model")
+    squared_gap = (predicted - days["actual"]) ** 2 - (days["previous"] - days["actual"]) ** 2
+    np.testing.assert_allclose(running.get_ydata(), np.cumsum(squared_gap))
+    for picture in ("test_predictions.png", "residuals.png"):
+        assert (tmp_path / picture).stat().st_size > 0
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -21,14 +21,12 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from matplotlib.figure import Figure
 
 from common.config import Config
 from common.data import Splits
 from projects.stock.data import target_to_price
-from projects.stock.significance import diebold_mariano, format_p_value, verdict
-
-ZOOM_DAYS = 60  # Over a whole test period the three lines overlap; the last weeks show them apart.
+from projects.stock.plots import plot_residuals, plot_test_predictions
+from projects.stock.significance import diebold_mariano, verdict
 
 
 def one_step_prices(
@@ -96,60 +94,8 @@ def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) 
         test_end=f"{test_days['dates'][-1]:%Y-%m-%d}",
     )
     plot_test_predictions(test_days, predicted, metrics, out_dir / "test_predictions.png")
-    plot_residuals(test_days, predicted, out_dir / "residuals.png")
+    plot_residuals(test_days, predicted, metrics, out_dir / "residuals.png")
     return metrics
-
-
-def plot_test_predictions(days: dict, predicted: np.ndarray, metrics: dict, out_path: Path) -> None:
-    """Actual, model and persistence over the test period, and over its last weeks."""
-    figure = Figure(figsize=(11, 7))
-    axes = figure.subplots(2, 1)
-    zoom = slice(-ZOOM_DAYS, None)
-    for axis, part in zip(axes, (slice(None), zoom)):
-        dates = days["dates"][part]
-        axis.plot(dates, days["actual"][part], color="black", linewidth=1.2, label="actual")
-        axis.plot(dates, predicted[part], color="tab:blue", linewidth=1, label="model (one step ahead)")
-        axis.plot(
-            dates,
-            days["previous"][part],
-            color="tab:orange",
-            linewidth=1,
-            linestyle="--",
-            label="persistence (yesterday's price)",
-        )
-        axis.grid(alpha=0.3)
-        axis.legend(loc="upper left")
-        axis.tick_params(axis="x", labelrotation=20)
-    p_text = format_p_value(metrics["dm_p_value"], with_sign=True)
-    axes[0].set_title(
-        f"test period: RMSE {metrics['rmse']:.3f} vs persistence {metrics['baseline_rmse']:.3f} "
-        f"(ratio {metrics['rmse_ratio']:.4f}, Diebold-Mariano p {p_text})"
-    )
-    axes[1].set_title(f"last {min(ZOOM_DAYS, len(predicted))} test days")
-    figure.tight_layout()
-    figure.savefig(out_path, dpi=100)
-
-
-def plot_residuals(days: dict, predicted: np.ndarray, out_path: Path) -> None:
-    """Forecast errors over time, and their spread, for the model and for persistence."""
-    model_errors = predicted - days["actual"]
-    baseline_errors = days["previous"] - days["actual"]
-    figure = Figure(figsize=(12, 4))
-    over_time, spread = figure.subplots(1, 2, gridspec_kw={"width_ratios": [2.5, 1]})
-    over_time.plot(days["dates"], baseline_errors, color="tab:orange", linewidth=0.8, label="persistence")
-    over_time.plot(days["dates"], model_errors, color="tab:blue", linewidth=0.8, label="model")
-    over_time.axhline(0, color="black", linewidth=0.5)
-    over_time.set_title("residual (forecast - actual)")
-    over_time.grid(alpha=0.3)
-    over_time.legend(loc="upper left")
-    over_time.tick_params(axis="x", labelrotation=20)
-    bins = np.histogram_bin_edges(np.concatenate([model_errors, baseline_errors]), bins=50)
-    spread.hist(baseline_errors, bins=bins, alpha=0.5, color="tab:orange", label="persistence")
-    spread.hist(model_errors, bins=bins, alpha=0.5, color="tab:blue", label="model")
-    spread.set_title("distribution")
-    spread.legend()
-    figure.tight_layout()
-    figure.savefig(out_path, dpi=100)
 
 
 def format_report(metrics: dict) -> str:
