@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from common.__main__ import main
 from common.config import load_config
 from projects.stock import data as stock_data
 from projects.stock.evaluate import format_report
+from projects.stock.predict import format_prediction, price_decimals
 from projects.stock.settings import validate_config
 from projects.stock.significance import diebold_mariano, format_p_value, verdict
 from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess
@@ -369,7 +371,31 @@ def test_predict_forecasts_business_days_after_the_last_row(trained_run, trained
     nse = write_nse(csv.with_name("nse.csv"), random_walk(seed=3))
     table = cli("predict", "stock", nse, "--days", "2")
     assert table.code == 0 and "nse.csv" in table.stdout
-    assert len(table.stdout.strip().splitlines()) == 3
+    lines = table.stdout.strip().splitlines()
+    assert len(lines) == 3
+    # Prices around 100 print in cents, like the quotes they continue.
+    for line in lines[1:]:
+        assert re.fullmatch(r"  \d{4}-\d\d-\d\d +\d+\.\d\d", line), line
+
+
+@pytest.mark.parametrize(
+    "price, decimals, printed",
+    [
+        (2485.7412, 2, "2485.74"),
+        (180.94, 2, "180.94"),
+        (1.0, 2, "1.00"),
+        (0.5, 3, "0.500"),
+        (0.012345, 4, "0.0123"),
+    ],
+)
+def test_forecasts_print_prices_to_sensible_decimals(price, decimals, printed) -> None:
+    assert price_decimals(price) == decimals
+    result = {
+        "input": "x.csv", "price_column": "Close", "last_price": price, "last_date": "2018-11-28",
+        "method": "m", "dates": ["2018-11-29"], "forecast": [price * 1.0000001],
+    }  # fmt: skip
+    table = format_prediction(result).splitlines()
+    assert f"Close was {printed} on" in table[0] and table[1].endswith(f" {printed}")
 
 
 def test_the_demo_saves_a_chart_without_a_display(trained_models, cli, tmp_path: Path) -> None:
