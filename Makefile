@@ -18,11 +18,14 @@ help: ## List the targets
 		| awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
 	@echo "  <project> is one of: $(PROJECTS)"
 
+# The first install brings about 2 GB (TensorFlow, OpenCV...): say so, and let pip show its progress.
 $(STAMP): pyproject.toml
+	@echo "Setting up $(VENV): installing the project and its dependencies (about 2 GB on disk, a minute or more the first time; again only when pyproject.toml changes)..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
 	@touch $(STAMP)
+	@echo "$(VENV) is ready."
 
 install: $(STAMP) ## Create .venv and install the project (done by every other target too)
 
