@@ -599,3 +599,4 @@ def test_the_defaults_match_persistence_on_real_series(csv, models_dir, cli) -> 
     assert result.code == 0, result.stderr
     metrics = json.loads((models_dir / "stock" / "latest" / "metrics.json").read_text())
     assert metrics["rmse_ratio"] <= 1.02
+    assert 0 <= metrics["dm_p_value"] <= 1 and 0 <= metrics["validation_dm_p_value"] <= 1
