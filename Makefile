@@ -18,11 +18,14 @@ help: ## List the targets
 		| awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
 	@echo "  <project> is one of: $(PROJECTS)"
 
+# The first install brings about 2 GB (TensorFlow, OpenCV...): say so, and let pip show its progress.
 $(STAMP): pyproject.toml
+	@echo "Setting up $(VENV): installing the project and its dependencies (about 2 GB on disk, a minute or more the first time; again only when pyproject.toml changes)..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
 	@touch $(STAMP)
+	@echo "$(VENV) is ready."
 
 install: $(STAMP) ## Create .venv and install the project (done by every other target too)
 
@@ -52,8 +55,11 @@ format: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff check --fix common projects tests bench
 	$(BIN)/ruff format common projects tests bench
 
-bench: $(STAMP) ## Run the benchmarks and write bench/results/*.md
-	@for script in bench/*.py; do name=$$(basename $$script .py); [ $$name = __init__ ] && continue; echo "== bench.$$name"; $(BIN)/python -m bench.$$name || exit 1; done
+# Each benchmark runs even when one before it fails (e.g. its data is missing); the target fails at the end.
+bench: $(STAMP) ## Run the benchmarks and record them in bench/results/*.md (--write)
+	@failed=""; for script in bench/*.py; do name=$$(basename $$script .py); [ $$name = __init__ ] && continue; \
+		echo "== bench.$$name"; $(BIN)/python -m bench.$$name --write || failed="$$failed $$name"; done; \
+		if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
 
 clean: ## Remove .venv and caches (keeps models/ and data/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,37 @@
+"""Benchmarks: ``python -m bench.<name>`` measures one thing and prints the result.
+
+A run leaves the git tree as it was: only ``--write`` records the result under
+``bench/results/`` (``make bench`` passes it). Missing data or a missing model is one
+``error:`` line saying how to get it, and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def add_write_argument(parser: argparse.ArgumentParser, results_file: Path) -> None:
+    """Adds ``--write``: record the result in ``results_file`` (otherwise it is only printed)."""
+    root = RESULTS_DIR.parent.parent
+    shown = results_file.relative_to(root) if results_file.is_relative_to(root) else results_file
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help=f"also record the result in {shown} (without it nothing is written)",
+    )
+
+
+def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """Runs a benchmark's ``main``; a :class:`~common.errors.UserError` becomes one line, status 2."""
+    from common.errors import UserError
+
+    try:
+        return int(main(argv) or 0)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

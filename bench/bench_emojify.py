@@ -1,14 +1,15 @@
 """Is emojify fast enough for the live demo? One-face classification and the whole webcam loop.
 
-Run: python bench/bench_emojify.py [--frames 60] [--repeats 3]     (or: make bench)
+Run: python bench/bench_emojify.py [--frames 60] [--repeats 3] [--write]     (or: make bench)
 
 There is no webcam here, so the "recorded frames" are built: real FER2013 faces (from
 ``$SHARED_DATA/fer2013/train`` or ``data/fer2013/train`` when present, else the synthetic faces)
 enlarged onto 640x480 backgrounds, one or two per frame. Each frame goes through exactly what the
 demo does per frame (``FaceReader.process_frame``: detect, crop, classify, draw the emoji); Tk's
 own drawing is not included. The shipped model is used if present, else an untrained model of the
-default architecture (speed does not depend on the weights). Results go to
-``bench/results/emojify.md`` with the command and the machine's load while it ran.
+default architecture (speed does not depend on the weights). Results are printed, and with
+``--write`` recorded in ``bench/results/emojify.md`` with the command and the machine's load
+while it ran.
 """
 
 from __future__ import annotations
@@ -28,15 +29,17 @@ import cv2  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench import RESULTS_DIR, add_write_argument, run  # noqa: E402
 from common import runs  # noqa: E402
 from common.config import load_config  # noqa: E402
+from common.errors import UserError  # noqa: E402
 from projects.emojify.data import read_face  # noqa: E402
 from projects.emojify.faces import crop_faces, to_gray  # noqa: E402
 from projects.emojify.model import build_model  # noqa: E402
 from projects.emojify.predict import FaceReader, annotate, classify_faces  # noqa: E402
 from projects.emojify.synthetic import synthetic_faces  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "emojify.md"
+RESULTS = RESULTS_DIR / "emojify.md"
 DEFAULTS = ROOT / "projects" / "emojify" / "config.toml"
 
 
@@ -100,12 +103,17 @@ def median_ms(function, repeats: int, warmup: int = 10) -> tuple[float, float]:
     return float(np.median(times) * 1000), float(np.percentile(times, 90) * 1000)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=60, help="recorded frames to build")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the frames")
     parser.add_argument("--calls", type=int, default=200, help="one-face classifications to time")
-    options = parser.parse_args()
+    add_write_argument(parser, RESULTS)
+    options = parser.parse_args(argv)
+    # Two frames at least: the second, with two faces, times detection and batched classification.
+    for name, least in (("frames", 2), ("repeats", 1), ("calls", 1)):
+        if getattr(options, name) < least:
+            raise UserError(f"--{name} must be at least {least}; received: {getattr(options, name)}")
     rng = np.random.default_rng(0)
     load_before = os.getloadavg()
     model, config, model_name = load_model()
@@ -131,8 +139,14 @@ def main() -> None:
     draw_ms, _ = median_ms(lambda: annotate(frames[0], sample), 50, warmup=3)
     load_after = os.getloadavg()
 
-    command = "python bench/bench_emojify.py" + "".join(
-        f" --{name} {value}" for name, value in vars(options).items() if value != parser.get_default(name)
+    command = (
+        "python bench/bench_emojify.py"
+        + "".join(
+            f" --{name} {value}"
+            for name, value in vars(options).items()
+            if name != "write" and value != parser.get_default(name)
+        )
+        + " --write"
     )
     lines = [
         "# emojify: speed of the live pipeline",
@@ -165,11 +179,13 @@ def main() -> None:
         f"| faces found / faces placed | {found / options.repeats:.0f} / {placed} | |",
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
     print("\n".join(lines))
-    print(f"written to {RESULTS.relative_to(ROOT)}")
+    if options.write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text("\n".join(lines))
+        print(f"written to {RESULTS.relative_to(ROOT)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

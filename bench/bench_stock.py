@@ -12,7 +12,7 @@ Throughput is windows trained per second of ``model.fit``, measured after a shor
 that pays for tracing the training step. The batched setups run several epochs over the same
 windows so that their timing is not a fraction of a second.
 
-Run: .venv/bin/python -m bench.bench_stock [--windows 2000]   (or: make bench)
+Run: .venv/bin/python -m bench.bench_stock [--windows 2000] [--write]   (or: make bench)
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
+from bench import RESULTS_DIR, add_write_argument, run  # noqa: E402
 from common import registry, workflow  # noqa: E402
+from common.errors import UserError  # noqa: E402
 
 log = logging.getLogger("bench_stock")
 
-RESULTS = Path(__file__).parent / "results" / "stock.md"
+RESULTS = RESULTS_DIR / "stock.md"
 
 
 def measure(config_file: str | None, overrides: list[str], windows: int, epochs: int) -> dict:
@@ -44,7 +46,7 @@ def measure(config_file: str | None, overrides: list[str], windows: int, epochs:
     splits = project.module.load_data(config)
     x_train, y_train = splits.train
     if len(x_train) < windows:
-        raise SystemExit(f"only {len(x_train)} training windows; pass --windows {len(x_train)} or fewer")
+        raise UserError(f"only {len(x_train)} training windows; pass --windows {len(x_train)} or fewer")
     x_train, y_train = x_train[:windows], y_train[:windows]
     model = project.module.build_model(config, splits)
     workflow.compile_model(model, config)
@@ -64,7 +66,7 @@ def measure(config_file: str | None, overrides: list[str], windows: int, epochs:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--windows", type=int, default=2000, help="training windows per epoch (default 2000)")
     parser.add_argument(
@@ -73,13 +75,11 @@ def main() -> int:
         default=5,
         help="epochs for the batched setups, for a stable timing (default 5)",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=RESULTS,
-        help="Markdown file for the results (default bench/results/stock.md)",
-    )
-    options = parser.parse_args()
+    add_write_argument(parser, RESULTS)
+    parser.add_argument("--out", type=Path, help="write the Markdown results to this file instead")
+    options = parser.parse_args(argv)
+    if options.windows < 1:
+        raise UserError(f"--windows must be at least 1; received: {options.windows}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("projects").setLevel(logging.WARNING)
 
@@ -105,7 +105,7 @@ def main() -> int:
     lines = [
         "# Stock: training throughput",
         "",
-        f"Command: `python -m bench.bench_stock --windows {options.windows}`; "
+        f"Command: `python -m bench.bench_stock --windows {options.windows} --write`; "
         f"{options.windows} windows of the S&P 500 (arch) per epoch; Keras {keras.__version__}, "
         f"backend {keras.backend.backend()}, {platform.machine()}, {os.cpu_count()} CPU cores.",
         "",
@@ -120,11 +120,13 @@ def main() -> int:
         )
     report = "\n".join(lines) + "\n"
     print(report)
-    options.out.parent.mkdir(parents=True, exist_ok=True)
-    options.out.write_text(report)
-    print(f"written to {options.out}")
+    out = options.out or (RESULTS if options.write else None)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report)
+        print(f"written to {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

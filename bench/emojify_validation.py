@@ -3,44 +3,63 @@
 How ``model.mirror_average`` was chosen, and how a new model is picked over an older one: on the
 validation split carved from FER2013's train split (same seed as training), never on test.
 
-Run: .venv/bin/python -m bench.emojify_validation [--model pretrained] [--data FOLDER]
+Run: .venv/bin/python -m bench.emojify_validation [--model pretrained] [--data FOLDER] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from bench import RESULTS_DIR, add_write_argument, run  # noqa: E402
 from common import registry, workflow  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from projects.emojify.model import serving_model  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
 
+RESULTS = RESULTS_DIR / "emojify_validation.md"
+HOW_TO_GET_FER2013 = (
+    "download Kaggle's 'msambare/fer2013' (train/<emotion>/ folders) or fer2013.csv and pass --data "
+    "with the folder that holds train/, or the CSV"
+)
 
-def main() -> None:
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="pretrained", help="'pretrained', a run folder or a .keras file")
     parser.add_argument("--data", type=Path, default=SHARED_DATA / "fer2013", help="FER2013 with train/")
-    options = parser.parse_args()
+    add_write_argument(parser, RESULTS)
+    options = parser.parse_args(argv)
+    if not options.data.exists():
+        raise UserError(f"no FER2013 at {options.data}; {HOW_TO_GET_FER2013}")
     project = registry.get_project("emojify")
-    try:
-        model, config, model_file = workflow.load_saved(
-            project, options.model, [f"data.path={options.data}"], need_data=True
-        )
-    except UserError as error:
-        raise SystemExit(f"error: {error} (--data names the FER2013 folder with train/)") from None
+    model, config, model_file = workflow.load_saved(
+        project, options.model, [f"data.path={options.data}"], need_data=True
+    )
     x, y = project.module.load_data(config, need_training=True).validation
+    lines = []
     for mirror in (False, True):
         served = serving_model(model, config.with_overrides([f"model.mirror_average={str(mirror).lower()}"]))
         accuracy = float(np.mean(served.predict(x, batch_size=256, verbose=0).argmax(axis=1) == y))
         name = "mirror-averaged" if mirror else "single pass"
-        print(f"{name:>16}: {accuracy:.2%} validation accuracy on {len(y):,} faces ({model_file})")
+        lines.append(f"{name:>16}: {accuracy:.2%} validation accuracy on {len(y):,} faces ({model_file})")
+    print("\n".join(lines))
+    if options.write:
+        RESULTS.write_text(
+            "# emojify: validation accuracy of the shipped model\n\n"
+            f"Command: `.venv/bin/python -m bench.emojify_validation --write` ({time.strftime('%Y-%m-%d')}, "
+            f"FER2013 from {options.data})\n\n```\n" + "\n".join(lines) + "\n```\n"
+        )
+        print(f"written to {RESULTS}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

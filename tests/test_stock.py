@@ -7,17 +7,23 @@ used only by the tests marked slow.
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from common import registry
 from common.__main__ import main
 from common.config import load_config
 from projects.stock import data as stock_data
+from projects.stock.evaluate import format_report
+from projects.stock.predict import format_prediction, price_decimals
 from projects.stock.settings import validate_config
+from projects.stock.significance import diebold_mariano, format_p_value, verdict
 from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess
 
 CONFIG = registry.ROOT / "projects" / "stock" / "config.toml"
@@ -213,6 +219,85 @@ def test_splits_are_chronological_and_labelled_with_the_next_day(yahoo_csv: Path
     np.testing.assert_array_equal(splits.test[0][1:, -1, 0], splits.test[1][:-1])
 
 
+# --- Better than persistence, or noise? The Diebold-Mariano test ------------------------------
+
+
+def test_dm_matches_a_hand_computation() -> None:
+    # Loss differentials d = 1, 2, 3, 4: mean 2.5, variance 1.25, so DM = 2.5 / sqrt(1.25 / 4)
+    # = sqrt(20), and the HLN factor sqrt(3 / 4) makes it sqrt(15), read on t with 3 degrees of
+    # freedom, whose CDF has the closed form 1/2 + (u / (1 + u^2) + atan(u)) / pi, u = t / sqrt(3).
+    result = diebold_mariano(np.sqrt([1.0, 2.0, 3.0, 4.0]), np.zeros(4))
+    statistic = math.sqrt(15)
+    u = statistic / math.sqrt(3)
+    p_value = 2 * (0.5 - (u / (1 + u**2) + math.atan(u)) / math.pi)
+    assert result["dm_statistic"] == pytest.approx(statistic)
+    assert result["dm_p_value"] == pytest.approx(p_value) and result["dm_p_value"] == pytest.approx(
+        0.0305, abs=1e-4
+    )
+
+
+def test_dm_for_one_step_forecasts_is_the_t_test_of_the_loss_differential() -> None:
+    rng = np.random.default_rng(0)
+    errors, baseline_errors = rng.normal(0, 1.0, 500), rng.normal(0, 1.05, 500)
+    result = diebold_mariano(errors, baseline_errors)
+    t_test = stats.ttest_1samp(errors**2 - baseline_errors**2, 0.0)
+    assert result["dm_statistic"] == pytest.approx(t_test.statistic)
+    assert result["dm_p_value"] == pytest.approx(t_test.pvalue)
+
+
+def test_dm_tells_a_clearly_better_forecast_from_noise() -> None:
+    rng = np.random.default_rng(1)
+    baseline_errors = rng.normal(0, 10.0, 1000)
+    better = diebold_mariano(0.5 * baseline_errors + rng.normal(0, 1.0, 1000), baseline_errors)
+    assert better["dm_statistic"] < 0 and better["dm_p_value"] < 1e-10
+    # The same comparison the other way round: as significant, opposite sign.
+    worse = diebold_mariano(baseline_errors, 0.5 * baseline_errors + rng.normal(0, 1.0, 1000))
+    assert worse["dm_statistic"] > 0 and worse["dm_p_value"] < 1e-10
+    # A forecast a hair off persistence, like the LSTM's: a ratio below 1 that is only noise.
+    drifted = baseline_errors + rng.normal(0, 0.05, 1000)
+    noise = diebold_mariano(drifted, baseline_errors)
+    assert noise["dm_p_value"] > 0.05
+
+
+def test_dm_degenerate_cases() -> None:
+    errors = np.array([1.0, -2.0, 0.5])
+    assert diebold_mariano(errors, errors) == {"dm_statistic": 0.0, "dm_p_value": 1.0}
+    # The same loss gap every day: certain, but with no spread there is no finite statistic.
+    assert diebold_mariano(np.full(5, 2.0), np.ones(5)) == {"dm_statistic": None, "dm_p_value": 0.0}
+    with pytest.raises(ValueError, match="at least 2 days"):
+        diebold_mariano([1.0], [2.0])
+    with pytest.raises(ValueError, match="same length"):
+        diebold_mariano([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize(
+    "ratio, p_value, expected",
+    [
+        (0.9994, 0.87, "indistinguishable from persistence (Diebold-Mariano p = 0.87)"),
+        (1.0031, 0.05, "indistinguishable from persistence (Diebold-Mariano p = 0.05)"),
+        (0.98, 0.0012, "better than persistence (Diebold-Mariano p = 0.0012)"),
+        (1.2, 1e-9, "worse than persistence (Diebold-Mariano p < 0.0001)"),
+        # Rounded, 0.0499 would print as 0.05 beside the word "better".
+        (0.99, 0.0499, "better than persistence (Diebold-Mariano p < 0.05)"),
+    ],
+)
+def test_better_or_worse_only_when_significant(ratio, p_value, expected) -> None:
+    assert verdict(ratio, p_value) == expected
+
+
+def test_the_report_follows_the_test_not_the_ratio() -> None:
+    metrics = {
+        "test_start": "2015-01-02", "test_end": "2018-12-31", "rmse": 20.0, "baseline_rmse": 20.01,
+        "rmse_ratio": 20.0 / 20.01, "mae": 1.0, "baseline_mae": 1.0, "mape": 1.0, "baseline_mape": 1.0,
+        "directional_accuracy": 0.5, "baseline_directional_accuracy": 0.52, "dm_p_value": 0.6,
+    }  # fmt: skip
+    report = format_report(metrics)
+    assert "better" not in report and "worse" not in report
+    assert "rmse / baseline_rmse = 0.9995: indistinguishable from persistence" in report
+    assert "better than persistence" in format_report(metrics | {"dm_p_value": 0.001})
+    assert format_p_value(0.3) == "0.3" and format_p_value(1.0) == "1"
+
+
 # --- Train → evaluate → forecast through the CLI ------------------------------------------------
 
 
@@ -243,10 +328,14 @@ def test_training_writes_scores_beside_persistence(trained_run) -> None:
     for key in (
         "rmse", "baseline_rmse", "rmse_ratio", "mae", "baseline_mae", "mape", "baseline_mape",
         "directional_accuracy", "baseline_directional_accuracy", "validation_rmse_ratio",
-        "data_source", "n_train", "n_validation", "n_test",
+        "dm_statistic", "dm_p_value", "validation_dm_p_value", "data_source", "n_train", "n_validation",
+        "n_test",
     ):  # fmt: skip
         assert key in metrics, key
     assert metrics["rmse_ratio"] == pytest.approx(metrics["rmse"] / metrics["baseline_rmse"])
+    assert 0 <= metrics["dm_p_value"] <= 1
+    # The statistic's sign follows the ratio: positive when the model's squared errors are larger.
+    assert (metrics["dm_statistic"] > 0) == (metrics["rmse_ratio"] > 1)
     assert metrics["n_test"] == round((300 - 1 - 10) * 0.2)
     assert "prices.csv" in metrics["data_source"]
     for picture in ("test_predictions.png", "residuals.png", "learning_curves.png"):
@@ -259,6 +348,11 @@ def test_evaluate_scores_the_saved_model(trained_run, trained_models, cli, tmp_p
     evaluated = json.loads((tmp_path / "metrics.json").read_text())
     trained = json.loads((trained_run[2] / "metrics.json").read_text())
     assert evaluated["rmse"] == pytest.approx(trained["rmse"], rel=1e-5)
+    assert evaluated["dm_p_value"] == pytest.approx(trained["dm_p_value"], rel=1e-4)
+    report_verdict = [line for line in result.stdout.splitlines() if "rmse / baseline_rmse" in line][0]
+    assert report_verdict.endswith(verdict(evaluated["rmse_ratio"], evaluated["dm_p_value"]))
+    if evaluated["dm_p_value"] >= 0.05:
+        assert "better" not in result.stdout and "worse" not in result.stdout
 
 
 def test_predict_forecasts_business_days_after_the_last_row(trained_run, trained_models, cli) -> None:
@@ -277,7 +371,31 @@ def test_predict_forecasts_business_days_after_the_last_row(trained_run, trained
     nse = write_nse(csv.with_name("nse.csv"), random_walk(seed=3))
     table = cli("predict", "stock", nse, "--days", "2")
     assert table.code == 0 and "nse.csv" in table.stdout
-    assert len(table.stdout.strip().splitlines()) == 3
+    lines = table.stdout.strip().splitlines()
+    assert len(lines) == 3
+    # Prices around 100 print in cents, like the quotes they continue.
+    for line in lines[1:]:
+        assert re.fullmatch(r"  \d{4}-\d\d-\d\d +\d+\.\d\d", line), line
+
+
+@pytest.mark.parametrize(
+    "price, decimals, printed",
+    [
+        (2485.7412, 2, "2485.74"),
+        (180.94, 2, "180.94"),
+        (1.0, 2, "1.00"),
+        (0.5, 3, "0.500"),
+        (0.012345, 4, "0.0123"),
+    ],
+)
+def test_forecasts_print_prices_to_sensible_decimals(price, decimals, printed) -> None:
+    assert price_decimals(price) == decimals
+    result = {
+        "input": "x.csv", "price_column": "Close", "last_price": price, "last_date": "2018-11-28",
+        "method": "m", "dates": ["2018-11-29"], "forecast": [price * 1.0000001],
+    }  # fmt: skip
+    table = format_prediction(result).splitlines()
+    assert f"Close was {printed} on" in table[0] and table[1].endswith(f" {printed}")
 
 
 def test_the_demo_saves_a_chart_without_a_display(trained_models, cli, tmp_path: Path) -> None:
@@ -285,6 +403,61 @@ def test_the_demo_saves_a_chart_without_a_display(trained_models, cli, tmp_path:
     result = cli("demo", "stock", "--no-show", "--days", "5", "--out", out)
     assert result.code == 0 and str(out) in result.stdout
     assert out.stat().st_size > 0
+
+
+def test_the_demo_window_has_a_title(trained_models, cli, tmp_path: Path, monkeypatch) -> None:
+    """The window says what it shows, not matplotlib's "Figure 1" (shown here without a screen)."""
+    import importlib
+
+    import matplotlib.pyplot as plt
+
+    demo = importlib.import_module("projects.stock.demo")  # the package exports demo() by that name
+    shown = []
+    monkeypatch.setattr(demo, "_has_display", lambda: True)
+    monkeypatch.setattr(demo, "_use_window_backend", lambda: None)  # stay on Agg: no real window
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf().canvas.manager.get_window_title()))
+    result = cli("demo", "stock", "--days", "3", "--out", tmp_path / "demo.png")
+    assert result.code == 0, result.stderr
+    assert shown == ["Stock forecast: prices.csv, Close, next 3 business days"]
+
+
+def _test_days(count: int = 120, seed: int = 0) -> tuple[dict, np.ndarray]:
+    """A test period of a random walk and a model that is persistence plus a small drift."""
+    prices = random_walk(count + 1, seed)
+    days = {
+        "dates": pd.DatetimeIndex(prices["Date"].iloc[1:]),
+        "previous": prices["Close"].to_numpy()[:-1],
+        "actual": prices["Close"].to_numpy()[1:],
+    }
+    return days, days["previous"] * 1.0003
+
+
+def test_the_charts_keep_the_model_and_persistence_apart(tmp_path: Path) -> None:
+    """The model hugs persistence, so the charts draw persistence as a wide band under the
+    model's thin line and add a panel of what tells them apart."""
+    from projects.stock.evaluate import price_scores
+    from projects.stock.plots import plot_residuals, plot_test_predictions
+
+    days, predicted = _test_days()
+    metrics = price_scores(days["actual"], predicted, days["previous"])
+    figure = plot_test_predictions(days, predicted, metrics, tmp_path / "test_predictions.png")
+    whole, zoomed, difference = figure.axes
+    for axis in (whole, zoomed):
+        lines = {line.get_label(): line for line in axis.get_lines()}
+        model = next(line for label, line in lines.items() if label.startswith("model"))
+        persistence = next(line for label, line in lines.items() if label.startswith("persistence"))
+        assert persistence.get_linewidth() >= 3 * model.get_linewidth()
+        assert axis.get_lines().index(model) > axis.get_lines().index(persistence)  # drawn on top
+    gap = next(line for line in difference.get_lines() if line.get_label() == "model - persistence")
+    np.testing.assert_allclose(gap.get_ydata(), predicted - days["previous"])
+    assert "p = " in whole.get_title() or "p < " in whole.get_title()
+
+    figure = plot_residuals(days, predicted, metrics, tmp_path / "residuals.png")
+    running = next(line for line in figure.axes[2].get_lines() if line.get_label() == "model")
+    squared_gap = (predicted - days["actual"]) ** 2 - (days["previous"] - days["actual"]) ** 2
+    np.testing.assert_allclose(running.get_ydata(), np.cumsum(squared_gap))
+    for picture in ("test_predictions.png", "residuals.png"):
+        assert (tmp_path / picture).stat().st_size > 0
 
 
 @pytest.mark.parametrize(
@@ -426,3 +599,4 @@ def test_the_defaults_match_persistence_on_real_series(csv, models_dir, cli) -> 
     assert result.code == 0, result.stderr
     metrics = json.loads((models_dir / "stock" / "latest" / "metrics.json").read_text())
     assert metrics["rmse_ratio"] <= 1.02
+    assert 0 <= metrics["dm_p_value"] <= 1 and 0 <= metrics["validation_dm_p_value"] <= 1

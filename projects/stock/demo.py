@@ -28,6 +28,7 @@ def demo(argv: list[str]) -> int:
     from common import registry, runs, workflow
     from projects.stock.data import load_series, make_splits
     from projects.stock.evaluate import one_step_prices
+    from projects.stock.plots import MODEL_COLOR, draw_against_persistence, draw_forecast_difference
     from projects.stock.predict import forecast_prices
 
     model, config, model_file = workflow.load_saved(registry.get_project("stock"), options.model)
@@ -46,37 +47,30 @@ def demo(argv: list[str]) -> int:
         _use_window_backend()
     import matplotlib.pyplot as plt
 
-    figure, (overview, recent) = plt.subplots(2, 1, figsize=(12, 8))
+    figure, (overview, recent, difference) = plt.subplots(
+        3,
+        1,
+        figsize=(12, 9),  # 900 px tall at 100 dpi: fits a 1080p screen
+        gridspec_kw={"height_ratios": [1.1, 1.4, 0.75]},
+        num=window_title(options.input or config.data.path, series.price_column, len(forecast_dates)),
+    )
     overview.plot(series.dates, series.prices, color="black", linewidth=0.8, label="history")
     overview.plot(
         test_days["dates"],
         one_step,
-        color="tab:blue",
+        color=MODEL_COLOR,
         linewidth=0.8,
         label="one-step forecasts (test period)",
     )
-    overview.axvspan(test_days["dates"][0], test_days["dates"][-1], color="tab:blue", alpha=0.06)
+    overview.axvspan(test_days["dates"][0], test_days["dates"][-1], color=MODEL_COLOR, alpha=0.06)
     overview.set_title(f"{series.source}\nmodel: {model_file}", fontsize=9)
 
     recent_part = slice(-HISTORY_DAYS, None)
+    recent_dates = test_days["dates"][recent_part]
     recent.plot(
-        series.dates[recent_part], series.prices[recent_part], color="black", linewidth=1.2, label="actual"
+        series.dates[recent_part], series.prices[recent_part], color="black", linewidth=0.9, label="actual"
     )
-    recent.plot(
-        test_days["dates"][recent_part],
-        one_step[recent_part],
-        color="tab:blue",
-        linewidth=1,
-        label="model, one step ahead",
-    )
-    recent.plot(
-        test_days["dates"][recent_part],
-        test_days["previous"][recent_part],
-        color="tab:orange",
-        linewidth=1,
-        linestyle="--",
-        label="persistence (yesterday's price)",
-    )
+    draw_against_persistence(recent, recent_dates, one_step[recent_part], test_days["previous"][recent_part])
     recent.plot(
         # The forecast line starts at the last known price, so it joins the history.
         [series.dates[-1], *forecast_dates],
@@ -86,11 +80,20 @@ def demo(argv: list[str]) -> int:
         label=f"forecast, next {len(forecast_dates)} business days (recursive)",
     )
     recent.set_title(f"last {HISTORY_DAYS} days and the forecast")
+    difference.sharex(recent)  # The same days under each other; the forecast days stay blank here.
+    draw_forecast_difference(
+        difference, recent_dates, one_step[recent_part], test_days["previous"][recent_part]
+    )
+    difference.set_title(
+        f"one-step forecasts, last {HISTORY_DAYS} days: model - persistence (in {series.price_column})",
+        fontsize=10,
+    )
+    for axis in (overview, recent, difference):
+        axis.grid(alpha=0.3)
+        axis.legend(loc="best", fontsize=8)
+        axis.tick_params(axis="x", labelrotation=20)
     for axis in (overview, recent):
         axis.set_ylabel(series.price_column)
-        axis.grid(alpha=0.3)
-        axis.legend(loc="upper left", fontsize=8)
-        axis.tick_params(axis="x", labelrotation=20)
     figure.tight_layout()
     figure.savefig(out_path, dpi=100)
     print(f"chart saved to {out_path}")
@@ -98,6 +101,12 @@ def demo(argv: list[str]) -> int:
         plt.show()
     plt.close(figure)
     return 0
+
+
+def window_title(source: str | None, price_column: str, days: int) -> str:
+    """What the window's title bar says (instead of matplotlib's "Figure 1")."""
+    name = Path(source).name if source else "S&P 500 (arch)"
+    return f"Stock forecast: {name}, {price_column}, next {days} business days"
 
 
 def _has_display() -> bool:

@@ -9,6 +9,10 @@ Directional accuracy counts the days the price moved (unchanged days are left ou
 forecast moved the same way. Persistence forecasts no move, so it makes no call; its column
 shows the constant call "up" instead, which is also what a model that only learnt the upward
 drift would score.
+
+Whether the model's RMSE differs from persistence's by more than chance is tested with a
+Diebold-Mariano test on the squared errors (``significance.py``); the report calls the model
+better or worse only when its two-sided p-value (``dm_p_value``) is below 0.05.
 """
 
 from __future__ import annotations
@@ -17,13 +21,12 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from matplotlib.figure import Figure
 
 from common.config import Config
 from common.data import Splits
 from projects.stock.data import target_to_price
-
-ZOOM_DAYS = 60  # Over a whole test period the three lines overlap; the last weeks show them apart.
+from projects.stock.plots import plot_residuals, plot_test_predictions
+from projects.stock.significance import diebold_mariano, verdict
 
 
 def one_step_prices(
@@ -35,7 +38,8 @@ def one_step_prices(
 
 
 def price_scores(actual: np.ndarray, predicted: np.ndarray, previous: np.ndarray) -> dict:
-    """RMSE, MAE, MAPE (%) and directional accuracy of a forecast and of persistence.
+    """RMSE, MAE, MAPE (%) and directional accuracy of a forecast and of persistence, and the
+    Diebold-Mariano test of their squared errors (``dm_statistic``, two-sided ``dm_p_value``).
 
     Args:
         actual: the true price of each forecast day.
@@ -48,7 +52,7 @@ def price_scores(actual: np.ndarray, predicted: np.ndarray, previous: np.ndarray
     true_move = np.sign(actual - previous)[moved]
     rmse = float(np.sqrt(np.mean(errors**2)))
     baseline_rmse = float(np.sqrt(np.mean(baseline_errors**2)))
-    return {
+    return diebold_mariano(errors, baseline_errors) | {
         "rmse": rmse,
         "baseline_rmse": baseline_rmse,
         "rmse_ratio": rmse / baseline_rmse if baseline_rmse > 0 else float("nan"),
@@ -78,7 +82,7 @@ def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) 
             one_step_prices(model, splits.validation[0], validation_days["previous"], target),
             validation_days["previous"],
         )
-        for key in ("rmse", "baseline_rmse", "rmse_ratio"):
+        for key in ("rmse", "baseline_rmse", "rmse_ratio", "dm_p_value"):
             metrics[f"validation_{key}"] = validation[key]
     metrics.update(
         evaluation="one-step-ahead, from the true prices of the days before",
@@ -90,59 +94,8 @@ def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) 
         test_end=f"{test_days['dates'][-1]:%Y-%m-%d}",
     )
     plot_test_predictions(test_days, predicted, metrics, out_dir / "test_predictions.png")
-    plot_residuals(test_days, predicted, out_dir / "residuals.png")
+    plot_residuals(test_days, predicted, metrics, out_dir / "residuals.png")
     return metrics
-
-
-def plot_test_predictions(days: dict, predicted: np.ndarray, metrics: dict, out_path: Path) -> None:
-    """Actual, model and persistence over the test period, and over its last weeks."""
-    figure = Figure(figsize=(11, 7))
-    axes = figure.subplots(2, 1)
-    zoom = slice(-ZOOM_DAYS, None)
-    for axis, part in zip(axes, (slice(None), zoom)):
-        dates = days["dates"][part]
-        axis.plot(dates, days["actual"][part], color="black", linewidth=1.2, label="actual")
-        axis.plot(dates, predicted[part], color="tab:blue", linewidth=1, label="model (one step ahead)")
-        axis.plot(
-            dates,
-            days["previous"][part],
-            color="tab:orange",
-            linewidth=1,
-            linestyle="--",
-            label="persistence (yesterday's price)",
-        )
-        axis.grid(alpha=0.3)
-        axis.legend(loc="upper left")
-        axis.tick_params(axis="x", labelrotation=20)
-    axes[0].set_title(
-        f"test period: RMSE {metrics['rmse']:.3f} vs persistence {metrics['baseline_rmse']:.3f} "
-        f"(ratio {metrics['rmse_ratio']:.3f})"
-    )
-    axes[1].set_title(f"last {min(ZOOM_DAYS, len(predicted))} test days")
-    figure.tight_layout()
-    figure.savefig(out_path, dpi=100)
-
-
-def plot_residuals(days: dict, predicted: np.ndarray, out_path: Path) -> None:
-    """Forecast errors over time, and their spread, for the model and for persistence."""
-    model_errors = predicted - days["actual"]
-    baseline_errors = days["previous"] - days["actual"]
-    figure = Figure(figsize=(12, 4))
-    over_time, spread = figure.subplots(1, 2, gridspec_kw={"width_ratios": [2.5, 1]})
-    over_time.plot(days["dates"], baseline_errors, color="tab:orange", linewidth=0.8, label="persistence")
-    over_time.plot(days["dates"], model_errors, color="tab:blue", linewidth=0.8, label="model")
-    over_time.axhline(0, color="black", linewidth=0.5)
-    over_time.set_title("residual (forecast - actual)")
-    over_time.grid(alpha=0.3)
-    over_time.legend(loc="upper left")
-    over_time.tick_params(axis="x", labelrotation=20)
-    bins = np.histogram_bin_edges(np.concatenate([model_errors, baseline_errors]), bins=50)
-    spread.hist(baseline_errors, bins=bins, alpha=0.5, color="tab:orange", label="persistence")
-    spread.hist(model_errors, bins=bins, alpha=0.5, color="tab:blue", label="model")
-    spread.set_title("distribution")
-    spread.legend()
-    figure.tight_layout()
-    figure.savefig(out_path, dpi=100)
 
 
 def format_report(metrics: dict) -> str:
@@ -160,6 +113,8 @@ def format_report(metrics: dict) -> str:
     for label, key, baseline_key, number in rows:
         lines.append(f"{label:16}{number.format(metrics[key])}  {number.format(metrics[baseline_key])}")
     lines.append('(persistence makes no up/down call; its direction column is the constant call "up")')
-    verdict = "better than" if metrics["rmse_ratio"] < 1 else "worse than"
-    lines.append(f"rmse / baseline_rmse = {metrics['rmse_ratio']:.4f} ({verdict} persistence)")
+    lines.append(
+        f"rmse / baseline_rmse = {metrics['rmse_ratio']:.4f}: "
+        f"{verdict(metrics['rmse_ratio'], metrics['dm_p_value'])}"
+    )
     return "\n".join(lines)

@@ -14,6 +14,7 @@ so a forecast date may fall on one.
 from __future__ import annotations
 
 import argparse
+import math
 
 import keras
 import numpy as np
@@ -119,11 +120,20 @@ def _check_model_input(model: keras.Model, window: int, columns: list[str]) -> N
         )
 
 
+def price_decimals(price: float) -> int:
+    """Decimals to print a price with: cents (2) from 1 up, three significant digits below
+    (0.500, 0.0123), as quotes are written. More would only show the forecast's noise."""
+    if not math.isfinite(price) or price <= 0:
+        return 2
+    return max(2, 2 - math.floor(math.log10(price)))
+
+
 def format_prediction(result: dict) -> str:
     """A small table: the last known price, then one line per forecast day."""
+    decimals = price_decimals(result["last_price"])
     lines = [
-        f"{result['input']}: {result['price_column']} was {result['last_price']:.4f} on "
+        f"{result['input']}: {result['price_column']} was {result['last_price']:.{decimals}f} on "
         f"{result['last_date']}; forecast ({result['method']}):"
     ]
-    lines += [f"  {date}  {price:12.4f}" for date, price in zip(result["dates"], result["forecast"])]
+    lines += [f"  {date}  {price:12.{decimals}f}" for date, price in zip(result["dates"], result["forecast"])]
     return "\n".join(lines)

