@@ -79,7 +79,7 @@ def test_truncated_idx_and_foreign_npz_are_clear_errors(tmp_path, real_digits):
     with pytest.raises(UserError, match="expected arrays x_train"):
         mnist_data.read_npz(tmp_path / "other.npz")
     (tmp_path / "fake.npz").write_text("not a zip")
-    with pytest.raises(UserError, match="not a readable .npz"):
+    with pytest.raises(UserError, match="not an MNIST .npz file; data.path takes"):
         mnist_data.read_npz(tmp_path / "fake.npz")
 
 
@@ -255,6 +255,19 @@ def test_bad_image_files_are_one_line_errors(tmp_path, cli):
     result = run_subprocess("predict", "mnist", str(good), cut, "--model", "pretrained")
     assert_one_line_error(result, cut, "truncated or corrupt")
     assert result.stdout == ""
+
+
+def test_foreign_data_path_says_what_data_path_takes_and_never_suggests_pickle(tmp_path, cli):
+    """NumPy's own message for a CSV is 'contains pickled data ... allow_pickle'; never pass it on."""
+    (tmp_path / "digits.csv").write_text("label,pixel0\n7,0\n")
+    np.save(tmp_path / "digits.npy", np.zeros((2, 28, 28), np.uint8))
+    np.savez(tmp_path / "objects.npz", x_test=np.array([{"a": 1}], dtype=object), y_test=np.zeros(1))
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "digit.png")
+    for name in ("digits.csv", "digits.npy", "objects.npz", "digit.png"):
+        path = tmp_path / name
+        result = cli("evaluate", "mnist", "--model", "pretrained", "--set", f"data.path={path}")
+        assert_one_line_error(result, str(path), "data.path takes", ".npz", "IDX files")
+        assert "pickle" not in result.stderr.lower(), result.stderr
 
 
 def test_evaluate_with_missing_data_path_is_one_line_error(cli):

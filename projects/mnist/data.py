@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,11 @@ IDX_PATTERNS = {
     "x_test": "t10k-images*idx3*",
     "y_test": "t10k-labels*idx1*",
 }
+# What data.path may name, said in every error about a file that is none of these.
+ACCEPTED_PATHS = (
+    "data.path takes a keras.datasets.mnist-style .npz (arrays x_train, y_train, x_test, y_test) "
+    "or a folder holding the original IDX files (t10k-images-idx3-ubyte.gz, ...)"
+)
 
 
 def load_data(config: Config, need_training: bool = True) -> Splits:
@@ -90,12 +96,25 @@ def _download(target: Path, timeout: float) -> bool:
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Reads a ``keras.datasets.mnist``-style ``.npz`` (x_train, y_train, x_test, y_test)."""
+    """Reads a ``keras.datasets.mnist``-style ``.npz`` (x_train, y_train, x_test, y_test).
+
+    Anything else (a CSV, an image, a pickle) is refused before NumPy sees it: NumPy's own error
+    for a foreign file suggests loading it with ``allow_pickle``, which would run its code.
+    """
     try:
-        with np.load(path) as archive:
+        with open(path, "rb") as file:
+            is_zip = file.read(4) == b"PK\x03\x04"  # An .npz is a zip archive of .npy files.
+    except OSError as error:
+        raise UserError(f"{path}: cannot read it ({error.strerror})") from None
+    if not is_zip:
+        raise UserError(f"{path}: not an MNIST .npz file; {ACCEPTED_PATHS}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files if key in IDX_PATTERNS}
-    except (OSError, ValueError, EOFError) as error:
-        raise UserError(f"{path}: not a readable .npz file ({error})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        raise UserError(
+            f"{path}: a damaged .npz, or one holding non-numeric arrays; {ACCEPTED_PATHS}"
+        ) from None
     if not {"x_test", "y_test"} <= arrays.keys() and not {"x_train", "y_train"} <= arrays.keys():
         raise UserError(
             f"{path}: expected arrays x_train, y_train, x_test, y_test (like keras.datasets.mnist); "
