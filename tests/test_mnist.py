@@ -10,8 +10,10 @@ import os
 import shutil
 import time
 import urllib.error
+from pathlib import Path
 
 import cv2
+import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
@@ -20,7 +22,7 @@ from common import runs
 from common.config import load_config
 from common.registry import PROJECTS_DIR
 from projects.mnist import data as mnist_data
-from projects.mnist.preprocess import to_mnist
+from projects.mnist.preprocess import to_mnist, unlike_one_digit
 from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess
 from tests.drawn_digits import draw_on_canvas, drawn_digit_accuracy
 
@@ -228,6 +230,93 @@ def test_mnist_digits_pass_through_almost_unchanged(real_digits):
     assert np.median(changed) < 12
 
 
+# Warnings about images that are not one digit ------------------------------------------------
+# The rates, measured by test_warning_rates below (pytest -m slow -k warning_rates -s prints
+# them; 2 CPU cores, about a minute) on the official test digits: false warnings on single
+# digits, 0.10% of 2,000 drawn on a page and 0.10% of 2,000 raw 28x28 ones; warnings on two-digit
+# numbers, 100% of 1,000 raw and 98.6% of 500 drawn on a page; 98.0% of 1,000 FER2013 faces (less
+# the blank ones). The thresholds: projects/mnist/preprocess.py.
+
+
+def two_digit_number(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Two MNIST digits side by side as one 28x56 image, the way "42" is written."""
+    return np.concatenate([first, second], axis=1)
+
+
+def photo_like(seed: int) -> np.ndarray:
+    """A synthetic photo: smooth shapes of every grey level under a fine texture, no paper."""
+    rng = np.random.default_rng(seed)
+    shapes = cv2.resize(rng.uniform(0, 255, (6, 8)), (320, 240), interpolation=cv2.INTER_CUBIC)
+    texture = cv2.GaussianBlur(rng.normal(0, 25, (240, 320)), (0, 0), 1.5)
+    return np.clip(shapes + texture, 0, 255).astype(np.uint8)
+
+
+def warned_fraction(images) -> float:
+    return float(np.mean([unlike_one_digit(image) is not None for image in images]))
+
+
+def test_single_digits_are_not_warned_about(real_digits):
+    images = real_digits[0]
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(images), 2000, replace=False)
+    assert warned_fraction(images[chosen]) <= 0.01  # raw 28x28, light on dark
+    assert warned_fraction(255 - images[chosen[:300]]) <= 0.01  # dark on light
+    assert warned_fraction(draw_on_canvas(images[i], rng) for i in chosen[:200]) <= 0.01
+
+
+@pytest.mark.slow
+def test_warning_rates(real_digits):
+    images = real_digits[0]
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(images), 2000, replace=False)
+    rates = {
+        "single digits drawn on a page": warned_fraction([draw_on_canvas(images[i], rng) for i in chosen]),
+        "single digits, raw 28x28": warned_fraction(images[chosen]),
+    }
+    numbers = [two_digit_number(images[chosen[2 * k]], images[chosen[2 * k + 1]]) for k in range(1000)]
+    rates["two-digit numbers, raw"] = warned_fraction(numbers)
+    drawn = [draw_on_canvas(cv2.resize(number, (56, 28)), rng) for number in numbers[:500]]
+    rates["two-digit numbers drawn on a page"] = warned_fraction(drawn)
+    fer_train = SHARED_DATA / "fer2013" / "train"
+    if fer_train.is_dir():
+        files = sorted(fer_train.glob("*/*.jpg"))
+        faces = [
+            np.asarray(Image.open(files[i]).convert("L")) for i in rng.choice(len(files), 1000, replace=False)
+        ]
+        rates["FER2013 faces"] = warned_fraction(f for f in faces if int(f.max()) - int(f.min()) >= 40)
+    print("\n".join(f"warned: {rate:.2%} of {name}" for name, rate in rates.items()))
+    assert rates["single digits drawn on a page"] <= 0.01 and rates["single digits, raw 28x28"] <= 0.01
+    assert all(rate >= 0.95 for name, rate in rates.items() if not name.startswith("single")), rates
+
+
+def test_two_digits_side_by_side_are_warned_about(real_digits):
+    images, labels = real_digits
+    fours, twos = images[labels == 4][:100], images[labels == 2][:100]
+    numbers = [two_digit_number(four, two) for four, two in zip(fours, twos)]
+    assert warned_fraction(numbers) >= 0.95
+    rng = np.random.default_rng(1)
+    drawn = [draw_on_canvas(cv2.resize(number, (56, 28)), rng) for number in numbers[:50]]
+    assert warned_fraction(drawn) >= 0.95
+    assert "2 characters side by side" in unlike_one_digit(255 - numbers[0])
+
+
+def test_photos_are_warned_about():
+    hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    face = np.asarray(Image.open(hopper).convert("L"))
+    assert "looks like a photo" in unlike_one_digit(face)
+    assert warned_fraction(photo_like(seed) for seed in range(20)) == 1.0
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fer2013" / "train").is_dir(), reason="FER2013 not present")
+def test_fer2013_faces_are_warned_about():
+    files = sorted((SHARED_DATA / "fer2013" / "train").glob("*/*.jpg"))
+    chosen = np.random.default_rng(0).choice(len(files), 300, replace=False)
+    faces = [np.asarray(Image.open(files[index]).convert("L")) for index in chosen]
+    # FER2013 holds blank images; they are to_mnist's "no digit found", not a warning.
+    faces = [face for face in faces if int(face.max()) - int(face.min()) >= 40]
+    assert warned_fraction(faces) >= 0.95
+
+
 # Prediction with the shipped model -----------------------------------------------------------
 
 
@@ -269,6 +358,31 @@ def test_predict_cli_on_image_files(tmp_path, cli, models_dir, real_digits):
     assert all(0.0 <= row["confidence"] <= 1.0 for row in rows)
     plain = cli("predict", "mnist", paths[0])
     assert plain.stdout.startswith(f"{paths[0]}: {real_digits[1][0]} (")
+
+
+def test_predict_warns_about_a_number_and_a_photo(tmp_path, cli, caplog, real_digits):
+    """'42' read as 2 and a face read as a digit, without a word, misled users: now each says why."""
+    images, labels = real_digits
+    number = 255 - two_digit_number(images[labels == 4][0], images[labels == 2][0])
+    Image.fromarray(number).resize((280, 140)).save(tmp_path / "42.png")
+    Image.fromarray(photo_like(seed=0)).save(tmp_path / "photo.jpg")
+    Image.fromarray(draw_on_canvas(images[0], np.random.default_rng(4))).save(tmp_path / "digit.png")
+    paths = [str(tmp_path / name) for name in ("42.png", "photo.jpg", "digit.png")]
+    with caplog.at_level(logging.WARNING):
+        result = cli("predict", "mnist", *paths, "--model", "pretrained", "--json")
+    assert result.code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert "2 characters side by side" in rows[0]["warning"]
+    assert "looks like a photo" in rows[1]["warning"]
+    assert rows[2]["warning"] is None and rows[2]["label"] == labels[0]
+    logged = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert logged == [f"{paths[0]}: {rows[0]['warning']}", f"{paths[1]}: {rows[1]['warning']}"]
+    # What a user sees without --json: the results on stdout, the warning on stderr.
+    shown = run_subprocess("-q", "predict", "mnist", paths[0], paths[2], "--model", "pretrained")
+    assert shown.code == 0, shown.stderr
+    assert shown.stdout.splitlines()[1].startswith(f"{paths[2]}: {labels[0]} (")
+    assert f"WARNING projects.mnist.predict: {paths[0]}: this looks like 2 characters" in shown.stderr
+    assert paths[2] not in shown.stderr
 
 
 # The whole workflow, tiny ------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 import keras
 import numpy as np
@@ -10,7 +11,9 @@ import numpy as np
 from common.config import Config
 from common.errors import UserError
 from common.images import read_image
-from projects.mnist.preprocess import to_mnist, to_model_input
+from projects.mnist.preprocess import to_mnist, to_model_input, unlike_one_digit
+
+log = logging.getLogger(__name__)
 
 
 def classify_digits(model: keras.Model, digits: np.ndarray) -> np.ndarray:
@@ -24,7 +27,9 @@ def predict(
     """Reads, normalises and classifies each image file.
 
     Returns:
-        One ``{"input", "label", "confidence", "top3"}`` per file, in order.
+        One ``{"input", "label", "confidence", "top3", "warning"}`` per file, in order;
+        ``warning`` says why the image does not look like one digit on plain paper (a photo,
+        several digits), or is None.
     """
     if not inputs:
         raise UserError("give one or more image files: python -m common predict mnist digit.png")
@@ -39,6 +44,7 @@ def predict(
                 "label": int(ranked[0]),
                 "confidence": round(float(row[ranked[0]]), 4),
                 "top3": [[int(label), round(float(row[label]), 4)] for label in ranked],
+                "warning": input_warning(path),
             }
         )
     return results
@@ -51,6 +57,14 @@ def to_mnist_checked(path: str) -> np.ndarray:
     except UserError as error:
         message = str(error)
         raise UserError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+
+
+def input_warning(path: str) -> str | None:
+    """Why the image file does not look like one digit on plain paper, also logged; or None."""
+    warning = unlike_one_digit(read_image(path, mode="L"))
+    if warning is not None:
+        log.warning("%s: %s", path, warning)
+    return warning
 
 
 def format_prediction(result: dict) -> str:
