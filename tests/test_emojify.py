@@ -256,6 +256,21 @@ def test_synthetic_sample_is_deterministic_balanced_and_labelled_as_such(monkeyp
     assert len(message) == 1 and "data/fer2013/" in message[0] and "fer2013.csv" in message[0]
 
 
+def test_evaluate_without_fer2013_says_it_evaluates_on_the_sample(
+    monkeypatch, tmp_path, cli, caplog, tiny_model_file
+):
+    """`evaluate` trains nothing: its message about the synthetic sample must not say 'training'."""
+    monkeypatch.setattr(emojify_data, "DEFAULT_DATA_DIR", tmp_path / "no-fer2013")
+    with caplog.at_level(logging.WARNING):
+        result = cli("evaluate", "emojify", "--model", tiny_model_file, "--out", tmp_path / "eval")
+    assert result.code == 0, result.stderr
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    not_found = [message for message in warnings if "FER2013 not found" in message]
+    assert len(not_found) == 1 and "evaluating on a generated sample" in not_found[0], warnings
+    assert not any("training" in message for message in warnings), warnings
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["synthetic_data"] is True
+
+
 def test_synthetic_faces_are_found_by_the_face_detector():
     from projects.emojify.faces import FaceDetector
 

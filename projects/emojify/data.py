@@ -43,8 +43,10 @@ DEFAULT_DATA_DIR = ROOT / "data" / "fer2013"
 DEFAULT_CACHE_DIR = ROOT / "data" / ".cache" / "emojify"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 CSV_NAME = "fer2013.csv"
+# ``{use}`` is "training on" or "evaluating on": `evaluate` trains nothing, and saying so would
+# send a user looking for a training run that never happened.
 HOW_TO_GET_FER2013 = (
-    "FER2013 not found in data/fer2013/; training on a generated sample of simple synthetic faces "
+    "FER2013 not found in data/fer2013/; {use} a generated sample of simple synthetic faces "
     "instead (not FER2013). For real faces, download Kaggle's 'msambare/fer2013' (train/ and test/ "
     "folders) or the 2013 challenge's fer2013.csv into data/fer2013/, or set data.path"
 )
@@ -52,7 +54,7 @@ HOW_TO_GET_FER2013 = (
 
 def load_data(config: Config, need_training: bool = True) -> Splits:
     """Returns the splits of the configured source; only the test split if not training."""
-    arrays, source = load_arrays(config)
+    arrays, source = load_arrays(config, need_training)
     info = {"class_names": list(CLASS_NAMES), "synthetic": source.startswith("synthetic")}
     splits, test_held_out = split_arrays(arrays, config, need_training)
     if test_held_out:
@@ -86,9 +88,10 @@ def class_weights(labels: np.ndarray, method: str) -> dict[int, float] | None:
     return {index: round(float(weights[index]), 4) for index in range(NUM_CLASSES) if present[index]}
 
 
-def load_arrays(config: Config) -> tuple[dict[str, np.ndarray], str]:
+def load_arrays(config: Config, need_training: bool = True) -> tuple[dict[str, np.ndarray], str]:
     """The decoded arrays (``x_train``, ``y_train``, ``x_test``, ``y_test``, as present), and a
-    description of where they came from."""
+    description of where they came from. ``need_training`` only words the message about the
+    synthetic sample (training on it, or evaluating on it)."""
     data = config.data
     if data.path:
         path = Path(data.path).expanduser()
@@ -97,7 +100,7 @@ def load_arrays(config: Config) -> tuple[dict[str, np.ndarray], str]:
     elif DEFAULT_DATA_DIR.exists():
         path = DEFAULT_DATA_DIR
     else:
-        log.warning(HOW_TO_GET_FER2013)
+        log.warning(HOW_TO_GET_FER2013.format(use="training on" if need_training else "evaluating on"))
         return _synthetic(config, reason="FER2013 not found")
     cache_dir = Path(data.cache_dir).expanduser() if data.cache_dir else DEFAULT_CACHE_DIR
     return read_fer2013(path, cache_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Iterator
 
 import keras
@@ -11,7 +12,9 @@ import numpy as np
 from common.config import Config
 from common.errors import UserError, per_input
 from common.images import read_image
-from projects.mnist.preprocess import to_mnist, to_model_input
+from projects.mnist.preprocess import to_mnist, to_model_input, unlike_one_digit
+
+log = logging.getLogger(__name__)
 
 
 def classify_digits(model: keras.Model, digits: np.ndarray) -> np.ndarray:
@@ -25,8 +28,10 @@ def predict(
     """Reads, normalises and classifies each image file, one at a time.
 
     Yields:
-        One ``{"input", "label", "confidence", "top3"}`` per file, in order; a file that cannot
-        be read gives ``{"input", "error"}`` and the others are still answered.
+        One ``{"input", "label", "confidence", "top3", "warning"}`` per file, in order;
+        ``warning`` says why the image does not look like one digit on plain paper (a photo,
+        several digits), or is None. A file that cannot be read gives ``{"input", "error"}`` and
+        the others are still answered.
     """
     if not inputs:
         raise UserError("give one or more image files: python -m common predict mnist digit.png")
@@ -34,24 +39,20 @@ def predict(
 
 
 def predict_file(model: keras.Model, path: str) -> dict:
-    """One image file's digit, its confidence and the three likeliest digits."""
-    row = classify_digits(model, to_mnist_checked(path)[None])[0]
+    """One image file's digit, its confidence, the three likeliest digits and any warning."""
+    image = read_image(path, mode="L")
+    row = classify_digits(model, to_mnist(image)[None])[0]
     ranked = np.argsort(row)[::-1][:3]
+    warning = unlike_one_digit(image)
+    if warning is not None:
+        log.warning("%s: %s", path, warning)
     return {
         "input": path,
         "label": int(ranked[0]),
         "confidence": round(float(row[ranked[0]]), 4),
         "top3": [[int(label), round(float(row[label]), 4)] for label in ranked],
+        "warning": warning,
     }
-
-
-def to_mnist_checked(path: str) -> np.ndarray:
-    """Reads one file and normalises it, naming the file in any error."""
-    try:
-        return to_mnist(read_image(path, mode="L"))
-    except UserError as error:
-        message = str(error)
-        raise UserError(message if message.startswith(str(path)) else f"{path}: {message}") from None
 
 
 def format_prediction(result: dict) -> str:
