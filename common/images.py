@@ -43,8 +43,11 @@ def read_image(path: str | Path, mode: str = "L") -> np.ndarray:
                 background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 image = Image.alpha_composite(background, rgba)
             return np.asarray(image.convert(mode))
-    except Image.DecompressionBombError as error:
-        raise UserError(f"{path}: refused as a possible decompression bomb ({error})") from None
+    except Image.DecompressionBombError:
+        raise UserError(
+            f"{path}: too large to read safely (over {MAX_PIXELS // 1_000_000} megapixels, a possible "
+            "decompression bomb); scale it down first"
+        ) from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file PIL can read (PNG, JPEG, BMP, ...)") from None
     except (OSError, SyntaxError, ValueError) as error:

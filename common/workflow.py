@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,7 +84,7 @@ def _callbacks(config: Config, run_dir: Path, resume_from: dict | None) -> list[
     """Early stopping and the plateau schedule first, then the recorder that saves their state."""
     train = config.train
     early_stopping = plateau = None
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    callbacks: list[keras.callbacks.Callback] = []
     if train.early_stopping_patience > 0:
         early_stopping = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=train.early_stopping_patience, restore_best_weights=True
@@ -172,7 +173,7 @@ def _train_in(
         log.info("resuming %s after epoch %d of %d", run_dir.name, first_epoch, config.train.epochs)
     else:
         if continue_from is not None:
-            model = keras.saving.load_model(continue_from / runs.MODEL_FILE, compile=False)
+            model = load_model_file(continue_from / runs.MODEL_FILE, compile=False)
             log.info("starting from the weights of %s", continue_from)
         else:
             model = project.module.build_model(config, splits)
@@ -332,11 +333,43 @@ def load_saved(
     if announce:
         for line in runs.describe_model(project.name, model_file, chosen_by_default=model_arg is None):
             log.info("%s", line)
+    return load_model_file(model_file), config, model_file
+
+
+# A .keras file is a zip archive: its config.json and metadata.json describe the layers (a few
+# hundred kilobytes for large models), its weights file holds the numbers. Sizes are checked from
+# the archive's directory before anything is unpacked, so a crafted file cannot fill the memory.
+MAX_MODEL_JSON_BYTES = 64 * 2**20
+MAX_MODEL_BYTES = 16 * 2**30
+
+
+def load_model_file(model_file: Path, compile: bool = True) -> keras.Model:
+    """Loads a ``.keras`` file in Keras' safe mode, after checking its unpacked sizes; any
+    refusal or corruption is one line."""
     try:
-        model = keras.saving.load_model(model_file)
+        with zipfile.ZipFile(model_file) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UserError(f"{model_file}: not a Keras model file ({error})") from None
+    for entry in entries:
+        if entry.filename.endswith(".json") and entry.file_size > MAX_MODEL_JSON_BYTES:
+            raise UserError(
+                f"{model_file}: its {entry.filename} unpacks to {entry.file_size / 2**20:,.0f} MB "
+                f"(a model's is well under {MAX_MODEL_JSON_BYTES // 2**20} MB); refused"
+            )
+    if sum(entry.file_size for entry in entries) > MAX_MODEL_BYTES:
+        raise UserError(f"{model_file}: unpacks to over {MAX_MODEL_BYTES // 2**30} GB; refused")
+    try:
+        return keras.saving.load_model(model_file, compile=compile, safe_mode=True)
     except Exception as error:  # Keras raises several types for a corrupt or foreign file.
-        raise UserError(f"could not load model {model_file}: {error}") from None
-    return model, config, model_file
+        message = " ".join(str(error).split())
+        if "safe_mode" in message or "unsafe" in message.lower():
+            raise UserError(
+                f"{model_file}: refused: it stores Python code (e.g. a Lambda layer) that loading "
+                "would run; rebuild the model without it, or load it yourself if you trust its source"
+            ) from None
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"could not load model {model_file}: {first[:300]}") from None
 
 
 def _raise_if_foreign(project: Project, config_file: Path | None, model_file: Path) -> None:

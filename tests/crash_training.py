@@ -2,8 +2,9 @@
 
 Usage: python -m tests.crash_training WHERE N [TRUNCATE] -- train PROJECT ARGS...
 
-WHERE is ``fsync`` (the N-th file flushed to disk: a checkpoint or progress record being
-written) or ``replace`` (the N-th rename: a commit being applied, or the final save). With
+WHERE is ``fsync`` (the N-th checkpoint file flushed to disk, while it is being written) or
+``replace`` (the N-th rename: a commit being applied); for ``replace``, N may instead be a file
+name, to die at the first rename onto that file (``model.keras``: the final save). With
 TRUNCATE, the file being flushed is cut to half its size first, as a torn write would leave it.
 Used by the crash tests to stop training at instants a signal could not aim at.
 """
@@ -18,13 +19,15 @@ from common import runs
 from common.__main__ import main
 
 
-def _arm(where: str, count: int, truncate: bool) -> None:
+def _arm(where: str, when: str, truncate: bool) -> None:
     calls = 0
 
-    def should_die() -> bool:
+    def should_die(target: object = None) -> bool:
         nonlocal calls
+        if not when.isdigit():
+            return os.path.basename(str(target)) == when
         calls += 1
-        return calls == count
+        return calls == int(when)
 
     if where == "fsync":
         original_fsync = runs.fsync_file
@@ -41,7 +44,7 @@ def _arm(where: str, count: int, truncate: bool) -> None:
         original_replace = os.replace
 
         def replace_or_die(source, target):
-            if should_die():
+            if should_die(target):
                 os.kill(os.getpid(), signal.SIGKILL)
             original_replace(source, target)
 
@@ -53,5 +56,5 @@ def _arm(where: str, count: int, truncate: bool) -> None:
 if __name__ == "__main__":
     separator = sys.argv.index("--")
     where, count, *flags = sys.argv[1:separator]
-    _arm(where, int(count), "truncate" in flags)
+    _arm(where, count, "truncate" in flags)
     sys.exit(main(sys.argv[separator + 1 :]))

@@ -457,11 +457,13 @@ def test_bad_image_files_are_one_line_errors(tmp_path, cli):
     }
     for path, fragment in cases.items():
         assert_one_line_error(cli("predict", "mnist", path, "--model", "pretrained"), path, fragment)
-    # Once as a real process, to see exactly what reaches the user's terminal.
+    # Once as a real process, to see exactly what reaches the user's terminal: the good file
+    # is still answered, the bad one gets its one line, and the exit status says one failed.
     cut = str(tmp_path / "cut.png")
-    result = run_subprocess("predict", "mnist", str(good), cut, "--model", "pretrained")
+    result = run_subprocess("predict", "mnist", str(good), cut, "--model", "pretrained", "--json")
     assert_one_line_error(result, cut, "truncated or corrupt")
-    assert result.stdout == ""
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [answer["input"] for answer in answers] == [str(good)] and answers[0]["label"] == 1
 
 
 def test_foreign_data_path_says_what_data_path_takes_and_never_suggests_pickle(tmp_path, cli):

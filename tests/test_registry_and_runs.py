@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 
 import pytest
 
 import projects
-from common import registry, runs
+from common import checkpoints, registry, runs
+from tests.conftest import assert_one_line_error
 
 TOY_CONFIG = """
 seed = 1
@@ -136,34 +138,87 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
 
 
-def test_interrupted_run_never_becomes_latest(toy_project, models_dir, cli):
+def test_interrupted_run_never_becomes_latest_and_resumes(toy_project, models_dir, cli, monkeypatch):
     assert cli("train", "toy", "--name", "good").code == 0
     good_run = runs.latest_run("toy")
     good_model = (good_run / "model.keras").read_bytes()
 
+    # Ctrl-C right after the first epoch was committed.
+    commit = checkpoints.RunRecorder.on_epoch_end
+
+    def commit_then_interrupt(self, epoch, logs=None):
+        commit(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", commit_then_interrupt)
+    result = cli("train", "toy", "--name", "broken", "--set", "train.epochs=3")
+    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", commit)
+    assert result.code == 2
+    assert "interrupted" in result.stderr and "--resume" in result.stderr
+    assert runs.latest_run("toy") == good_run
+    assert (good_run / "model.keras").read_bytes() == good_model
+    [broken] = [path for path in (models_dir / "toy").iterdir() if path.name.endswith("-broken")]
+    assert not (broken / "model.keras").exists()
+    assert runs.run_state(broken) == runs.INTERRUPTED
+    assert not (broken / runs.LOCK_FILE).exists()
+
+    resumed = cli("train", "toy", "--resume", str(broken))
+    assert resumed.code == 0, resumed.stderr
+    assert runs.latest_run("toy") == broken and runs.run_state(broken) == runs.COMPLETED
+    epochs = [line.split(",")[0] for line in (broken / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == ["0", "1", "2"]
+
+
+def test_a_run_interrupted_before_its_first_epoch_leaves_nothing(toy_project, models_dir, cli):
     import projects.toy as toy
 
     toy.FAIL_DURING_FIT = True
     result = cli("train", "toy", "--name", "broken")
     toy.FAIL_DURING_FIT = False
-    assert result.code == 2
-    assert "interrupted" in result.stderr and "--resume" in result.stderr
-    assert runs.latest_run("toy") == good_run
-    assert (good_run / "model.keras").read_bytes() == good_model
-    broken = [path for path in (models_dir / "toy").iterdir() if path.name.endswith("-broken")]
-    assert len(broken) == 1 and not (broken[0] / "model.keras").exists()
+    assert result.code == 2 and "nothing was kept" in result.stderr
+    assert not any(path.name.endswith("-broken") for path in (models_dir / "toy").iterdir())
 
 
-def test_resume_continues_from_the_last_checkpoint(toy_project, models_dir, cli):
+def test_resume_refuses_what_is_not_an_interrupted_run(toy_project, models_dir, cli, tmp_path):
     assert cli("train", "toy", "--set", "train.epochs=2").code == 0
     run_dir = runs.latest_run("toy")
-    # Pretend the run had been cut short after two of four epochs.
-    config_text = (run_dir / "config.toml").read_text().replace("epochs = 2", "epochs = 4")
-    (run_dir / "config.toml").write_text(config_text)
-    result = cli("train", "toy", "--resume", str(run_dir))
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    assert_one_line_error(cli("train", "toy", "--resume", str(run_dir)), "completed", "--continue-from")
+    assert_one_line_error(cli("train", "toy", "--resume", str(models_dir / "toy" / "latest")), "latest")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "config.toml").write_text((run_dir / "config.toml").read_text())
+    assert_one_line_error(cli("train", "toy", "--resume", str(outside)), "not a run folder of toy")
+    assert_one_line_error(
+        cli("train", "toy", "--resume", str(run_dir), "--set", "train.epochs=4"), "--continue-from"
+    )
+    after = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    assert after == before and runs.latest_run("toy") == run_dir
+
+
+def test_resume_refuses_a_run_another_process_is_training(toy_project, models_dir, cli):
+    assert cli("train", "toy", "--set", "train.epochs=2").code == 0
+    run_dir = runs.latest_run("toy")
+    runs.set_state(run_dir, runs.RUNNING)
+    with subprocess.Popen(["sleep", "30"]) as trainer:
+        (run_dir / runs.LOCK_FILE).write_text(f"{trainer.pid}\n")
+        assert_one_line_error(cli("train", "toy", "--resume", str(run_dir)), f"process {trainer.pid}")
+        trainer.kill()
+    # Once its process is gone, the lock is stale and the run reads as interrupted.
+    assert runs.run_state(run_dir) == runs.INTERRUPTED
+
+
+def test_continue_from_trains_a_completed_run_further_into_a_new_folder(toy_project, models_dir, cli):
+    assert cli("train", "toy", "--set", "train.epochs=2").code == 0
+    first = runs.latest_run("toy")
+    first_files = {path.name: path.read_bytes() for path in first.iterdir() if path.is_file()}
+    result = cli("train", "toy", "--continue-from", str(first), "--set", "train.epochs=3")
     assert result.code == 0, result.stderr
-    history = (run_dir / "history.csv").read_text().strip().splitlines()
-    assert len(history) == 1 + 4  # header and epochs 0..3, appended
+    second = runs.latest_run("toy")
+    assert second != first
+    metrics = json.loads((second / "metrics.json").read_text())
+    assert metrics["continued_from"] == str(first) and metrics["epochs_run"] == 3
+    assert {path.name: path.read_bytes() for path in first.iterdir() if path.is_file()} == first_files
 
 
 def test_no_trained_model_says_what_to_do(toy_project, models_dir, cli):
