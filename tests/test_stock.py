@@ -501,6 +501,16 @@ def _with_negative_price(prices: pd.DataFrame) -> pd.DataFrame:
     return prices
 
 
+def _with_infinite_last_close(prices: pd.DataFrame) -> pd.DataFrame:
+    prices.loc[len(prices) - 1, "Close"] = np.inf
+    return prices
+
+
+def _with_huge_last_close(prices: pd.DataFrame) -> pd.DataFrame:
+    prices.loc[len(prices) - 1, "Close"] = 1e308
+    return prices
+
+
 def _with_bad_date(prices: pd.DataFrame) -> pd.DataFrame:
     prices = prices.assign(Date=prices["Date"].dt.strftime("%Y-%m-%d"))
     prices.loc[5, "Date"] = "someday"
@@ -518,6 +528,8 @@ def _with_bad_date(prices: pd.DataFrame) -> pd.DataFrame:
         (lambda prices: prices, ["data.window=280"], "too few rows for data.window = 280"),
         (_with_gap, ["data.gaps=error"], "1 row(s) with an empty value"),
         (_with_negative_price, [], "impossible value -3.0 on 2017-01-16"),
+        (_with_infinite_last_close, [], "column 'Close' has a value that is infinite or too large"),
+        (_with_huge_last_close, [], "column 'Close' has a value that is infinite or too large, 1e+308"),
         (_with_bad_date, [], "cannot read the date 'someday' on line 7"),
         (lambda prices: prices.rename(columns={"Date": "Day"}), [], "no Date column"),
         (lambda prices: prices.iloc[:0], [], "has a header but no rows"),

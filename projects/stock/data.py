@@ -230,7 +230,7 @@ def select_columns(table: pd.DataFrame, column: str, features: list[str], origin
 
 def _to_numbers(values: pd.Series, name: str, origin: str) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return values.astype(np.float64)
+        return _finite(values.astype(np.float64), values, name, origin)
     text = values.astype("string").str.strip().str.replace(",", "", regex=False)
     numbers = pd.to_numeric(text, errors="coerce")
     bad = numbers.isna() & values.notna()
@@ -240,7 +240,23 @@ def _to_numbers(values: pd.Series, name: str, origin: str) -> pd.Series:
             f"{origin}: column {name!r} has non-numeric values, e.g. {values.iloc[first]!r} on "
             f"{values.index[first]:%Y-%m-%d} ({int(bad.sum())} in all); fix or delete those rows"
         )
-    return numbers.astype(np.float64)
+    return _finite(numbers.astype(np.float64), values, name, origin)
+
+
+# No price or volume of a real series comes near this; values beyond it overflow the features.
+MAX_ABS_VALUE = 1e15
+
+
+def _finite(numbers: pd.Series, values: pd.Series, name: str, origin: str) -> pd.Series:
+    """Infinite values, and values too large for any real series, are errors naming the day."""
+    bad = numbers.notna() & ~(numbers.abs() <= MAX_ABS_VALUE)
+    if bad.any():
+        first = bad.to_numpy().nonzero()[0][0]
+        raise UserError(
+            f"{origin}: column {name!r} has a value that is infinite or too large, {values.iloc[first]} on "
+            f"{values.index[first]:%Y-%m-%d} ({int(bad.sum())} in all); fix or delete those rows"
+        )
+    return numbers
 
 
 def apply_gap_rule(frame: pd.DataFrame, rule: str, origin: str) -> pd.DataFrame:

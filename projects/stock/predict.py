@@ -101,6 +101,11 @@ def forecast_prices(
         predicted = np.asarray(model.predict_on_batch(x))
         last_day = history.iloc[-1]
         price = float(target_to_price(predicted, np.array([last_day.iloc[0]]), target)[0])
+        if not np.isfinite(price):
+            raise UserError(
+                f"the forecast for {date:%Y-%m-%d} is not a finite number: the series' last prices "
+                f"({last_day.iloc[0]:g}) are outside anything the model can handle"
+            )
         next_day = last_day.copy()
         next_day[price_columns] = last_day[price_columns] * (price / last_day.iloc[0])
         next_day.iloc[0] = price
