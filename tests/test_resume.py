@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import signal
 import struct
 import subprocess
 import sys
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -40,7 +43,7 @@ def _train(models_dir: Path, *args: str, kill: list[str] | None = None) -> subpr
         text=True,
         timeout=300,
         env={
-            **__import__("os").environ,
+            **os.environ,
             "MODELS_DIR": str(models_dir),
             "KERAS_HOME": str(models_dir / "keras"),
         },
@@ -254,3 +257,30 @@ def test_strict_json_never_prints_nan():
     assert runs.strict_json({"confidence": float("nan"), "forecast": [1.0, float("inf")]}) == (
         '{"confidence": null, "forecast": [1.0, null]}'
     )
+
+
+@pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c_and_leaves_the_run_resumable(tmp_path):
+    models_dir = tmp_path / "models"
+    command = [
+        sys.executable,
+        "-m",
+        "common",
+        "train",
+        "mnist",
+        "-q",
+        *TINY_MNIST,
+        "--set",
+        "train.epochs=30",
+    ]
+    environment = {**os.environ, "MODELS_DIR": str(models_dir), "KERAS_HOME": str(tmp_path / "keras")}
+    with subprocess.Popen(command, cwd=ROOT, env=environment, stderr=subprocess.PIPE, text=True) as trainer:
+        deadline = time.monotonic() + 120
+        while not list(models_dir.glob("mnist/*/progress.json")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        trainer.send_signal(signal.SIGTERM)
+        _, stderr = trainer.communicate(timeout=60)
+    assert trainer.returncode == 2 and "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.startswith("error:")][0].find("--resume") > 0
+    [run_dir] = list(models_dir.glob("mnist/2*"))
+    assert runs.run_state(run_dir) == runs.INTERRUPTED and not (run_dir / runs.LOCK_FILE).exists()
