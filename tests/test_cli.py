@@ -3,6 +3,7 @@ line per mistake, and a default model that is never silently worse than the ship
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -251,3 +252,18 @@ def test_several_photos_with_an_image_file_name_for_out_is_an_error(tmp_path, cl
     result = cli("predict", "emojify", str(photo), str(photo), "--whole", "--out", str(out))
     assert_one_line_error(result, "--out", "folder")
     assert not out.exists()
+
+
+def test_predict_reads_each_photo_only_when_its_turn_comes(tmp_path):
+    """A thousand phone photos take the memory of one: the second file is not read before the
+    first is answered (here it is deleted in between, and reported missing, not pre-loaded)."""
+    from common import registry, workflow
+
+    first, second = _digit_one(tmp_path), tmp_path / "second.png"
+    shutil.copy(first, second)
+    project = registry.get_project("emojify")
+    options = argparse.Namespace(out=None, whole=True, set=[])
+    results = workflow.predict_saved(project, [str(first), str(second)], "pretrained", options)
+    assert "faces" in next(results)
+    second.unlink()
+    assert "no such file" in next(results)["error"]
