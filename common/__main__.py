@@ -1,8 +1,9 @@
-"""The command line: ``python -m common {list,train,evaluate,predict,demo}``.
+"""The command line: ``python -m common {list,train,evaluate,predict,runs,compare,demo}``.
 
 Examples:
     python -m common list
     python -m common train mnist --set train.epochs=3
+    python -m common runs mnist --sort test_accuracy
     python -m common evaluate mnist --set data.path=data/mnist
     python -m common predict mnist digit.png --json
 """
@@ -80,6 +81,18 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON object per input")
     predict.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS)
 
+    runs_parser = commands.add_parser("runs", help="a table of a project's runs, newest first")
+    runs_parser.add_argument("project")
+    runs_parser.add_argument("--json", action="store_true", help="one JSON list, for scripts")
+    runs_parser.add_argument("--sort", metavar="METRIC", help="order by a recorded metric, best first")
+
+    compare = commands.add_parser("compare", help="runs side by side: differing config keys, scores, curves")
+    compare.add_argument("project")
+    compare.add_argument(
+        "runs", nargs="+", metavar="RUN", help="run folders, or run names in models/<project>/"
+    )
+    compare.add_argument("--out", type=Path, help="the plot of validation curves (PNG)")
+
     demo = commands.add_parser("demo", help="open a project's interactive window")
     demo.add_argument("project")
     demo.add_argument("args", nargs=argparse.REMAINDER, help="passed to the project's demo")
@@ -150,6 +163,22 @@ def _run(options: argparse.Namespace) -> int:
         return 0
 
     project = registry.get_project(options.project)
+
+    if options.command in ("runs", "compare"):
+        # Read from the run folders' files: no Keras.
+        from common import experiments
+
+        if options.command == "runs":
+            rows = experiments.list_runs(project, options.sort)
+            print(strict_json(rows, indent=2) if options.json else experiments.format_runs(rows))
+            return 0
+        run_dirs = experiments.resolve_runs(project, options.runs)
+        print(
+            experiments.compare(
+                project, run_dirs, options.out or experiments.default_comparison_path(project.name)
+            )
+        )
+        return 0
 
     if options.command == "train":
         # The whole config is checked before Keras is imported, any data read or any folder made.

@@ -53,6 +53,35 @@ def wrap_title(text: str, figure_width: float, fontsize: float = 10) -> str:
     return "\n".join(lines)
 
 
+def plot_validation_curves(histories: dict[str, pd.DataFrame], out_path: Path) -> None:
+    """One panel per validation metric (``val_loss``, ``val_accuracy``...), one line per run.
+
+    Args:
+        histories: each run's ``history.csv`` as a frame, by run name.
+        out_path: the PNG to write.
+    """
+    metrics = sorted(
+        {name for history in histories.values() for name in history.columns if name.startswith("val_")}
+    )
+    metrics = metrics or ["loss"]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
+    for axis, metric in zip(axes[0], metrics):
+        for name, history in histories.items():
+            if metric in history:
+                epochs = history["epoch"] + 1
+                marker = "o" if len(history) <= MARKED_EPOCHS else None
+                axis.plot(epochs, history[metric], marker=marker, markersize=3, label=name)
+        axis.set_title(metric)
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(f"validation curves of {len(histories)} runs")
+    figure.tight_layout()
+    figure.savefig(out_path, dpi=100)
+    plt.close(figure)
+
+
 def plot_learning_curves(history_csv: Path, out_path: Path, title: str = "") -> None:
     """Plots every metric of ``history.csv`` beside its validation counterpart, per epoch.
 

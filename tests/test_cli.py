@@ -88,12 +88,13 @@ def test_a_missing_file_is_exactly_one_line_on_stderr():
 
 
 def test_list_help_and_config_errors_import_no_tensorflow(tmp_path):
-    """`list`, `--help` and a bad config value answer without importing Keras or TensorFlow."""
+    """`list`, `--help`, a bad config value and `runs` answer without importing Keras or TensorFlow."""
     commands = [
         ["list"],
         ["--help"],
         ["train", "--help"],
         ["train", "mnist", "--set", "train.lr_schedule=cos"],
+        ["runs", "mnist"],
     ]
     for command in commands:
         completed = subprocess.run(

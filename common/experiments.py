@@ -1,0 +1,223 @@
+"""What a user needs after a few experiments: the table of a project's runs, and runs compared.
+
+``python -m common runs mnist`` lists every run folder, newest first: its state, the data it was
+trained on, the headline test score beside its baseline, epochs, time, backend, and the config
+keys it changed from the project's defaults. ``python -m common compare RUN RUN ...`` shows the
+keys that differ between runs, their scores, and one plot of their validation curves. Neither
+imports Keras: both read the files a run leaves (``config.toml``, ``metrics.json``,
+``history.csv``, ``state.json``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from common import runs
+from common.config import read_toml
+from common.errors import UserError
+from common.registry import Project
+
+# The score each kind of project is judged by, beside its trivial baseline.
+HEADLINES = (("test_accuracy", "baseline_accuracy"), ("rmse_ratio", None))
+# Metrics for which a smaller number is better; `--sort` puts those first, others largest first.
+_SMALLER_IS_BETTER = ("loss", "rmse", "mae", "mape", "ratio", "seconds", "p_value")
+
+
+def run_folders(project: str) -> list[Path]:
+    """Every run folder of a project (a folder with a ``config.toml``), newest first."""
+    parent = runs.models_dir() / project
+    if not parent.is_dir():
+        return []
+    folders = [
+        path
+        for path in parent.iterdir()
+        if path.is_dir() and not path.is_symlink() and (path / runs.CONFIG_FILE).is_file()
+    ]
+    return sorted(folders, key=lambda path: path.name, reverse=True)
+
+
+def flat_config(path: Path) -> dict[str, Any]:
+    """A TOML file's keys as ``{"train.epochs": 3, ...}``."""
+    flat: dict[str, Any] = {}
+
+    def walk(values: dict, prefix: str) -> None:
+        for key, value in values.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(read_toml(path), "")
+    return flat
+
+
+def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | None = None) -> dict:
+    """One row of the runs table for ``run_dir``."""
+    defaults = defaults if defaults is not None else flat_config(project.default_config)
+    metrics = runs.read_metrics(run_dir)
+    config = flat_config(run_dir / runs.CONFIG_FILE)
+    progress = _read_json(run_dir / "progress.json")
+    row: dict[str, Any] = {
+        "name": run_dir.name,
+        "path": str(run_dir),
+        "state": runs.run_state(run_dir),
+        "data_source": metrics.get("data_source"),
+        "metric": None,
+        "value": None,
+        "baseline": None,
+        "epochs": metrics.get("epochs_run", progress.get("epochs_done")),
+        "train_seconds": metrics.get("train_seconds", progress.get("train_seconds")),
+        "backend": metrics.get("keras_backend"),
+        "changed": {key: value for key, value in config.items() if defaults.get(key) != value},
+        "metrics": {key: value for key, value in metrics.items() if _is_number(value)},
+    }
+    for metric, baseline in HEADLINES:
+        if _is_number(metrics.get(metric)):
+            row.update(metric=metric, value=metrics[metric], baseline=metrics.get(baseline, 1.0))
+            break
+    return row
+
+
+def list_runs(project: Project, sort: str | None = None) -> list[dict]:
+    """The rows of a project's runs, newest first, or by a metric (``--sort``)."""
+    defaults = flat_config(project.default_config)
+    rows = [describe_run(project, path, defaults) for path in run_folders(project.name)]
+    if sort:
+        known = sorted({key for row in rows for key in row["metrics"]})
+        if rows and sort not in known:
+            raise UserError(f"--sort {sort}: no run recorded it; recorded metrics: {', '.join(known)}")
+        smaller_first = any(word in sort for word in _SMALLER_IS_BETTER)
+        with_value = [row for row in rows if sort in row["metrics"]]
+        without = [row for row in rows if sort not in row["metrics"]]
+        with_value.sort(key=lambda row: row["metrics"][sort], reverse=not smaller_first)
+        rows = with_value + without
+    return rows
+
+
+def format_runs(rows: list[dict]) -> str:
+    """The runs as an aligned text table."""
+    if not rows:
+        return "no runs yet"
+    columns = {
+        "run": [row["name"] for row in rows],
+        "state": [row["state"] for row in rows],
+        "score": [_score(row) for row in rows],
+        "epochs": [str(row["epochs"]) if row["epochs"] is not None else "" for row in rows],
+        "time": [_duration(row["train_seconds"]) for row in rows],
+        "backend": [row["backend"] or "" for row in rows],
+        "data": [_short(row["data_source"] or "", 40) for row in rows],
+        "changed from defaults": [
+            ", ".join(f"{key}={value}" for key, value in row["changed"].items()) for row in rows
+        ],
+    }
+    widths = {name: max(len(name), *(len(cell) for cell in cells)) for name, cells in columns.items()}
+    lines = ["  ".join(name.ljust(widths[name]) for name in columns).rstrip()]
+    for index in range(len(rows)):
+        lines.append("  ".join(cells[index].ljust(widths[name]) for name, cells in columns.items()).rstrip())
+    return "\n".join(lines)
+
+
+def compare(project: Project, run_dirs: list[Path], out_path: Path) -> str:
+    """Configs (differing keys only) and scores of several runs side by side as text, and their
+    validation curves in one PNG at ``out_path``."""
+    rows = [describe_run(project, run_dir) for run_dir in run_dirs]
+    configs = [flat_config(run_dir / runs.CONFIG_FILE) for run_dir in run_dirs]
+    keys = sorted({key for config in configs for key in config})
+    differing = [key for key in keys if len({repr(config.get(key)) for config in configs}) > 1]
+    names = [row["name"] for row in rows]
+    lines = []
+    if differing:
+        frame = pd.DataFrame(
+            {name: [_cell(config.get(key, "")) for key in differing] for name, config in zip(names, configs)}
+        )
+        frame.index = differing
+        lines += ["config keys that differ:", frame.to_string()]
+    else:
+        lines.append("the runs have the same config")
+    metric_names = sorted({key for row in rows for key in row["metrics"]})
+    if metric_names:
+        frame = pd.DataFrame(
+            {row["name"]: [_cell(row["metrics"].get(key, "")) for key in metric_names] for row in rows}
+        )
+        frame.index = metric_names
+        lines += ["metrics:", frame.to_string()]
+    _plot_validation_curves(run_dirs, names, out_path)
+    lines.append(f"validation curves: {out_path}")
+    return "\n".join(lines)
+
+
+def resolve_runs(project: Project, names: list[str]) -> list[Path]:
+    """Run folders from paths or from names inside ``models/<project>/``."""
+    if len(names) < 2:
+        raise UserError("compare needs two or more runs: python -m common compare mnist RUN RUN ...")
+    folders = []
+    for name in names:
+        path = Path(name)
+        if not path.is_dir():
+            path = runs.models_dir() / project.name / name
+        if not (path / runs.CONFIG_FILE).is_file():
+            raise UserError(
+                f"{name}: not a run folder of {project.name} (see `python -m common runs {project.name}`)"
+            )
+        folders.append(path)
+    return folders
+
+
+def default_comparison_path(project: str) -> Path:
+    """``models/<project>/comparisons/<timestamp>.png``."""
+    return runs.models_dir() / project / "comparisons" / f"{time.strftime('%Y%m%d-%H%M%S')}.png"
+
+
+def _plot_validation_curves(run_dirs: list[Path], names: list[str], out_path: Path) -> None:
+    from common import plots
+
+    histories = {}
+    for name, run_dir in zip(names, run_dirs):
+        history_file = run_dir / "history.csv"
+        if history_file.is_file():
+            histories[name] = pd.read_csv(history_file)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    plots.plot_validation_curves(histories, out_path)
+
+
+def _cell(value: Any) -> str:
+    """A table cell: whole numbers as they are, fractions to 4 significant digits."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _score(row: dict) -> str:
+    if row["value"] is None:
+        return ""
+    baseline = f" (baseline {row['baseline']:.4f})" if _is_number(row["baseline"]) else ""
+    return f"{row['metric']} {row['value']:.4f}{baseline}"
+
+
+def _duration(seconds: Any) -> str:
+    if not _is_number(seconds):
+        return ""
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
