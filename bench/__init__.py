@@ -12,6 +12,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from common.backend import import_keras
+
+# The benchmarks import Keras themselves; importing it here first keeps their output free of the
+# backend's start-up lines on every CPU, like the CLI's.
+import_keras()
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

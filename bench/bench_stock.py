@@ -49,8 +49,8 @@ def measure(config_file: str | None, overrides: list[str], windows: int, epochs:
         raise UserError(f"only {len(x_train)} training windows; pass --windows {len(x_train)} or fewer")
     x_train, y_train = x_train[:windows], y_train[:windows]
     model = project.module.build_model(config, splits)
-    workflow.compile_model(model, config)
     batch_size = config.train.batch_size
+    workflow.compile_model(model, config, steps_per_epoch=-(-windows // batch_size))
     warm_up = max(2 * batch_size, 32)
     model.fit(x_train[:warm_up], y_train[:warm_up], batch_size=batch_size, epochs=1, verbose=0)
     started = time.perf_counter()
