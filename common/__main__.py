@@ -93,6 +93,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--out", type=Path, help="the plot of validation curves (PNG)")
 
+    new = commands.add_parser("new", help="start a new project folder that trains, predicts and is tested")
+    new.add_argument("name", help="the new project's name, a lowercase Python name")
+    new.add_argument(
+        "--like",
+        default="mnist",
+        choices=["mnist", "emojify", "stock"],
+        help="image classifier or series forecaster",
+    )
+
     demo = commands.add_parser("demo", help="open a project's interactive window")
     demo.add_argument("project")
     demo.add_argument("args", nargs=argparse.REMAINDER, help="passed to the project's demo")
@@ -160,6 +169,14 @@ def _run(options: argparse.Namespace) -> int:
             project = registry.get_project(name)
             configs = ", ".join(_display_path(path) for path in project.config_variants())
             print(f"{name:10} {project.summary()}\n{'':10} configs: {configs}")
+        return 0
+
+    if options.command == "new":
+        from common import scaffold
+
+        for path in scaffold.create_project(options.name, options.like):
+            print(f"wrote {_display_path(path)}")
+        print(f"next: make train-{options.name}, then python -m common predict {options.name} ...")
         return 0
 
     project = registry.get_project(options.project)

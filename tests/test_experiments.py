@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import json
+import subprocess
+import sys
 
+import pytest
 from PIL import Image
 
 from common import runs
-from tests.conftest import assert_one_line_error
+from tests.conftest import ROOT, assert_one_line_error
 from tests.test_registry_and_runs import toy_project  # noqa: F401  (the fixture)
 
 
@@ -65,3 +70,53 @@ def test_compare_shows_differing_keys_scores_and_writes_the_curves(toy_project, 
         assert picture.width > 600
     assert_one_line_error(cli("compare", "toy", names[0]), "two or more runs")
     assert_one_line_error(cli("compare", "toy", names[0], "nonesuch"), "nonesuch: not a run folder")
+
+
+@pytest.mark.parametrize("like", ["mnist", "stock"])
+def test_new_writes_a_project_that_trains_predicts_and_passes_its_own_test(
+    like, tmp_path, monkeypatch, models_dir, cli
+):
+    import projects
+    from common import scaffold
+
+    plugins, tests_dir = tmp_path / "plugins", tmp_path / "tests"
+    plugins.mkdir()
+    tests_dir.mkdir()
+    name = f"fresh_{like}"
+    written = scaffold.create_project(name, like, projects_dir=plugins, tests_dir=tests_dir)
+    monkeypatch.setattr(projects, "__path__", [*projects.__path__, str(plugins)])
+    try:
+        # The house style: what the generator writes passes the project's own lint and format.
+        ruff = [sys.executable, "-m", "ruff"]
+        files = [str(path) for path in written if path.suffix == ".py"]
+        checked = subprocess.run([*ruff, "check", *files], capture_output=True, text=True, cwd=ROOT)
+        assert checked.returncode == 0, checked.stdout
+        formatted = subprocess.run(
+            [*ruff, "format", "--check", *files], capture_output=True, text=True, cwd=ROOT
+        )
+        assert formatted.returncode == 0, formatted.stdout
+
+        assert name in cli("list").stdout
+        # The generated test, run with this suite's fixtures.
+        spec = importlib.util.spec_from_file_location(f"test_{name}", tests_dir / f"test_{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        [test] = [getattr(module, attribute) for attribute in dir(module) if attribute.startswith("test_")]
+        parameters = inspect.signature(test).parameters
+        test(
+            **{
+                key: value
+                for key, value in {"models_dir": models_dir, "cli": cli, "tmp_path": tmp_path}.items()
+                if key in parameters
+            }
+        )
+        assert cli("runs", name).code == 0
+    finally:
+        for module_name in [key for key in sys.modules if key.startswith(f"projects.{name}")]:
+            del sys.modules[module_name]
+
+
+def test_new_refuses_a_bad_or_taken_name(cli):
+    assert_one_line_error(cli("new", "My-Project"), "lowercase Python name")
+    assert_one_line_error(cli("new", "mnist"), "already exists")
+    assert_one_line_error(cli("new", "class"), "lowercase Python name")
