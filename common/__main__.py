@@ -93,6 +93,17 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--out", type=Path, help="the plot of validation curves (PNG)")
 
+    tune = commands.add_parser(
+        "tune", help="search the config's [tune.space] with KerasTuner, trial by trial"
+    )
+    tune.add_argument("project")
+    tune.add_argument("--trials", type=int, help="how many trials (default: tune.trials of the config)")
+    tune.add_argument("--name", default="search", help="the search's name; the same name continues it")
+    tune.add_argument("--config", help="a variant TOML file the trials start from")
+    tune.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a key in every trial"
+    )
+
     new = commands.add_parser("new", help="start a new project folder that trains, predicts and is tested")
     new.add_argument("name", help="the new project's name, a lowercase Python name")
     new.add_argument(
@@ -180,6 +191,18 @@ def _run(options: argparse.Namespace) -> int:
         return 0
 
     project = registry.get_project(options.project)
+
+    if options.command == "tune":
+        from common import tuning
+
+        table, best_file = tuning.run_search(
+            project, options.config, options.set, options.name, options.trials
+        )
+        if not table.empty:
+            print(table.to_string(index=False))
+            print(f"results: {tuning.tune_dir(project.name, options.name) / 'results.csv'}")
+            print(f"best config: {best_file} (python -m common train {project.name} --config {best_file})")
+        return 0
 
     if options.command in ("runs", "compare"):
         # Read from the run folders' files: no Keras.

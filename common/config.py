@@ -199,10 +199,15 @@ def _parse_value(raw_value: str) -> Any:
         return raw_value
 
 
+# Tables whose keys are not config keys but data: a variant file replaces them whole. The search
+# space of `tune` maps config keys ("train.learning_rate") to the values to try.
+FREE_TABLES = ("tune.space",)
+
+
 def _flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     items = []
     for key, value in values.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and f"{prefix}{key}" not in FREE_TABLES:
             items.extend(_flatten(value, f"{prefix}{key}."))
         else:
             items.append((f"{prefix}{key}", value))
@@ -222,6 +227,11 @@ def _assign(values: dict, key: str, value: Any, schema: dict, source: str) -> No
         schema_node = schema_node[part]
         if depth < len(parts) - 1:
             target = target[part]
+    if key in FREE_TABLES:
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{key}' (from {source}) must be a table; received: {value!r}")
+        target[parts[-1]] = value
+        return
     if isinstance(schema_node, dict):
         raise UserError(f"config key '{key}' is a table; set one of its keys instead")
     target[parts[-1]] = _coerce(key, value, schema_node, source)

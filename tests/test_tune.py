@@ -1,0 +1,136 @@
+"""Sweeps with KerasTuner: every trial an ordinary run, resumable, the best config reusable."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from common import registry, runs, tuning, workflow
+from tests.conftest import ROOT, assert_one_line_error
+
+TINY_MNIST = [
+    "data.download_timeout=0",
+    "model.conv_filters=[4]",
+    "train.batch_size=256",
+    "train.epochs=1",
+]
+
+
+def _sets(overrides: list[str]) -> list[str]:
+    return [part for override in overrides for part in ("--set", override)]
+
+
+def _trial_runs(models_dir, project: str, name: str) -> list[str]:
+    return sorted(path.name for path in (models_dir / project).glob(f"*-tune-{name}-*"))
+
+
+def test_tune_writes_a_table_and_a_best_config_that_train_accepts(models_dir, cli):
+    result = cli("tune", "stock", "--trials", "2", "--name", "quick", "--set", "train.epochs=1")
+    assert result.code == 0, result.stderr
+    assert len(_trial_runs(models_dir, "stock", "quick")) == 2
+    assert "best config:" in result.stdout and "val_loss" in result.stdout
+    # The best trial's keys, as a variant file that `train --config` loads (the slow test trains it).
+    best = tuning.tune_dir("stock", "quick") / "best.toml"
+    table = pd.read_csv(tuning.tune_dir("stock", "quick") / "results.csv")
+    config = registry.get_project("stock").load_config(str(best))
+    assert config.data.window == table.iloc[0]["data.window"]
+    assert config.train.learning_rate == pytest.approx(table.iloc[0]["train.learning_rate"])
+
+
+@pytest.mark.slow
+def test_tune_runs_trials_as_runs_and_writes_a_reusable_best_config(models_dir, cli, monkeypatch):
+    # Stopped during the second trial (Ctrl-C), then started again: only what was left runs.
+    train = workflow.train
+    calls = {"count": 0}
+
+    def interrupt_the_second_trial(*args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] == 2:
+            raise KeyboardInterrupt
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(workflow, "train", interrupt_the_second_trial)
+    stopped = cli("tune", "mnist", "--trials", "3", "--name", "sweep", *_sets(TINY_MNIST))
+    assert stopped.code == 130 and "interrupted" in stopped.stderr
+    monkeypatch.setattr(workflow, "train", train)
+    assert len(_trial_runs(models_dir, "mnist", "sweep")) == 1
+
+    result = cli("tune", "mnist", "--trials", "3", "--name", "sweep", *_sets(TINY_MNIST))
+    assert result.code == 0, result.stderr
+    trial_runs = _trial_runs(models_dir, "mnist", "sweep")
+    assert len(trial_runs) == 3 and sum(name.endswith("-0") for name in trial_runs) == 1
+    for name in trial_runs:
+        assert runs.run_state(models_dir / "mnist" / name) == runs.COMPLETED
+
+    folder = tuning.tune_dir("mnist", "sweep")
+    table = pd.read_csv(folder / "results.csv")
+    assert len(table) == 3 and set(table["status"]) == {"completed"}
+    assert list(table["val_loss"]) == sorted(table["val_loss"])  # best (smallest) first
+    assert {"train.learning_rate", "model.dense_units", "model.dropout"} <= set(table.columns)
+
+    best = folder / "best.toml"
+    again = cli("train", "mnist", "--config", str(best), *_sets(TINY_MNIST))
+    assert again.code == 0, again.stderr
+    chosen = table.iloc[0]
+    assert (
+        f"learning_rate = {chosen['train.learning_rate']}"
+        in (runs.latest_run("mnist") / "config.toml").read_text()
+    )
+
+
+def test_a_search_space_that_names_no_config_key_is_one_line(cli, tmp_path):
+    variant = tmp_path / "space.toml"
+    variant.write_text('[tune.space]\n"train.learnin_rate" = [0.1, 0.01]\n')
+    assert_one_line_error(
+        cli("tune", "mnist", "--config", str(variant)), "train.learnin_rate", "not a config key"
+    )
+    variant.write_text('[tune.space]\n"train.learning_rate" = { normal = [0.1, 0.01] }\n')
+    assert_one_line_error(cli("tune", "mnist", "--config", str(variant)), "log_uniform")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_distributed_search_with_a_chief_and_two_workers_on_localhost(tmp_path):
+    """KerasTuner's own chief/worker mode: the chief holds the oracle, the workers train."""
+    environment = {
+        **os.environ,
+        "MODELS_DIR": str(tmp_path / "models"),
+        "KERAS_HOME": str(tmp_path / "keras"),
+        "KERASTUNER_ORACLE_IP": "127.0.0.1",
+        "KERASTUNER_ORACLE_PORT": str(_free_port()),
+    }
+    command = [sys.executable, "-m", "common", "tune", "stock", "--trials", "3", "--name", "spread", "-q",
+               "--set", "train.epochs=1"]  # fmt: skip
+    processes = {
+        role: subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**environment, "KERASTUNER_TUNER_ID": role},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for role in ("chief", "tuner0", "tuner1")
+    }
+    try:
+        outputs = {role: process.communicate(timeout=300) for role, process in processes.items()}
+    finally:
+        for process in processes.values():
+            process.kill()
+    assert all(process.returncode == 0 for process in processes.values()), outputs
+    chief_out = outputs["chief"][0]
+    assert "best config:" in chief_out
+    trials = list((tmp_path / "models" / "stock").glob("*-tune-spread-*"))
+    assert len(trials) == 3
+    table = pd.read_csv(tmp_path / "models" / "stock" / "tune" / "spread" / "results.csv")
+    assert len(table) == 3 and set(table["status"]) == {"completed"}
