@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from common import checkpoints, plots, registry, runs
+from common import checkpoints, plots, registry, runs, tracking
 from common.backend import import_keras
 from common.batches import ShuffledBatches
 from common.config import Config
@@ -80,7 +80,9 @@ def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> N
     model.compile(optimizer=optimizer, loss=train.loss, metrics=list(train.metrics))
 
 
-def _callbacks(config: Config, run_dir: Path, resume_from: dict | None) -> list[keras.callbacks.Callback]:
+def _callbacks(
+    config: Config, run_dir: Path, resume_from: dict | None, project_name: str = ""
+) -> list[keras.callbacks.Callback]:
     """Early stopping and the plateau schedule first, then the recorder that saves their state."""
     train = config.train
     early_stopping = plateau = None
@@ -102,6 +104,8 @@ def _callbacks(config: Config, run_dir: Path, resume_from: dict | None) -> list[
     )
     if train.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=run_dir / "logs"))
+    if tracking.enabled(config):
+        callbacks.append(tracking.MLflowLogger(project_name, config, run_dir))
     return callbacks
 
 
@@ -130,6 +134,7 @@ def train(
             interrupted (resumable), failed, or removed when nothing of value was in it.
     """
     check_keras_names(config)
+    tracking.check_available(config)
     if resume_dir is not None:
         run_dir = runs.check_resumable(project.name, resume_dir)
     else:
@@ -144,6 +149,7 @@ def train(
             runs.set_state(run_dir, runs.RUNNING, project=project.name, pid=os.getpid())
             return _train_in(project, config, run_dir, resume_dir is not None, continue_from, verbose)
         except BaseException as error:
+            tracking.abort()
             _after_failure(project, run_dir, error, resuming=resume_dir is not None)
             raise _as_user_error(project, run_dir, error) from None
 
@@ -190,7 +196,7 @@ def _train_in(
             )
         recorder = None
     else:
-        callbacks = [batches.ordering_callback(), *_callbacks(config, run_dir, progress)]
+        callbacks = [batches.ordering_callback(), *_callbacks(config, run_dir, progress, project.name)]
         recorder = next(c for c in callbacks if isinstance(c, checkpoints.RunRecorder))
         model.fit(
             batches,
@@ -226,6 +232,7 @@ def _train_in(
         metrics["continued_from"] = str(continue_from)
     runs.write_json(metrics, run_dir / runs.METRICS_FILE)
     runs.set_state(run_dir, runs.COMPLETED)
+    tracking.finish(config, run_dir, metrics)
     runs.mark_latest(project.name, run_dir)
     return run_dir
 
