@@ -77,6 +77,8 @@ def optimizer_options(config: Config) -> dict[str, Any]:
     options = {
         key: train[key] for key, off in OPTIMIZER_OPTIONS.items() if key in train and train[key] != off
     }
+    if not options:
+        return options
     optimizer_class = type(keras.optimizers.get(train.optimizer.lower()))
     accepted = inspect.signature(optimizer_class.__init__).parameters
     for key in options:

@@ -749,3 +749,28 @@ def test_a_resumed_run_with_pipeline_augmentation_is_bit_identical(cli, models_d
     resumed = keras.saving.load_model(cut / "model.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(expected, resumed, strict=True))
     assert (whole / "history.csv").read_text() == (cut / "history.csv").read_text()
+
+
+def test_cpu68_optimizer_and_plateau_settings_reach_keras(tmp_path):
+    import keras
+
+    from common import workflow
+    from projects.emojify.model import build_model
+
+    config = load_config(DEFAULTS, CPU68, ["model.blocks=[[8], [16]]", "model.dense_units=16"])
+    model = build_model(config)
+    workflow.compile_model(model, config, steps_per_epoch=10)
+    optimizer = model.optimizer
+    assert isinstance(optimizer, keras.optimizers.SGD)
+    assert (optimizer.momentum, optimizer.nesterov, optimizer.weight_decay) == (0.9, True, 0.001)
+    [plateau] = [
+        callback
+        for callback in workflow._callbacks(config, tmp_path, None)
+        if isinstance(callback, keras.callbacks.ReduceLROnPlateau)
+    ]
+    assert (plateau.factor, plateau.patience) == (0.75, 5)
+    # Adam has no momentum: said before any data is read, naming the key.
+    with pytest.raises(UserError, match="'train.momentum'"):
+        workflow.check_keras_names(config.with_overrides(["train.optimizer=adam"]))
+    # The defaults pass nothing new to Adam.
+    assert workflow.optimizer_options(config_with()) == {}
