@@ -1,6 +1,6 @@
 """Is emojify fast enough for the live demo? One-face classification and the whole webcam loop.
 
-Run: python bench/bench_emojify.py [--frames 60] [--repeats 3] [--write]     (or: make bench)
+Run: python bench/bench_emojify.py [--frames 60] [--repeats 3] [--config VARIANT.toml [--set k=v]] [--write]
 
 There is no webcam here, so the "recorded frames" are built: real FER2013 faces (from
 ``$SHARED_DATA/fer2013/train`` or ``data/fer2013/train`` when present, else the synthetic faces)
@@ -43,13 +43,32 @@ RESULTS = RESULTS_DIR / "emojify.md"
 DEFAULTS = ROOT / "projects" / "emojify" / "config.toml"
 
 
-def load_model() -> tuple[keras.Model, object, str]:
+def load_model(
+    variant: Path | None = None, overrides: list[str] | None = None
+) -> tuple[keras.Model, object, str]:
+    if variant is not None:
+        config = load_config(DEFAULTS, variant, overrides)
+        return build_model(config), config, f"untrained model of {variant.name}"
     pretrained = runs.pretrained_dir("emojify")
     if (pretrained / "model.keras").is_file():
         config = load_config(DEFAULTS, pretrained / "config.toml", ["data.path="])
         return keras.saving.load_model(pretrained / "model.keras"), config, f"shipped model {pretrained}"
     config = load_config(DEFAULTS)
     return build_model(config), config, "untrained model of the default architecture (no shipped model yet)"
+
+
+def serving_views(config) -> str:
+    """How the served model looks at each face (see ``projects.emojify.model.serving_model``)."""
+    crops = config.model.test_crops if config.augment.crop else 1
+    mirrored = 2 if config.model.mirror_average else 1
+    if crops * mirrored == 1:
+        return "one pass per face"
+    kind = f"{crops} crops" if crops > 1 else "the face"
+    return (
+        f"averaged over {crops * mirrored} views: {kind}"
+        + (" and their mirrors" if mirrored > 1 else "")
+        + ", in one batch"
+    )
 
 
 def source_faces(count: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
@@ -108,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=60, help="recorded frames to build")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the frames")
     parser.add_argument("--calls", type=int, default=200, help="one-face classifications to time")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="time an untrained model of this variant (e.g. projects/emojify/cpu68.toml) instead of the "
+        "shipped one: speed does not depend on the weights",
+    )
+    parser.add_argument("--set", action="append", default=[], help="key=value over --config's settings")
     add_write_argument(parser, RESULTS)
     options = parser.parse_args(argv)
     # Two frames at least: the second, with two faces, times detection and batched classification.
@@ -116,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--{name} must be at least {least}; received: {getattr(options, name)}")
     rng = np.random.default_rng(0)
     load_before = os.getloadavg()
-    model, config, model_name = load_model()
+    model, config, model_name = load_model(options.config, options.set)
     reader = FaceReader.from_config(model, config)
     frames, origin, placed = recorded_frames(options.frames, rng)
 
@@ -144,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         + "".join(
             f" --{name} {value}"
             for name, value in vars(options).items()
-            if name != "write" and value != parser.get_default(name)
+            if name not in ("write", "set") and value != parser.get_default(name)
         )
+        + "".join(f" --set {override}" for override in options.set)
         + " --write"
     )
     lines = [
@@ -157,12 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{keras.__version__} on {keras.backend.backend()}, OpenCV {cv2.__version__}",
         f"- Load average while it ran: {load_before[0]:.1f} before, {load_after[0]:.1f} after "
         "(other work on the machine slows every number below)",
-        f"- Model: {model_name}, {model.count_params():,} weights"
-        + (
-            " (served mirror-averaged: each face and its mirror image in one batch)"
-            if config.model.mirror_average
-            else ""
-        ),
+        f"- Model: {model_name}, {model.count_params():,} weights" + f" (served {serving_views(config)})",
         f"- Frames: {options.frames} built 640x480 frames with {placed} {origin} enlarged to 140-200 px, "
         f"{options.repeats} passes",
         "",

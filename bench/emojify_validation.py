@@ -1,4 +1,5 @@
-"""Validation accuracy of a saved emojify model, single pass and mirror-averaged.
+"""Validation accuracy of a saved emojify model, single pass, mirror-averaged and (for a model
+trained on crops) averaged over its centre and corner crops.
 
 How ``model.mirror_average`` was chosen, and how a new model is picked over an older one: on the
 validation split carved from FER2013's train split (same seed as training), never on test.
@@ -45,11 +46,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     x, y = project.module.load_data(config, need_training=True).validation
     lines = []
-    for mirror in (False, True):
-        served = serving_model(model, config.with_overrides([f"model.mirror_average={str(mirror).lower()}"]))
-        accuracy = float(np.mean(served.predict(x, batch_size=256, verbose=0).argmax(axis=1) == y))
-        name = "mirror-averaged" if mirror else "single pass"
-        lines.append(f"{name:>16}: {accuracy:.2%} validation accuracy on {len(y):,} faces ({model_file})")
+    # A model trained on crops (augment.crop) may also average its centre and corner crops.
+    for crops in (1, 5) if config.augment.crop else (1,):
+        for mirror in (False, True):
+            served = serving_model(
+                model,
+                config.with_overrides(
+                    [f"model.mirror_average={str(mirror).lower()}", f"model.test_crops={crops}"]
+                ),
+            )
+            accuracy = float(np.mean(served.predict(x, batch_size=256, verbose=0).argmax(axis=1) == y))
+            name = "mirror-averaged" if mirror else "single pass"
+            if crops > 1:
+                name = f"{crops * (2 if mirror else 1)} crops averaged"
+            lines.append(f"{name:>18}: {accuracy:.2%} validation accuracy on {len(y):,} faces ({model_file})")
     print("\n".join(lines))
     if options.write:
         RESULTS.write_text(

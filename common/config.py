@@ -153,6 +153,14 @@ def validate(config: Config, base_dir: Path | None = None, check_paths: bool = T
         _require_choice(config, "train.optimizer", OPTIMIZERS, "a Keras optimizer")
     if "lr_schedule" in train:
         _require_choice(config, "train.lr_schedule", LR_SCHEDULES, "a schedule")
+    for key, check, requirement in (
+        ("momentum", lambda value: 0 <= value < 1, "must lie in [0, 1) (0 = off)"),
+        ("weight_decay", lambda value: value >= 0, "must be 0 (off) or more"),
+        ("plateau_factor", lambda value: 0 < value < 1, "must lie between 0 and 1"),
+        ("plateau_patience", lambda value: value >= 0, "must be 0 (the default rule) or more epochs"),
+    ):
+        if key in train:
+            require(check(train[key]), f"train.{key}", requirement, train[key])
     data_path = config.get("data.path")
     if data_path and check_paths:
         resolved = Path(base_dir or ".") / Path(data_path).expanduser()

@@ -4,8 +4,9 @@ A project is a package ``projects/<name>/`` with a ``config.toml``. Its function
 :class:`ProjectModule`) are looked up by name, first in its ``__init__.py``, then in the module of
 the folder that by convention holds them: ``load_data`` in ``data.py``, ``build_model`` in
 ``model.py``, ``evaluate`` in ``evaluate.py``, ``predict`` in ``predict.py``, ``demo`` in
-``demo.py`` and ``validate_config`` in ``settings.py``. Each module is imported only when one of
-its functions is first needed, so ``list``, ``--help`` and config checks never import Keras.
+``demo.py``, ``validate_config`` in ``settings.py`` and ``training_batches`` in ``augment.py``.
+Each module is imported only when one of its functions is first needed, so ``list``, ``--help``
+and config checks never import Keras.
 ``common`` never imports a project by name.
 """
 
@@ -50,6 +51,11 @@ class ProjectModule(Protocol):
         Project-specific value checks; raise ``UserError`` naming the key.
     ``demo(argv)`` (optional)
         The interactive window, run by ``python -m common demo <name>``.
+    ``training_batches(config, splits, first_epoch) -> common.batches.ShuffledBatches`` (optional)
+        The training batches, e.g. a subclass that augments each batch in the input pipeline
+        instead of in the model. Its order and randomness must depend only on the seed, the
+        epoch and the batch index, so a resumed run trains on the same batches. Without it,
+        ``ShuffledBatches`` of the training split.
     """
 
     def load_data(self, config: Any, need_training: bool = True) -> Any: ...
@@ -72,6 +78,7 @@ _CONVENTIONAL_MODULES = {
     "add_predict_arguments": "predict",
     "validate_config": "settings",
     "demo": "demo",
+    "training_batches": "augment",
 }
 _REQUIRED_FUNCTIONS = ("load_data", "build_model", "evaluate", "predict")
 

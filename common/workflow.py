@@ -6,6 +6,7 @@ same run folders, checkpoints, logs, early stopping and plots.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import shutil
@@ -43,8 +44,9 @@ def resolve_config(
 
 
 def check_keras_names(config: Config) -> None:
-    """Checks that Keras knows ``train.loss`` and every ``train.metrics`` name, before any data is
-    read (the optimizer and schedule names are checked with the rest of the config)."""
+    """Checks that Keras knows ``train.loss`` and every ``train.metrics`` name, and that the
+    optimizer takes the options set, before any data is read (the optimizer and schedule names
+    are checked with the rest of the config)."""
     try:
         keras.losses.get(config.train.loss)
     except (ValueError, TypeError):
@@ -60,6 +62,32 @@ def check_keras_names(config: Config) -> None:
                 f"config key 'train.metrics': Keras knows no metric {name!r}; use names such as "
                 "'accuracy', 'mae' or 'mse'"
             ) from None
+    optimizer_options(config)
+
+
+# Optional ``[train]`` keys passed to the optimizer when set (a project's config.toml may lack
+# them), each with the value that leaves them off: Keras' SGD then is plain gradient descent.
+OPTIMIZER_OPTIONS = {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
+
+
+def optimizer_options(config: Config) -> dict[str, Any]:
+    """The ``train.momentum``, ``train.nesterov`` and ``train.weight_decay`` that are set (not
+    off), checked against what the optimizer accepts: Adam has no momentum, for one."""
+    train = config.train
+    options = {
+        key: train[key] for key, off in OPTIMIZER_OPTIONS.items() if key in train and train[key] != off
+    }
+    if not options:
+        return options
+    optimizer_class = type(keras.optimizers.get(train.optimizer.lower()))
+    accepted = inspect.signature(optimizer_class.__init__).parameters
+    for key in options:
+        if key not in accepted:
+            raise UserError(
+                f"config key 'train.{key}': the {train.optimizer} optimizer takes no {key}; "
+                f"leave it at {OPTIMIZER_OPTIONS[key]!r} or choose an optimizer that has it, such as sgd"
+            )
+    return options
 
 
 def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> None:
@@ -75,7 +103,10 @@ def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> N
             train.learning_rate, decay_steps=max(1, train.epochs * steps_per_epoch)
         )
     optimizer = keras.optimizers.get(
-        {"class_name": train.optimizer.lower(), "config": {"learning_rate": learning_rate}}
+        {
+            "class_name": train.optimizer.lower(),
+            "config": {"learning_rate": learning_rate, **optimizer_options(config)},
+        }
     )
     model.compile(optimizer=optimizer, loss=train.loss, metrics=list(train.metrics))
 
@@ -93,8 +124,12 @@ def _callbacks(
         )
         callbacks.append(early_stopping)
     if train.lr_schedule == "plateau":
+        # A config may set the factor and patience; by default the rate halves after half the
+        # early-stopping patience (at least two epochs) without a better validation loss.
+        factor = train.plateau_factor if "plateau_factor" in train else 0.5
+        patience = train.plateau_patience if "plateau_patience" in train else 0
         plateau = keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=max(2, train.early_stopping_patience // 2)
+            monitor="val_loss", factor=factor, patience=patience or max(2, train.early_stopping_patience // 2)
         )
         callbacks.append(plateau)
     callbacks.append(
@@ -171,9 +206,13 @@ def _train_in(
     progress = checkpoints.read_progress(run_dir) if resuming else None
     first_epoch = progress["epochs_done"] if progress else 0
     x_train, y_train = splits.train
-    batches = ShuffledBatches(
-        x_train, y_train, config.train.batch_size, config.seed, first_epoch, splits.class_weight
-    )
+    project_batches = getattr(project.module, "training_batches", None)
+    if project_batches is not None:
+        batches = project_batches(config, splits, first_epoch)
+    else:
+        batches = ShuffledBatches(
+            x_train, y_train, config.train.batch_size, config.seed, first_epoch, splits.class_weight
+        )
     if progress is not None:
         model = keras.saving.load_model(run_dir / runs.LAST_CHECKPOINT)
         log.info("resuming %s after epoch %d of %d", run_dir.name, first_epoch, config.train.epochs)

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import runs
+from common import checkpoints, runs
 from common.config import load_config
+from common.data import Splits
 from common.errors import UserError
 from common.registry import PROJECTS_DIR
 from projects.emojify import data as emojify_data
@@ -688,3 +689,88 @@ def test_shipped_model_reads_real_faces_found_in_photos():
 
     test_accuracy = json.loads((PRETRAINED.parent / "metrics.json").read_text())["test_accuracy"]
     assert correct / found >= test_accuracy - 0.1, (correct / found, test_accuracy)
+
+
+# Augmentation in the input pipeline (cpu68.toml) ----------------------------------------------
+
+CPU68 = PROJECTS_DIR / "emojify" / "cpu68.toml"
+TINY_CPU68 = [
+    "--config", CPU68,
+    "--set", "data.synthetic=true",
+    "--set", "data.synthetic_per_class=12",
+    "--set", "model.blocks=[[8], [16]]",
+    "--set", "model.dense_units=16",
+    "--set", "train.batch_size=16",
+    "--set", "train.epochs=3",
+    "--set", "train.plateau_patience=1",
+]  # fmt: skip
+
+
+def test_pipeline_batches_are_a_function_of_seed_epoch_and_index():
+    from projects.emojify.augment import AugmentedBatches, training_batches
+
+    config = load_config(DEFAULTS, CPU68)
+    faces, labels = synthetic_faces(20, seed=3)
+    pairs = (emojify_data.to_model_input(faces), labels)
+    splits = Splits(test=pairs, train=pairs, source="synthetic faces")
+    batches = training_batches(config, splits, first_epoch=2)
+    assert isinstance(batches, AugmentedBatches)
+    x, y = batches[1]
+    assert x.shape == (config.train.batch_size, 40, 40, 1) and x.dtype == np.uint8
+    again = training_batches(config, splits, first_epoch=0)
+    again.set_epoch(2)
+    assert np.array_equal(again[1][0], x) and np.array_equal(again[1][1], y)
+    again.set_epoch(3)
+    assert not np.array_equal(again[1][0], x)
+    # Without [augment] the batches are the plain shuffled ones, as before.
+    assert type(training_batches(config_with(), splits, 0)).__name__ == "ShuffledBatches"
+
+
+def test_a_resumed_run_with_pipeline_augmentation_is_bit_identical(cli, models_dir, monkeypatch):
+    assert cli("train", "emojify", *TINY_CPU68, "--name", "whole").code == 0
+    commit = checkpoints.RunRecorder.on_epoch_end
+
+    def commit_then_interrupt(self, epoch, logs=None):
+        commit(self, epoch, logs)
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", commit_then_interrupt)
+    interrupted = cli("train", "emojify", *TINY_CPU68, "--name", "cut")
+    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", commit)
+    assert interrupted.code == 2 and "--resume" in interrupted.stderr
+    [whole, cut] = sorted((models_dir / "emojify").glob("*-whole")) + sorted(
+        (models_dir / "emojify").glob("*-cut")
+    )
+    assert cli("train", "emojify", "--resume", cut).code == 0
+    import keras
+
+    expected = keras.saving.load_model(whole / "model.keras").get_weights()
+    resumed = keras.saving.load_model(cut / "model.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(expected, resumed, strict=True))
+    assert (whole / "history.csv").read_text() == (cut / "history.csv").read_text()
+
+
+def test_cpu68_optimizer_and_plateau_settings_reach_keras(tmp_path):
+    import keras
+
+    from common import workflow
+    from projects.emojify.model import build_model
+
+    config = load_config(DEFAULTS, CPU68, ["model.blocks=[[8], [16]]", "model.dense_units=16"])
+    model = build_model(config)
+    workflow.compile_model(model, config, steps_per_epoch=10)
+    optimizer = model.optimizer
+    assert isinstance(optimizer, keras.optimizers.SGD)
+    assert (optimizer.momentum, optimizer.nesterov, optimizer.weight_decay) == (0.9, True, 0.001)
+    [plateau] = [
+        callback
+        for callback in workflow._callbacks(config, tmp_path, None)
+        if isinstance(callback, keras.callbacks.ReduceLROnPlateau)
+    ]
+    assert (plateau.factor, plateau.patience) == (0.75, 5)
+    # Adam has no momentum: said before any data is read, naming the key.
+    with pytest.raises(UserError, match="'train.momentum'"):
+        workflow.check_keras_names(config.with_overrides(["train.optimizer=adam"]))
+    # The defaults pass nothing new to Adam.
+    assert workflow.optimizer_options(config_with()) == {}

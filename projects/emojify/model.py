@@ -26,8 +26,15 @@ def build_model(config: Config, splits: object = None) -> keras.Model:
     dropout; then a flatten (or global average pooling), an optional dense layer, and the softmax.
     """
     settings = config.model
+    crop = config.augment.crop
     model = keras.Sequential(name="emotion_cnn")
-    model.add(keras.Input(shape=IMAGE_SHAPE))
+    if crop:
+        # Trained on the pipeline's crops, it takes faces of any size and centre-crops them: the
+        # crops pass unchanged, and a whole 48x48 face is classified by its centre.
+        model.add(keras.Input(shape=(None, None, 1)))
+        model.add(layers.CenterCrop(crop, crop))
+    else:
+        model.add(keras.Input(shape=IMAGE_SHAPE))
     model.add(layers.Rescaling(1.0 / 255))
     for layer in augmentation_layers(settings):
         model.add(layer)
@@ -63,16 +70,35 @@ def build_model(config: Config, splits: object = None) -> keras.Model:
 
 def serving_model(model: keras.Model, config: Config) -> keras.Model:
     """The model that evaluation, ``predict``, the demo and the benchmarks query: the trained one,
-    or with ``model.mirror_average`` a wrapper (sharing its weights) that puts each face and its
-    left-right mirror through it in one batch of 2N and averages each face's two probability
-    vectors: test-time augmentation, as faces are nearly symmetric and training mirrors them too."""
-    if not config.model.mirror_average:
+    or a wrapper (sharing its weights) that averages each face's probabilities over several views
+    of it, put through the model in one batch: test-time augmentation.
+
+    The views are the face (the model centre-crops it when trained on crops), or with
+    ``model.test_crops = 5`` its centre and four corner crops; with ``model.mirror_average`` each
+    view's left-right mirror too, as faces are nearly symmetric and training mirrors them.
+    """
+    crop = config.augment.crop
+    test_crops = config.model.test_crops if crop else 1
+    if test_crops == 1 and not config.model.mirror_average:
         return model
-    inputs = keras.Input(shape=model.input_shape[1:])
-    both = keras.ops.concatenate([inputs, keras.ops.flip(inputs, axis=2)], axis=0)
-    probabilities = keras.ops.reshape(model(both), (2, -1, model.output_shape[-1]))
+    inputs = keras.Input(shape=IMAGE_SHAPE)
+    views = [inputs] if test_crops == 1 else corner_and_centre_crops(inputs, crop)
+    if config.model.mirror_average:
+        views += [keras.ops.flip(view, axis=2) for view in views]
+    batch = keras.ops.concatenate(views, axis=0)
+    probabilities = keras.ops.reshape(model(batch), (len(views), -1, model.output_shape[-1]))
     outputs = keras.ops.mean(probabilities, axis=0)
-    return keras.Model(inputs, outputs, name=f"{model.name}_mirror_average")
+    name = f"{model.name}_{len(views)}_view_average" if test_crops > 1 else f"{model.name}_mirror_average"
+    return keras.Model(inputs, outputs, name=name)
+
+
+def corner_and_centre_crops(faces, crop: int) -> list:
+    """The centre and the four corner ``crop``-pixel squares of ``(N, 48, 48, 1)`` faces."""
+    far, middle = SIZE - crop, (SIZE - crop) // 2
+    return [
+        faces[:, top : top + crop, left : left + crop, :]
+        for top, left in ((middle, middle), (0, 0), (0, far), (far, 0), (far, far))
+    ]
 
 
 def augmentation_layers(settings) -> list[keras.layers.Layer]:

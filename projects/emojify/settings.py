@@ -43,6 +43,18 @@ def validate_config(config: Config) -> None:
     require(model.dense_units >= 0, "model.dense_units", "must be 0 or more", model.dense_units)
     for key in ("augment_rotation", "augment_shift", "augment_zoom", "augment_contrast"):
         require(0 <= model[key] < 1, f"model.{key}", "must lie in [0, 1) (0 turns it off)", model[key])
+    require(model.test_crops in (1, 5), "model.test_crops", "must be 1 (centre) or 5 (centre and corners)",
+            model.test_crops)  # fmt: skip
+    augment = config.augment
+    require(model.test_crops == 1 or augment.crop > 0, "model.test_crops",
+            "can be 5 only for a model trained on crops (augment.crop > 0)", model.test_crops)  # fmt: skip
+    require(augment.crop == 0 or 16 <= augment.crop <= 48, "augment.crop",
+            "must be 0 (whole faces) or 16 to 48 pixels", augment.crop)  # fmt: skip
+    require(0 <= augment.scale < 1, "augment.scale", "must lie in [0, 1) (0 turns it off)", augment.scale)
+    require(
+        0 <= augment.rotation <= 180, "augment.rotation", "must lie in [0, 180] degrees", augment.rotation
+    )
+    require(0 <= augment.erase <= 1, "augment.erase", "must be a probability in [0, 1]", augment.erase)
     for key in ("photo_width", "frame_width"):
         require(faces[key] >= 0, f"faces.{key}", "must be 0 (full size) or more", faces[key])
     for key in ("photo_min_face", "frame_min_face"):
