@@ -101,3 +101,13 @@ def test_a_benchmark_writes_its_results_only_when_asked(tmp_path: Path, capsys, 
     assert len(rows) == 2  # appended, one row per run, under one header
     assert record.read_text().count("| date | model |") == 1
     assert results_snapshot() == before
+
+
+@pytest.mark.slow
+def test_overhead_benchmark_times_both_sides_and_leaves_no_run_behind(models_dir) -> None:
+    from bench import overhead
+
+    result = overhead.measure(repeats=1, epochs=1)
+    assert result["overhead_ratio"] > 0
+    assert len(result["plain_fit_seconds"]) == len(result["template_train_seconds"]) == 1
+    assert not models_dir.exists() or not any(models_dir.rglob("*"))
