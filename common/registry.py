@@ -50,6 +50,13 @@ class ProjectModule(Protocol):
         Project-specific value checks; raise ``UserError`` naming the key.
     ``demo(argv)`` (optional)
         The interactive window, run by ``python -m common demo <name>``.
+    ``WEB_API`` (optional, a dict in ``predict.py``)
+        How ``python -m common serve`` offers ``predict``: ``verb`` (the route
+        ``/api/<name>/<verb>``, default ``predict``), ``upload`` (the suffix the uploaded file is
+        saved with), ``upload_required`` (default true), ``options`` (query parameters with their
+        defaults, passed to ``predict`` as its ``options``), ``picture_option`` (an option naming
+        a picture ``predict`` writes, returned as a base64 PNG with ``?annotated=true``). A
+        ``page.html`` in the project folder is served at ``/<name>``.
     """
 
     def load_data(self, config: Any, need_training: bool = True) -> Any: ...
@@ -72,6 +79,7 @@ _CONVENTIONAL_MODULES = {
     "add_predict_arguments": "predict",
     "validate_config": "settings",
     "demo": "demo",
+    "WEB_API": "predict",
 }
 _REQUIRED_FUNCTIONS = ("load_data", "build_model", "evaluate", "predict")
 
