@@ -247,9 +247,12 @@ def predict_upload(
         namespace = SimpleNamespace(**options, set=None)
         if picture and spec.get("picture_option"):
             setattr(namespace, spec["picture_option"], Path(folder) / "annotated.png")
-        with item.lock:
-            # One call at a time per model; predict yields lazily, so it runs inside the lock.
-            results = list(item.project.module.predict(item.model, inputs, item.config, namespace))
+        try:
+            with item.lock:
+                # One call at a time per model; predict yields lazily, so it runs inside the lock.
+                results = list(item.project.module.predict(item.model, inputs, item.config, namespace))
+        except UserError as error:
+            raise UserError(_renamed(str(error), inputs[0], shown_as) if inputs else str(error)) from None
         result = results[0]
         if upload is not None:
             result = _renamed(result, inputs[0], shown_as)

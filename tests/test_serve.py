@@ -188,6 +188,20 @@ def test_stock_forecast_answers_as_predict_does(models_dir, cli, tmp_path):
             )
         assert uploaded.status_code == 200, uploaded.text
         assert uploaded.json()["input"] == "prices.csv" and len(uploaded.json()["forecast"]) == 2
+        # What the page sends without a CSV: a form with no file in it.
+        formless = client.post(
+            "/api/stock/forecast",
+            params={"days": 3},
+            content=b"--x--\r\n",
+            headers={"Content-Type": "multipart/form-data; boundary=x"},
+        )
+        assert formless.status_code == 200 and formless.json()["forecast"] == expected["forecast"]
+        bad = tmp_path / "bad.csv"
+        bad.write_text("When,Close\nyesterday,1\n")
+        with bad.open("rb") as stream:
+            refused = client.post("/api/stock/forecast", files={"file": ("bad.csv", stream, "text/csv")})
+        assert refused.status_code == 400 and "bad.csv" in refused.json()["error"], refused.text
+        assert "serve-" not in refused.json()["error"]
         too_far = client.post("/api/stock/forecast", params={"days": 10_000})
         assert too_far.status_code == 400 and "--days" in too_far.json()["error"]
 
