@@ -99,6 +99,21 @@ def test_a_text_file_is_a_json_error_naming_the_upload(client, tmp_path):
         assert "serve-" not in error and str(tmp_path) not in error  # No server path leaks.
 
 
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(client, tmp_path):
+    import struct
+    import zlib
+
+    # A small PNG whose header claims 20,000 x 20,000 pixels (400 megapixels).
+    header = struct.pack(">IIBBBBB", 20_000, 20_000, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + header
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    png += struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    for route in ("/api/mnist/predict", "/api/emojify/predict"):
+        response = client.post(route, files={"file": ("bomb.png", png, "image/png")})
+        assert response.status_code == 400, response.text
+        assert "too large to read safely" in response.json()["error"]
+
+
 def test_an_upload_over_the_limit_is_refused_with_413(client):
     big = b"\x89PNG" + bytes(3 * 2**20)
     response = client.post("/api/mnist/predict", files={"file": ("big.png", big, "image/png")})
