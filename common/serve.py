@@ -169,7 +169,19 @@ def create_app(
             summary=f"{item.project.name}: {item.project.summary()}",
             description=f"The same JSON as `python -m common predict {item.project.name} --json`.",
         )
+    for name, reason in unavailable.items():
+        route = f"/api/{name}/{web_api(registry.get_project(name))['verb']}"
+        app.add_api_route(
+            route, _unavailable_endpoint(name, reason), methods=["POST"], include_in_schema=False
+        )
     return app
+
+
+def _unavailable_endpoint(name: str, reason: str):
+    def endpoint() -> JSONResponse:
+        return JSONResponse({"error": f"{name} is not served: {reason}"}, status_code=503)
+
+    return endpoint
 
 
 def _page_endpoint(page: Path):

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -249,6 +250,11 @@ def test_serve_command_answers_on_localhost_and_stops_on_sigterm(tmp_path):
                 time.sleep(0.5)
         assert health is not None, server.stdout.read() if server.poll() is not None else "no answer"
         assert {"mnist", "emojify"} <= set(health["projects"]) and "stock" in health["unavailable"]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/stock/forecast", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 503
+        assert "stock is not served: no trained stock model" in json.load(refused.value)["error"]
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=20)
         output = server.stdout.read()
