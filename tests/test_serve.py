@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -9,10 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 import numpy as np
@@ -220,6 +223,79 @@ def test_stock_forecast_answers_as_predict_does(models_dir, cli, tmp_path):
         assert "serve-" not in refused.json()["error"]
         too_far = client.post("/api/stock/forecast", params={"days": 10_000})
         assert too_far.status_code == 400 and "--days" in too_far.json()["error"]
+
+
+@contextlib.contextmanager
+def running(app):
+    """The app on a free port of 127.0.0.1, in a thread; yields its address."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_model_calls_leave_the_server_free_and_take_turns(tmp_path):
+    """A slow model call runs in the thread pool (health still answers at once), and two calls
+    to the same project never run at the same time."""
+    from common import serve
+
+    busy = {"now": 0, "most": 0}
+    guard = threading.Lock()
+
+    def slow_predict(model, inputs, config, options):
+        with guard:
+            busy["now"] += 1
+            busy["most"] = max(busy["most"], busy["now"])
+        time.sleep(1.0)
+        with guard:
+            busy["now"] -= 1
+        return [{"input": inputs[0], "answer": 42}]
+
+    project = SimpleNamespace(
+        name="slow",
+        folder=tmp_path,
+        summary=lambda: "a slow model",
+        module=SimpleNamespace(predict=slow_predict),
+    )
+    item = serve.ServedProject(project, None, None, tmp_path / "model.keras", dict(serve.DEFAULT_WEB_API))
+    with running(serve.create_app({"slow": item})) as address:
+
+        def post() -> dict:
+            request = urllib.request.Request(
+                f"{address}/api/slow/predict",
+                data=b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n\r\n'
+                b"abc\r\n--b--\r\n",
+                headers={"Content-Type": "multipart/form-data; boundary=b"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.load(response)
+
+        answers = []
+        callers = [threading.Thread(target=lambda: answers.append(post())) for _ in range(2)]
+        started = time.monotonic()
+        for caller in callers:
+            caller.start()
+        time.sleep(0.3)
+        with urllib.request.urlopen(f"{address}/api/health", timeout=30) as response:
+            assert json.load(response)["status"] == "ok"
+        assert time.monotonic() - started < 0.9  # Answered while the first model call sleeps.
+        for caller in callers:
+            caller.join(timeout=30)
+    assert answers == [{"input": "x.bin", "answer": 42}] * 2
+    assert busy["most"] == 1 and time.monotonic() - started >= 2.0
 
 
 def _free_port() -> int:

@@ -6,42 +6,17 @@ keeps a screenshot of each page there.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageOps
 
 from tests.browser import Browser, find_chromium
-from tests.test_serve import HOPPER
+from tests.test_serve import HOPPER, running
 
 pytest.importorskip("fastapi")
 pytestmark = pytest.mark.skipif(find_chromium() is None, reason="no Chromium (apt-get install chromium)")
-
-
-@contextlib.contextmanager
-def running(app):
-    """The app on a free port of 127.0.0.1, in a thread; yields its address."""
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +79,18 @@ def test_a_photo_on_the_emojify_page_comes_back_with_its_emoji(browser, shipped_
     assert browser.wait_for("document.getElementById('result').naturalWidth") > 0
     assert browser.evaluate("document.getElementById('faces').rows.length") >= 2  # Header + a face.
     keep_screenshot(browser, "emojify")
+
+
+def test_the_api_page_works_offline(browser, shipped_site):
+    browser.open(f"{shipped_site}/docs")
+    # Swagger UI, served from the package, has read /openapi.json and listed the routes.
+    routes = browser.wait_for(
+        "(r => r.length >= 3 && r)([...document.querySelectorAll('.opblock-summary-path')]"
+        ".map(e => e.textContent))",
+        timeout=60,
+    )
+    assert {"/api/mnist/predict", "/api/emojify/predict", "/api/health"} <= {r.strip() for r in routes}
+    keep_screenshot(browser, "docs")
 
 
 def test_index_lists_the_pages(browser, shipped_site):
