@@ -68,11 +68,18 @@ def serving_model(model: keras.Model, config: Config) -> keras.Model:
     vectors: test-time augmentation, as faces are nearly symmetric and training mirrors them too."""
     if not config.model.mirror_average:
         return model
-    inputs = keras.Input(shape=model.input_shape[1:])
-    both = keras.ops.concatenate([inputs, keras.ops.flip(inputs, axis=2)], axis=0)
-    probabilities = keras.ops.reshape(model(both), (2, -1, model.output_shape[-1]))
-    outputs = keras.ops.mean(probabilities, axis=0)
-    return keras.Model(inputs, outputs, name=f"{model.name}_mirror_average")
+    # Built once per model: a web server calls predict once per photo, and a new wrapper is
+    # traced again on its first batch (about a third of a second on 2 CPU cores). Kept beside
+    # Keras' layer tracking (object.__setattr__), so saving the model never sees it.
+    wrapper = model.__dict__.get("_mirror_average_model")
+    if wrapper is None:
+        inputs = keras.Input(shape=model.input_shape[1:])
+        both = keras.ops.concatenate([inputs, keras.ops.flip(inputs, axis=2)], axis=0)
+        probabilities = keras.ops.reshape(model(both), (2, -1, model.output_shape[-1]))
+        outputs = keras.ops.mean(probabilities, axis=0)
+        wrapper = keras.Model(inputs, outputs, name=f"{model.name}_mirror_average")
+        object.__setattr__(model, "_mirror_average_model", wrapper)
+    return wrapper
 
 
 def augmentation_layers(settings) -> list[keras.layers.Layer]:
