@@ -76,7 +76,7 @@ class ServedProject:
             "score": score,
             "baseline_accuracy": metrics.get("baseline_accuracy"),
             "api": self.route,
-            "page": f"/{self.project.name}" if (self.project.folder / PAGE_FILE).is_file() else None,
+            "page": f"/{self.project.name}",
         }
 
 
@@ -159,6 +159,9 @@ def create_app(
 
     for name in registry.project_names():
         page = registry.get_project(name).folder / PAGE_FILE
+        if not page.is_file() and name in served:
+            # A project without a page of its own (a new one) gets the plain upload page.
+            page = WEB_DIR / "generic.html"
         if page.is_file():
             app.add_api_route(f"/{name}", _page_endpoint(page), methods=["GET"], include_in_schema=False)
     for item in served.values():

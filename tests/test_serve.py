@@ -181,6 +181,19 @@ def test_pages_and_docs_use_only_local_assets(client):
     assert client.get("/openapi.json").json()["paths"]["/api/mnist/predict"]["post"]
 
 
+def test_a_project_without_a_page_gets_the_plain_upload_page(shipped_app, monkeypatch, tmp_path):
+    from common import serve
+
+    monkeypatch.setattr(serve, "PAGE_FILE", "no-page-here.html")
+    served, unavailable = serve.load_projects(["mnist"])
+    with TestClient(serve.create_app(served, unavailable)) as client:
+        page = client.get("/mnist")
+        assert page.status_code == 200 and "has no page of its own" in page.text
+        assert not re.search(r"https?://", page.text)
+        assert client.get("/api/health").json()["projects"]["mnist"]["page"] == "/mnist"
+        assert client.get("/emojify").status_code == 404  # Not served here, and no page of its own.
+
+
 def test_stock_forecast_answers_as_predict_does(models_dir, cli, tmp_path):
     from common import serve
 
