@@ -9,7 +9,7 @@ PROJECTS := $(notdir $(patsubst %/config.toml,%,$(wildcard projects/*/config.tom
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint format bench clean list $(addprefix train-,$(PROJECTS)) \
+.PHONY: help install serve test test-slow lint format bench clean list $(addprefix train-,$(PROJECTS)) \
 	$(addprefix evaluate-,$(PROJECTS)) $(addprefix demo-,$(PROJECTS))
 
 help: ## List the targets
@@ -40,6 +40,9 @@ $(addprefix evaluate-,$(PROJECTS)): evaluate-%: $(STAMP) ## Score the latest mod
 
 $(addprefix demo-,$(PROJECTS)): demo-%: $(STAMP) ## Open a project's interactive demo: make demo-mnist
 	$(BIN)/python -m common demo $* $(ARGS)
+
+serve: $(STAMP) ## Serve every model: web pages and HTTP API on http://127.0.0.1:8000/ (ARGS="--port 8001")
+	$(BIN)/python -m common serve $(ARGS)
 
 test: $(STAMP) ## Run the fast test suite (under 5 minutes on 2 cores)
 	$(BIN)/python -m pytest -q $(ARGS)

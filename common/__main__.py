@@ -1,4 +1,4 @@
-"""The command line: ``python -m common {list,train,evaluate,predict,runs,compare,demo}``.
+"""The command line: ``python -m common {list,train,evaluate,predict,runs,compare,tune,new,demo,serve}``.
 
 Examples:
     python -m common list
@@ -6,6 +6,7 @@ Examples:
     python -m common runs mnist --sort test_accuracy
     python -m common evaluate mnist --set data.path=data/mnist
     python -m common predict mnist digit.png --json
+    python -m common serve --port 8000
 """
 
 from __future__ import annotations
@@ -113,6 +114,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="image classifier or series forecaster",
     )
 
+    serve = commands.add_parser(
+        "serve", help="one local web app and HTTP API for every project that has a model"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+
     demo = commands.add_parser("demo", help="open a project's interactive window")
     demo.add_argument("project")
     demo.add_argument("args", nargs=argparse.REMAINDER, help="passed to the project's demo")
@@ -188,6 +197,13 @@ def _run(options: argparse.Namespace) -> int:
         for path in scaffold.create_project(options.name, options.like):
             print(f"wrote {_display_path(path)}")
         print(f"next: make train-{options.name}, then python -m common predict {options.name} ...")
+        return 0
+
+    if options.command == "serve":
+        import_keras()  # Quietly, before the projects' modules import it.
+        from common import serve
+
+        serve.serve(options.host, options.port, quiet=options.quiet)
         return 0
 
     project = registry.get_project(options.project)

@@ -56,6 +56,13 @@ class ProjectModule(Protocol):
         instead of in the model. Its order and randomness must depend only on the seed, the
         epoch and the batch index, so a resumed run trains on the same batches. Without it,
         ``ShuffledBatches`` of the training split.
+    ``WEB_API`` (optional, a dict in ``predict.py``)
+        How ``python -m common serve`` offers ``predict``: ``verb`` (the route
+        ``/api/<name>/<verb>``, default ``predict``), ``upload`` (the suffix the uploaded file is
+        saved with), ``upload_required`` (default true), ``options`` (query parameters with their
+        defaults, passed to ``predict`` as its ``options``), ``picture_option`` (an option naming
+        a picture ``predict`` writes, returned as a base64 PNG with ``?annotated=true``). A
+        ``page.html`` in the project folder is served at ``/<name>``.
     """
 
     def load_data(self, config: Any, need_training: bool = True) -> Any: ...
@@ -79,6 +86,7 @@ _CONVENTIONAL_MODULES = {
     "validate_config": "settings",
     "demo": "demo",
     "training_batches": "augment",
+    "WEB_API": "predict",
 }
 _REQUIRED_FUNCTIONS = ("load_data", "build_model", "evaluate", "predict")
 

@@ -81,15 +81,25 @@ def serving_model(model: keras.Model, config: Config) -> keras.Model:
     test_crops = config.model.test_crops if crop else 1
     if test_crops == 1 and not config.model.mirror_average:
         return model
-    inputs = keras.Input(shape=IMAGE_SHAPE)
-    views = [inputs] if test_crops == 1 else corner_and_centre_crops(inputs, crop)
-    if config.model.mirror_average:
-        views += [keras.ops.flip(view, axis=2) for view in views]
-    batch = keras.ops.concatenate(views, axis=0)
-    probabilities = keras.ops.reshape(model(batch), (len(views), -1, model.output_shape[-1]))
-    outputs = keras.ops.mean(probabilities, axis=0)
-    name = f"{model.name}_{len(views)}_view_average" if test_crops > 1 else f"{model.name}_mirror_average"
-    return keras.Model(inputs, outputs, name=name)
+    # Built once per model and set of views: a web server calls predict once per photo, and a new
+    # wrapper is traced again on its first batch (about a third of a second on 2 CPU cores). Kept
+    # beside Keras' layer tracking (object.__setattr__), so saving the model never sees it.
+    key = (test_crops, crop, bool(config.model.mirror_average))
+    cache = model.__dict__.get("_serving_models")
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, "_serving_models", cache)
+    if key not in cache:
+        inputs = keras.Input(shape=IMAGE_SHAPE)
+        views = [inputs] if test_crops == 1 else corner_and_centre_crops(inputs, crop)
+        if config.model.mirror_average:
+            views += [keras.ops.flip(view, axis=2) for view in views]
+        batch = keras.ops.concatenate(views, axis=0)
+        probabilities = keras.ops.reshape(model(batch), (len(views), -1, model.output_shape[-1]))
+        outputs = keras.ops.mean(probabilities, axis=0)
+        name = f"{model.name}_{len(views)}_view_average" if test_crops > 1 else f"{model.name}_mirror_average"
+        cache[key] = keras.Model(inputs, outputs, name=name)
+    return cache[key]
 
 
 def corner_and_centre_crops(faces, crop: int) -> list:

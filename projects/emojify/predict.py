@@ -31,6 +31,17 @@ from projects.emojify.emoji import emoji_image
 from projects.emojify.faces import FaceDetector, crop_faces, to_gray
 from projects.emojify.model import serving_model
 
+# What `python -m common serve` offers: POST /api/emojify/predict with one photo (field `file`),
+# `?whole=true` as --whole, and `?annotated=true` for the picture --out would write.
+WEB_API = {
+    "verb": "predict",
+    "upload": ".png",
+    "upload_help": "a photo (PNG, JPEG, ...)",
+    "options": {"whole": False},
+    "option_help": {"whole": "classify the picture whole as one cropped face"},
+    "picture_option": "out",
+}
+
 # What --out may be called when it names one picture.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 

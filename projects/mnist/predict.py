@@ -16,6 +16,10 @@ from projects.mnist.preprocess import to_mnist, to_model_input, unlike_one_digit
 
 log = logging.getLogger(__name__)
 
+# What `python -m common serve` offers: POST /api/mnist/predict with one image (field `file`),
+# answered by `predict` below, the same JSON as `predict mnist --json`.
+WEB_API = {"verb": "predict", "upload": ".png", "upload_help": "an image of one digit (PNG, JPEG, ...)"}
+
 
 def classify_digits(model: keras.Model, digits: np.ndarray) -> np.ndarray:
     """Class probabilities for a batch of MNIST-format digits, shape (N, 10)."""

@@ -25,7 +25,22 @@ from common.errors import UserError
 from projects.stock.data import is_volume_column, load_series, target_to_price, to_features
 
 DEFAULT_DAYS = 5
+MAX_HISTORY = 5000  # True prices given back with a forecast, for a chart: about 20 years.
 MAX_DAYS = 260  # About a trading year; a recursive forecast means little long before that.
+
+# What `python -m common serve` offers: POST /api/stock/forecast with an optional CSV (field
+# `file`; without it the model's configured series) and the options below, as query parameters.
+WEB_API = {
+    "verb": "forecast",
+    "upload": ".csv",
+    "upload_required": False,
+    "upload_help": "a daily price CSV with a Date column (default: the model's configured series)",
+    "options": {"days": DEFAULT_DAYS, "history": 0},
+    "option_help": {
+        "days": f"trading days to forecast (1 to {MAX_DAYS})",
+        "history": "also return the last N true prices, to draw beside the forecast",
+    },
+}
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +51,13 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_DAYS,
         help=f"trading days to forecast after the CSV's last row (default {DEFAULT_DAYS})",
     )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --json, also give the last N true prices (history_dates, history)",
+    )
 
 
 def predict(
@@ -45,7 +67,8 @@ def predict(
 
     Returns:
         One ``{"input", "price_column", "last_date", "last_price", "method", "dates",
-        "forecast"}`` dict.
+        "forecast"}`` dict; with ``options.history`` N > 0 also ``history_dates`` and ``history``,
+        the last N true prices (a chart draws them before the forecast).
     """
     if len(inputs) > 1:
         raise UserError(
@@ -53,19 +76,24 @@ def predict(
             "python -m common predict stock prices.csv --days 5"
         )
     days = getattr(options, "days", DEFAULT_DAYS)
+    history = getattr(options, "history", 0) or 0
+    if not 0 <= history <= MAX_HISTORY:
+        raise UserError(f"--history must be between 0 and {MAX_HISTORY}; received: {history}")
     series = load_series(config, inputs[0] if inputs else None)
     dates, forecast = forecast_prices(model, series.frame, config.data.target, config.data.window, days)
-    return [
-        {
-            "input": inputs[0] if inputs else series.source,
-            "price_column": series.price_column,
-            "last_date": f"{series.dates[-1]:%Y-%m-%d}",
-            "last_price": round(float(series.prices[-1]), 6),
-            "method": "recursive one-step forecasts; business days, exchange holidays not known",
-            "dates": [f"{date:%Y-%m-%d}" for date in dates],
-            "forecast": [round(float(price), 6) for price in forecast],
-        }
-    ]
+    result = {
+        "input": inputs[0] if inputs else series.source,
+        "price_column": series.price_column,
+        "last_date": f"{series.dates[-1]:%Y-%m-%d}",
+        "last_price": round(float(series.prices[-1]), 6),
+        "method": "recursive one-step forecasts; business days, exchange holidays not known",
+        "dates": [f"{date:%Y-%m-%d}" for date in dates],
+        "forecast": [round(float(price), 6) for price in forecast],
+    }
+    if history:
+        result["history_dates"] = [f"{date:%Y-%m-%d}" for date in series.dates[-history:]]
+        result["history"] = [round(float(price), 6) for price in series.prices[-history:]]
+    return [result]
 
 
 def forecast_prices(

@@ -1,0 +1,424 @@
+"""``python -m common serve``: one local web app and HTTP API for every project that has a model.
+
+Each project's page and API route is the project's own ``predict`` behind a route: an upload is
+written to a private temporary file (its client-given name is never a path) and handed to
+``project.module.predict(model, [file], config, options)``, exactly as ``python -m common
+predict`` does, so the JSON is the same as ``predict --json`` and no preprocessing is written
+twice. Which route a project gets, what it uploads and which query parameters it takes come from
+its optional ``WEB_API`` (see :class:`common.registry.ProjectModule`).
+
+Each model is loaded once at start, by the same default-model rule as ``predict``
+(:func:`common.runs.default_model_dir`). Model calls run in FastAPI's threadpool (the endpoints
+are plain ``def``), one at a time per project (a lock), so the event loop keeps answering.
+
+Example:
+    python -m common serve --port 8000     # then open http://127.0.0.1:8000/
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import logging
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
+from typing import Any
+
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+
+from common import registry, runs
+from common.errors import UserError
+from common.registry import Project
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+# A photo from a phone is a few megabytes; a drawing or a price CSV far less.
+MAX_UPLOAD_BYTES = 10 * 2**20
+# The metric shown beside each model, the first a project records (as describe_model picks it).
+SCORE_KEYS = ("test_accuracy", "rmse_ratio")
+PAGE_FILE = "page.html"
+
+
+@dataclass
+class ServedProject:
+    """A project with its model loaded, ready to answer."""
+
+    project: Project
+    model: Any
+    config: Any
+    model_file: Path
+    web_api: dict
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def route(self) -> str:
+        return f"/api/{self.project.name}/{self.web_api['verb']}"
+
+    def health(self) -> dict:
+        """Which model answers, what it was trained on and its recorded test score."""
+        metrics = runs.read_metrics(self.model_file.parent)
+        score = next(({"metric": key, "value": metrics[key]} for key in SCORE_KEYS if key in metrics), None)
+        return {
+            "model": _display(self.model_file),
+            "described": runs.describe_model(self.project.name, self.model_file, chosen_by_default=True),
+            "data_source": metrics.get("data_source"),
+            "stand_in_data": bool(metrics.get("stand_in_data")),
+            "score": score,
+            "baseline_accuracy": metrics.get("baseline_accuracy"),
+            "api": self.route,
+            "page": f"/{self.project.name}",
+        }
+
+
+DEFAULT_WEB_API = {"verb": "predict", "upload": ".bin", "upload_required": True, "options": {}}
+
+
+def web_api(project: Project) -> dict:
+    """The project's ``WEB_API`` over the defaults: one required upload to ``/api/<name>/predict``."""
+    declared = getattr(project.module, "WEB_API", None) or {}
+    return {**DEFAULT_WEB_API, **declared}
+
+
+def load_projects(names: list[str] | None = None) -> tuple[dict[str, ServedProject], dict[str, str]]:
+    """Loads the default model of each project (all by default) once.
+
+    Returns:
+        ``(served, unavailable)``: the projects that have a model, and for each one that has
+        none (or whose model cannot be loaded) the one-line reason.
+    """
+    from common import workflow  # Imports Keras: only when a server is really started.
+
+    served, unavailable = {}, {}
+    for name in names or registry.project_names():
+        project = registry.get_project(name)
+        try:
+            model, config, model_file = workflow.load_saved(project, None, announce=False)
+        except UserError as error:
+            unavailable[name] = str(error)
+            continue
+        served[name] = ServedProject(project, model, config, model_file, web_api(project))
+    return served, unavailable
+
+
+def create_app(
+    served: dict[str, ServedProject],
+    unavailable: dict[str, str] | None = None,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+) -> FastAPI:
+    """The web app: pages, ``/api/<project>/<verb>``, ``/api/health`` and offline ``/docs``."""
+    unavailable = unavailable or {}
+    app = FastAPI(
+        title="Keras project template",
+        summary="The projects' own predict behind HTTP routes",
+        docs_url=None,  # Served below from a local copy of Swagger UI: no CDN.
+        redoc_url=None,
+    )
+    _add_error_handlers(app)
+    app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    swagger = _swagger_ui_folder()
+    if swagger is not None:
+        app.mount("/swagger-ui", StaticFiles(directory=swagger), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if swagger is None:
+            raise HTTPException(
+                404, "no local Swagger UI (pip install swagger-ui-bundle-v2); see /openapi.json"
+            )
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Keras project template: API",
+            swagger_js_url="/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/swagger-ui/favicon-32x32.png",
+        )
+
+    @app.get("/api/health", summary="Each project: which model answers, its data and recorded score")
+    def health() -> dict:
+        return {
+            "status": "ok",
+            "max_upload_bytes": max_upload_bytes,
+            "projects": {name: item.health() for name, item in served.items()},
+            "unavailable": unavailable,
+        }
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    for name in registry.project_names():
+        page = registry.get_project(name).folder / PAGE_FILE
+        if not page.is_file() and name in served:
+            # A project without a page of its own (a new one) gets the plain upload page.
+            page = WEB_DIR / "generic.html"
+        if page.is_file():
+            app.add_api_route(f"/{name}", _page_endpoint(page), methods=["GET"], include_in_schema=False)
+    for item in served.values():
+        app.add_api_route(
+            item.route,
+            _predict_endpoint(item),
+            methods=["POST"],
+            summary=f"{item.project.name}: {item.project.summary()}",
+            description=f"The same JSON as `python -m common predict {item.project.name} --json`.",
+        )
+    for name, reason in unavailable.items():
+        route = f"/api/{name}/{web_api(registry.get_project(name))['verb']}"
+        app.add_api_route(
+            route, _unavailable_endpoint(name, reason), methods=["POST"], include_in_schema=False
+        )
+    return app
+
+
+def _unavailable_endpoint(name: str, reason: str):
+    def endpoint() -> JSONResponse:
+        return JSONResponse({"error": f"{name} is not served: {reason}"}, status_code=503)
+
+    return endpoint
+
+
+def _page_endpoint(page: Path):
+    def endpoint() -> FileResponse:
+        return FileResponse(page, media_type="text/html")
+
+    return endpoint
+
+
+def _predict_endpoint(item: ServedProject):
+    """An endpoint whose signature (and so its OpenAPI entry) holds the project's own options."""
+    spec = item.web_api
+
+    def endpoint(**arguments: Any) -> dict:
+        upload: UploadFile | None = arguments.pop("file", None)
+        picture = arguments.pop("annotated", False)
+        return predict_upload(item, upload, arguments, picture)
+
+    parameters = [
+        inspect.Parameter(
+            "file",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=File(... if spec["upload_required"] else None, description=spec.get("upload_help")),
+            annotation=UploadFile if spec["upload_required"] else UploadFile | None,
+        )
+    ]
+    for option, default in spec["options"].items():
+        parameters.append(
+            inspect.Parameter(
+                option,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=Query(default, description=spec.get("option_help", {}).get(option)),
+                annotation=type(default),
+            )
+        )
+    if spec.get("picture_option"):
+        parameters.append(
+            inspect.Parameter(
+                "annotated",
+                inspect.Parameter.KEYWORD_ONLY,
+                default=Query(False, description="also return the annotated picture (base64 PNG data URL)"),
+                annotation=bool,
+            )
+        )
+    endpoint.__signature__ = inspect.Signature(parameters, return_annotation=dict)
+    endpoint.__name__ = f"{item.project.name}_{spec['verb']}"
+    return endpoint
+
+
+def predict_upload(
+    item: ServedProject, upload: UploadFile | None, options: dict, picture: bool = False
+) -> dict:
+    """Runs the project's own ``predict`` on one uploaded file (or none, where the project allows).
+
+    The upload is copied into a fresh private folder under a fixed name; its client-given name is
+    shown back as ``input`` and never used as a path. With ``picture``, the project's picture
+    option (emojify's ``--out``) writes there too, and comes back as a base64 PNG data URL.
+
+    Raises:
+        UserError: the upload could not be read, or the project refused it.
+    """
+    spec = item.web_api
+    with tempfile.TemporaryDirectory(prefix="serve-") as folder:
+        inputs: list[str] = []
+        shown_as = None
+        if upload is not None:
+            path = Path(folder) / f"upload{spec['upload']}"
+            with path.open("wb") as stream:
+                while chunk := upload.file.read(2**20):
+                    stream.write(chunk)
+            if path.stat().st_size == 0:
+                raise UserError("the uploaded file is empty")
+            inputs = [str(path)]
+            shown_as = _client_name(upload.filename)
+        namespace = SimpleNamespace(**options, set=None)
+        if picture and spec.get("picture_option"):
+            setattr(namespace, spec["picture_option"], Path(folder) / "annotated.png")
+        try:
+            with item.lock:
+                # One call at a time per model; predict yields lazily, so it runs inside the lock.
+                results = list(item.project.module.predict(item.model, inputs, item.config, namespace))
+        except UserError as error:
+            raise UserError(_renamed(str(error), inputs[0], shown_as) if inputs else str(error)) from None
+        result = results[0]
+        if upload is not None:
+            result = _renamed(result, inputs[0], shown_as)
+        if "error" in result:
+            raise UserError(result["error"])
+        if picture and spec.get("picture_option") and "annotated" in result:
+            data = (Path(folder) / "annotated.png").read_bytes()
+            result["annotated"] = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        return result
+
+
+def _client_name(filename: str | None) -> str:
+    """The upload's name as the client gave it, for display only: its last part, at most 100
+    characters."""
+    name = PurePosixPath((filename or "").replace("\\", "/")).name
+    return name[:100] or "upload"
+
+
+def _renamed(result: Any, private_path: str, shown_as: str) -> Any:
+    """The result with the temporary file's path replaced by the client's name, everywhere."""
+    if isinstance(result, str):
+        return result.replace(private_path, shown_as)
+    if isinstance(result, dict):
+        return {key: _renamed(value, private_path, shown_as) for key, value in result.items()}
+    if isinstance(result, list):
+        return [_renamed(value, private_path, shown_as) for value in result]
+    return result
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class UploadLimit:
+    """Refuses a request body over ``max_bytes`` with 413 and a JSON error: at once when its
+    Content-Length says so, else as soon as that many bytes have arrived (a chunked upload), so
+    nothing larger is ever read into memory or spooled to disk."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = JSONResponse(
+            {"error": f"the upload is larger than {self.max_bytes / 2**20:g} MB"}, status_code=413
+        )
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await refusal(scope, receive, send)
+            return
+        received = 0
+        exceeded = started = False
+
+        async def counting_receive() -> dict:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise _TooLarge
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            nonlocal started
+            if exceeded:
+                return  # FastAPI answers the interrupted body with its own 400; 413 says why.
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await refusal(scope, receive, send)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error is ``{"error": "..."}`` with its status, never a traceback page."""
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, error: UserError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        message = str(error.detail)
+        if error.status_code == 404 and message == "Not Found":
+            message = f"no such page or API route: {request.url.path}"
+        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc'][1:]) or problem['loc'][0]}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error answering %s", request.url.path)
+        return JSONResponse({"error": f"internal error: {type(error).__name__}"}, status_code=500)
+
+
+def _swagger_ui_folder() -> Path | None:
+    """Swagger UI's files from the ``swagger-ui-bundle-v2`` wheel, or None without it."""
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        return None
+    folder = Path(str(swagger_ui_bundle.swagger_ui_path))
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
+
+
+def _display(path: Path) -> str:
+    """A path relative to the repository when it lies inside it."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(registry.ROOT)) if resolved.is_relative_to(registry.ROOT) else str(path)
+
+
+def describe(served: dict[str, ServedProject], unavailable: dict[str, str]) -> list[str]:
+    """One line per project for the terminal: the model that answers and its score, or why none."""
+    lines = []
+    for name, item in served.items():
+        described = "; ".join(runs.describe_model(name, item.model_file, chosen_by_default=True))
+        lines.append(f"{name}: {described} -> POST {item.route}")
+    lines += [f"{name}: not served: {reason}" for name, reason in unavailable.items()]
+    return lines
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, quiet: bool = False) -> None:
+    """Loads every project's model, says which answers, and serves until Ctrl-C or SIGTERM."""
+    import uvicorn
+
+    served, unavailable = load_projects()
+    if not served:
+        raise UserError("no project has a trained model yet; train one first (e.g. make train-mnist)")
+    for line in describe(served, unavailable):
+        print(line, flush=True)
+    shown_host = f"[{host}]" if ":" in host else host
+    print(f"serving on http://{shown_host}:{port}/ (API docs: /docs; Ctrl-C stops)", flush=True)
+    uvicorn.run(
+        create_app(served, unavailable),
+        host=host,
+        port=port,
+        log_level="warning" if quiet else "info",
+        timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,356 @@
+"""The web app of ``python -m common serve``: the same answers as ``predict``, JSON errors, local pages."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+from tests.conftest import ROOT
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")  # FastAPI's TestClient.
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+PAGES = ("/", "/mnist", "/emojify", "/stock")
+
+
+@pytest.fixture(scope="module")
+def shipped_app():
+    """The app serving the shipped mnist and emojify models (as `serve` loads them)."""
+    from common import serve
+
+    served, unavailable = serve.load_projects(["mnist", "emojify"])
+    return serve.create_app(served, unavailable, max_upload_bytes=2 * 2**20)
+
+
+@pytest.fixture(scope="module")
+def client(shipped_app):
+    # raise_server_exceptions=False: an unexpected error must reach the client as JSON too.
+    with TestClient(shipped_app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def drawn_digit(path: Path) -> Path:
+    """A dark "7" stroked on white paper, as the drawing page sends it."""
+    page = Image.new("RGB", (280, 280), "white")
+    draw = ImageDraw.Draw(page)
+    draw.line([(70, 60), (210, 60), (120, 230)], fill="black", width=18, joint="curve")
+    page.save(path)
+    return path
+
+
+def upload(client, route: str, path: Path, name: str | None = None, **params):
+    with path.open("rb") as stream:
+        return client.post(route, params=params, files={"file": (name or path.name, stream, "image/png")})
+
+
+def test_mnist_api_answers_as_predict_does(client, cli, tmp_path):
+    digit = drawn_digit(tmp_path / "seven.png")
+    response = upload(client, "/api/mnist/predict", digit)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    predicted = cli("predict", "mnist", digit, "--json")
+    assert predicted.code == 0, predicted.stderr
+    expected = json.loads(predicted.stdout)
+    assert answer["label"] == expected["label"] == 7
+    assert answer["top3"] == expected["top3"]
+    # The client's file name is shown back; the server's temporary path never is.
+    assert answer["input"] == "seven.png"
+
+
+def test_emojify_api_finds_the_faces_predict_finds(client, cli, tmp_path):
+    mirrored = tmp_path / "hopper-mirrored.png"
+    ImageOps.mirror(Image.open(HOPPER).convert("RGB")).save(mirrored)
+    response = upload(client, "/api/emojify/predict", mirrored, annotated="true")
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    predicted = cli("predict", "emojify", mirrored, "--json")
+    expected = json.loads(predicted.stdout)
+    assert answer["faces"] == expected["faces"] and len(answer["faces"]) >= 1
+    assert answer["whole_image"] == expected["whole_image"]
+    assert answer["annotated"].startswith("data:image/png;base64,")
+    plain = upload(client, "/api/emojify/predict", mirrored).json()
+    assert "annotated" not in plain and plain["faces"] == expected["faces"]
+
+
+def test_a_text_file_is_a_json_error_naming_the_upload(client, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture at all\n" * 20)
+    for route in ("/api/mnist/predict", "/api/emojify/predict"):
+        response = upload(client, route, text, name="../../etc/notes.png")
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert "not an image" in error and "notes.png" in error
+        assert "serve-" not in error and str(tmp_path) not in error  # No server path leaks.
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(client, tmp_path):
+    import struct
+    import zlib
+
+    # A small PNG whose header claims 20,000 x 20,000 pixels (400 megapixels).
+    header = struct.pack(">IIBBBBB", 20_000, 20_000, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + header
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    png += struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    for route in ("/api/mnist/predict", "/api/emojify/predict"):
+        response = client.post(route, files={"file": ("bomb.png", png, "image/png")})
+        assert response.status_code == 400, response.text
+        assert "too large to read safely" in response.json()["error"]
+
+
+def test_an_upload_over_the_limit_is_refused_with_413(client):
+    big = b"\x89PNG" + bytes(3 * 2**20)
+    response = client.post("/api/mnist/predict", files={"file": ("big.png", big, "image/png")})
+    assert response.status_code == 413
+    assert "larger than 2 MB" in response.json()["error"]
+
+    # Sent in chunks without a Content-Length, it is cut off as soon as the limit is passed.
+    boundary = "limit-test"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+
+    def chunks():
+        yield head
+        for _ in range(3):
+            yield bytes(2**20)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    streamed = client.post(
+        "/api/mnist/predict",
+        content=chunks(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert streamed.status_code == 413 and "larger than 2 MB" in streamed.json()["error"]
+
+
+def test_errors_are_json_never_pages(client):
+    assert client.get("/no/such/page").json() == {"error": "no such page or API route: /no/such/page"}
+    missing = client.post("/api/mnist/predict")
+    assert missing.status_code == 422 and "file" in missing.json()["error"]
+    assert client.get("/api/mnist/predict").status_code == 405
+    assert "error" in client.get("/api/mnist/predict").json()
+    empty = client.post("/api/mnist/predict", files={"file": ("empty.png", b"", "image/png")})
+    assert empty.status_code == 400 and "empty" in empty.json()["error"]
+
+
+def test_health_lists_each_model_and_its_recorded_score(client):
+    health = client.get("/api/health").json()
+    mnist = health["projects"]["mnist"]
+    assert mnist["model"] == "models/pretrained/mnist/model.keras"
+    assert mnist["score"] == {"metric": "test_accuracy", "value": 0.995}
+    assert mnist["api"] == "/api/mnist/predict" and mnist["page"] == "/mnist"
+    assert health["projects"]["emojify"]["api"] == "/api/emojify/predict"
+
+
+def test_pages_and_docs_use_only_local_assets(client):
+    for page in (*PAGES, "/docs"):
+        response = client.get(page)
+        assert response.status_code == 200, page
+        assert response.headers["content-type"].startswith("text/html")
+        html = response.text
+        assert not re.search(r"https?://", html), f"{page} names another host"
+        for asset in re.findall(r'(?:src|href)="([^"]+)"', html):
+            assert asset.startswith("/"), (page, asset)
+            if asset.startswith(("/static/", "/swagger-ui/")):
+                fetched = client.get(asset)
+                assert fetched.status_code == 200, asset
+                if asset.endswith((".js", ".css")) and not asset.startswith("/swagger-ui/"):
+                    assert not re.search(r"https?://", fetched.text), asset
+    assert client.get("/openapi.json").json()["paths"]["/api/mnist/predict"]["post"]
+
+
+def test_a_project_without_a_page_gets_the_plain_upload_page(shipped_app, monkeypatch, tmp_path):
+    from common import serve
+
+    monkeypatch.setattr(serve, "PAGE_FILE", "no-page-here.html")
+    served, unavailable = serve.load_projects(["mnist"])
+    with TestClient(serve.create_app(served, unavailable)) as client:
+        page = client.get("/mnist")
+        assert page.status_code == 200 and "has no page of its own" in page.text
+        assert not re.search(r"https?://", page.text)
+        assert client.get("/api/health").json()["projects"]["mnist"]["page"] == "/mnist"
+        assert client.get("/emojify").status_code == 404  # Not served here, and no page of its own.
+
+
+def test_stock_forecast_answers_as_predict_does(models_dir, cli, tmp_path):
+    from common import serve
+
+    trained = cli("train", "stock", "--set", "train.epochs=1")
+    assert trained.code == 0, trained.stderr
+    served, unavailable = serve.load_projects(["stock"])
+    with TestClient(serve.create_app(served, unavailable), raise_server_exceptions=False) as client:
+        response = client.post("/api/stock/forecast", params={"days": 3, "history": 10})
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        expected = json.loads(cli("predict", "stock", "--days", "3", "--json").stdout)
+        assert answer["dates"] == expected["dates"] and answer["forecast"] == expected["forecast"]
+        assert len(answer["history"]) == 10 and answer["history"][-1] == expected["last_price"]
+
+        csv = tmp_path / "prices.csv"
+        days = np.arange(60)
+        csv.write_text(
+            "Date,Close\n"
+            + "".join(f"2020-{1 + day // 28:02d}-{1 + day % 28:02d},{100 + day}\n" for day in days)
+        )
+        with csv.open("rb") as stream:
+            uploaded = client.post(
+                "/api/stock/forecast", params={"days": 2}, files={"file": ("prices.csv", stream, "text/csv")}
+            )
+        assert uploaded.status_code == 200, uploaded.text
+        assert uploaded.json()["input"] == "prices.csv" and len(uploaded.json()["forecast"]) == 2
+        # What the page sends without a CSV: a form with no file in it.
+        formless = client.post(
+            "/api/stock/forecast",
+            params={"days": 3},
+            content=b"--x--\r\n",
+            headers={"Content-Type": "multipart/form-data; boundary=x"},
+        )
+        assert formless.status_code == 200 and formless.json()["forecast"] == expected["forecast"]
+        bad = tmp_path / "bad.csv"
+        bad.write_text("When,Close\nyesterday,1\n")
+        with bad.open("rb") as stream:
+            refused = client.post("/api/stock/forecast", files={"file": ("bad.csv", stream, "text/csv")})
+        assert refused.status_code == 400 and "bad.csv" in refused.json()["error"], refused.text
+        assert "serve-" not in refused.json()["error"]
+        too_far = client.post("/api/stock/forecast", params={"days": 10_000})
+        assert too_far.status_code == 400 and "--days" in too_far.json()["error"]
+
+
+@contextlib.contextmanager
+def running(app):
+    """The app on a free port of 127.0.0.1, in a thread; yields its address."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_model_calls_leave_the_server_free_and_take_turns(tmp_path):
+    """A slow model call runs in the thread pool (health still answers at once), and two calls
+    to the same project never run at the same time."""
+    from common import serve
+
+    busy = {"now": 0, "most": 0}
+    guard = threading.Lock()
+
+    def slow_predict(model, inputs, config, options):
+        with guard:
+            busy["now"] += 1
+            busy["most"] = max(busy["most"], busy["now"])
+        time.sleep(1.0)
+        with guard:
+            busy["now"] -= 1
+        return [{"input": inputs[0], "answer": 42}]
+
+    project = SimpleNamespace(
+        name="slow",
+        folder=tmp_path,
+        summary=lambda: "a slow model",
+        module=SimpleNamespace(predict=slow_predict),
+    )
+    item = serve.ServedProject(project, None, None, tmp_path / "model.keras", dict(serve.DEFAULT_WEB_API))
+    with running(serve.create_app({"slow": item})) as address:
+
+        def post() -> dict:
+            request = urllib.request.Request(
+                f"{address}/api/slow/predict",
+                data=b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n\r\n'
+                b"abc\r\n--b--\r\n",
+                headers={"Content-Type": "multipart/form-data; boundary=b"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.load(response)
+
+        answers = []
+        callers = [threading.Thread(target=lambda: answers.append(post())) for _ in range(2)]
+        started = time.monotonic()
+        for caller in callers:
+            caller.start()
+        time.sleep(0.3)
+        with urllib.request.urlopen(f"{address}/api/health", timeout=30) as response:
+            assert json.load(response)["status"] == "ok"
+        assert time.monotonic() - started < 0.9  # Answered while the first model call sleeps.
+        for caller in callers:
+            caller.join(timeout=30)
+    assert answers == [{"input": "x.bin", "answer": 42}] * 2
+    assert busy["most"] == 1 and time.monotonic() - started >= 2.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_serve_command_answers_on_localhost_and_stops_on_sigterm(tmp_path):
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "common", "serve", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "MODELS_DIR": str(tmp_path / "models")},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        health = None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5) as response:
+                    health = json.load(response)
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert health is not None, server.stdout.read() if server.poll() is not None else "no answer"
+        assert {"mnist", "emojify"} <= set(health["projects"]) and "stock" in health["unavailable"]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/stock/forecast", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 503
+        assert "stock is not served: no trained stock model" in json.load(refused.value)["error"]
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=20)
+        output = server.stdout.read()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert "mnist: shipped model: models/pretrained/mnist/model.keras" in output
+    assert "recorded test_accuracy 0.9950" in output and "stock: not served" in output
+    assert "Traceback" not in output

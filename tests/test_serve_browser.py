@@ -1,0 +1,116 @@
+"""The pages of ``python -m common serve`` in a real headless Chromium: drawing, uploading, charting.
+
+Skipped where no Chromium is installed (``apt-get install chromium``). ``SCREENSHOTS=folder``
+keeps a screenshot of each page there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageOps
+
+from tests.browser import Browser, find_chromium
+from tests.test_serve import HOPPER, running
+
+pytest.importorskip("fastapi")
+pytestmark = pytest.mark.skipif(find_chromium() is None, reason="no Chromium (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = Browser(find_chromium())
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shipped_site():
+    from common import serve
+
+    served, unavailable = serve.load_projects(["mnist", "emojify"])
+    with running(serve.create_app(served, unavailable)) as address:
+        yield address
+
+
+def keep_screenshot(browser: Browser, name: str) -> None:
+    folder = os.environ.get("SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        browser.screenshot(Path(folder) / f"{name}.png")
+
+
+MODEL_LINE = "document.getElementById('model').textContent"
+
+
+def test_drawing_a_seven_on_the_mnist_page_reads_seven(browser, shipped_site):
+    browser.open(f"{shipped_site}/mnist")
+    assert "Answered by models/pretrained/mnist/model.keras (recorded test_accuracy 0.9950" in (
+        browser.wait_for(f"{MODEL_LINE}.startsWith('Answered') && {MODEL_LINE}")
+    )
+    # A "7" drawn with the pointer, as a user's mouse would: down, moves, up.
+    browser.evaluate(
+        """(() => {
+          const pad = document.getElementById('pad');
+          const box = pad.getBoundingClientRect();
+          const at = (x, y) => ({clientX: box.left + x, clientY: box.top + y, pointerId: 1, bubbles: true});
+          const path = [[70, 60], [140, 60], [210, 60], [180, 115], [150, 170], [120, 230]];
+          pad.dispatchEvent(new PointerEvent('pointerdown', at(...path[0])));
+          for (const [x, y] of path.slice(1)) pad.dispatchEvent(new PointerEvent('pointermove', at(x, y)));
+          pad.dispatchEvent(new PointerEvent('pointerup', at(...path[path.length - 1])));
+        })()"""
+    )
+    label = browser.wait_for("(t => t !== '?' && t)(document.getElementById('label').textContent)")
+    assert label == "7"
+    assert browser.evaluate("document.getElementById('top3').rows.length") == 3
+    assert browser.evaluate("document.getElementById('error').textContent") == ""
+    keep_screenshot(browser, "mnist")
+
+
+def test_a_photo_on_the_emojify_page_comes_back_with_its_emoji(browser, shipped_site, tmp_path):
+    photo = tmp_path / "hopper-mirrored.jpg"
+    ImageOps.mirror(Image.open(HOPPER).convert("RGB")).save(photo)
+    browser.open(f"{shipped_site}/emojify")
+    browser.wait_for(f"{MODEL_LINE}.startsWith('Answered')")
+    browser.set_file("#photo", photo)
+    browser.wait_for("document.getElementById('result').src.startsWith('data:image/png;base64,')")
+    assert browser.wait_for("document.getElementById('result').naturalWidth") > 0
+    assert browser.evaluate("document.getElementById('faces').rows.length") >= 2  # Header + a face.
+    keep_screenshot(browser, "emojify")
+
+
+def test_the_api_page_works_offline(browser, shipped_site):
+    browser.open(f"{shipped_site}/docs")
+    # Swagger UI, served from the package, has read /openapi.json and listed the routes.
+    routes = browser.wait_for(
+        "(r => r.length >= 3 && r)([...document.querySelectorAll('.opblock-summary-path')]"
+        ".map(e => e.textContent))",
+        timeout=60,
+    )
+    assert {"/api/mnist/predict", "/api/emojify/predict", "/api/health"} <= {r.strip() for r in routes}
+    keep_screenshot(browser, "docs")
+
+
+def test_index_lists_the_pages(browser, shipped_site):
+    browser.open(f"{shipped_site}/")
+    links = browser.wait_for(
+        "(l => l.length && l)([...document.querySelectorAll('#projects a')].map(a => a.pathname))"
+    )
+    assert set(links) == {"/mnist", "/emojify"}
+    keep_screenshot(browser, "index")
+
+
+def test_the_stock_page_charts_the_forecast(browser, models_dir, cli):
+    from common import serve
+
+    assert cli("train", "stock", "--set", "train.epochs=1").code == 0
+    served, unavailable = serve.load_projects(["stock"])
+    with running(serve.create_app(served, unavailable)) as address:
+        browser.open(f"{address}/stock")
+        # The page asks for the default series' forecast on its own once it knows the model.
+        browser.wait_for("document.querySelectorAll('#chart polyline').length === 2")
+        assert browser.evaluate("document.getElementById('table').rows.length") == 11  # Header + 10 days.
+        assert browser.evaluate("document.getElementById('error').textContent") == ""
+        keep_screenshot(browser, "stock")
