@@ -341,7 +341,7 @@ def test_classic_recipe_is_the_tutorials_network():
 def test_config_checks_name_the_key(cli):
     result = cli("train", "emojify", "--set", "train.class_weighting=heavy")
     assert result.code == 2 and "'train.class_weighting'" in result.stderr
-    result = cli("predict", "emojify", HOPPER, "--set", "faces.detector=mtcnn")
+    result = cli("train", "emojify", "--set", "faces.detector=mtcnn")
     assert result.code == 2 and "'faces.detector'" in result.stderr
     result = cli("train", "emojify", "--set", "model.blocks=[[8], [8], [8], [8], [8]]")
     assert result.code == 2 and "'model.blocks'" in result.stderr
