@@ -546,6 +546,8 @@ def test_pictures_without_a_face_give_no_face(detector, tiny_model_file):
     for name, picture in pictures.items():
         assert reader.read(picture) == ([], False), name
         assert reader.process_frame(picture)[0] == [], name
+    # A long thin strip shrinks to nothing for the webcam search: no face, and no OpenCV error.
+    assert reader.detector.detect(np.zeros((5, 4000), np.uint8), *reader.frame_search) == []
 
 
 def test_without_its_package_retinaface_falls_back_to_the_haar_cascade_with_a_warning(monkeypatch, caplog):

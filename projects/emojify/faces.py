@@ -78,10 +78,7 @@ class FaceDetector:
             min_face_fraction: the smallest face searched for, as a fraction of the shorter side.
         """
         height, width = gray.shape[:2]
-        scale = min(1.0, max_width / width) if max_width > 0 else 1.0
-        small = (
-            gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        )
+        small, scale = _shrunk(gray, max_width)
         # The cascade's own window is 24 pixels: no smaller face can be found.
         smallest = max(24, int(round(min(small.shape[:2]) * min_face_fraction)))
         if smallest > min(small.shape[:2]):
@@ -140,10 +137,9 @@ class RetinaFaceDetector:
         """Face boxes in a grayscale uint8 image, largest first; the arguments are
         :meth:`FaceDetector.detect`'s."""
         height, width = gray.shape[:2]
-        scale = min(1.0, max_width / width) if max_width > 0 else 1.0
-        small = (
-            gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        )
+        small, scale = _shrunk(gray, max_width)
+        if small.size == 0:
+            return []
         smallest = min(small.shape[:2]) * min_face_fraction
         boxes = []
         for face in self.detect_faces(np.ascontiguousarray(small), score_threshold=self.min_score):
@@ -159,6 +155,19 @@ class RetinaFaceDetector:
             if box is not None:
                 boxes.append(box)
         return sorted(boxes, key=lambda box: box[2] * box[3], reverse=True)
+
+
+def _shrunk(gray: np.ndarray, max_width: int) -> tuple[np.ndarray, float]:
+    """The picture shrunk to ``max_width`` when wider (0: never), and the scale applied; a long thin
+    strip may shrink to nothing (an empty array), where no face can be."""
+    height, width = gray.shape[:2]
+    scale = min(1.0, max_width / width) if max_width > 0 else 1.0
+    if scale == 1.0:
+        return gray, scale
+    size = (max(1, int(round(width * scale))), int(round(height * scale)))
+    if size[1] == 0:
+        return gray[:0, :0], scale
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), scale
 
 
 def _clipped(box: tuple[float, float, float, float], width: int, height: int) -> Box | None:
