@@ -271,7 +271,7 @@ def match(truth: list[Box], found: list[Box]) -> list[tuple[int, int]]:
     return result
 
 
-def evaluate(detect, scenes: list[dict], classify, test_faces: np.ndarray, test_labels: np.ndarray) -> dict:
+def evaluate(detect, scenes: list[dict], classify, faces: np.ndarray, labels: np.ndarray) -> dict:
     from projects.emojify.faces import crop_faces, to_gray
 
     found = {kind: [0, 0] for kind in dict.fromkeys(scene["kind"] for scene in scenes)}
@@ -298,8 +298,8 @@ def evaluate(detect, scenes: list[dict], classify, test_faces: np.ndarray, test_
             framing.append(((fx + fw / 2 - x - w / 2) / w, (fy + fh / 2 - y - h / 2) / h, fw / w, fh / h))
             if face >= 0:
                 crops.append(crop_faces(gray, [boxes[d]])[0])
-                own.append(test_faces[face])
-                truth_labels.append(test_labels[face])
+                own.append(faces[face])
+                truth_labels.append(labels[face])
     result = {
         "found": found,
         "recall": sum(f for f, _ in found.values()) / max(1, sum(n for _, n in found.values())),
@@ -341,6 +341,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one-face", type=int, default=50, help="one-face scenes")
     parser.add_argument("--no-face", type=int, default=60, help="face-free scenes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="whose faces fill the scenes: the held-out test part, or the validation part that "
+        "settings such as faces.min_score are chosen on",
+    )
+    parser.add_argument(
+        "--min-score", type=float, help="RetinaFace's faces.min_score (default: the config's)"
+    )
     add_write_argument(parser, RESULTS)
     options = parser.parse_args(argv)
     names = [name.strip() for name in options.detectors.split(",") if name.strip()]
@@ -357,11 +367,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from projects.emojify import data as emojify_data
 
-    config = load_config(DEFAULTS, None, [f"data.path={options.data}"])
-    test_faces, test_labels = emojify_data.load_data(config, need_training=False).test
+    overrides = [f"data.path={options.data}"]
+    if options.min_score is not None:
+        overrides.append(f"faces.min_score={options.min_score}")
+    config = load_config(DEFAULTS, None, overrides)
+    splits = emojify_data.load_data(config, need_training=options.split == "validation")
+    test_faces, test_labels = getattr(splits, options.split)
     test_faces = test_faces[..., 0]
     if len(test_labels) < 2 * options.two_face + options.one_face:
-        raise UserError(f"only {len(test_labels)} test faces: ask for fewer scenes")
+        raise UserError(f"only {len(test_labels)} {options.split} faces: ask for fewer scenes")
     rng = np.random.default_rng(options.seed)
     counts = {"two": options.two_face, "one": options.one_face, "none": options.no_face}
     scenes = build_scenes(test_faces, test_labels, counts, rng)
@@ -414,7 +428,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{cv2.__version__}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after",
         f"- Photos: {len(scenes)} 640x480 scenes ({options.two_face} with two faces, {options.one_face} with "
         f"one, 3 of grace_hopper.jpg mirrored, {options.no_face} face-free), {placed} faces from FER2013's "
-        f"held-out test part ({config.data.test_fraction:.0%} of train), seed {options.seed}",
+        + (
+            f"held-out test part ({config.data.test_fraction:.0%} of train)"
+            if options.split == "test"
+            else f"validation part ({config.data.validation_fraction:.0%} of the rest of train)"
+        )
+        + f", seed {options.seed}; RetinaFace's min_score {config.faces.min_score}",
         f"- Emotion: {model_name}, mirror-averaged as served",
         "",
         "| detector | what | package | faces found | false faces per face-free photo "
