@@ -238,11 +238,13 @@ def test_a_project_without_a_shipped_model_uses_its_stand_in_run(
     assert runs.default_model_dir("mnist") == stand_in
 
 
-def test_misleading_messages_are_gone(models_dir, cli):
+def test_misleading_messages_are_gone(models_dir, cli, monkeypatch):
     no_run = cli("predict", "mnist", "x.png", "--model", "latest")
     assert_one_line_error(no_run, "make train-mnist")
     assert "{project}" not in no_run.stderr
-    assert_one_line_error(cli("predict", "stock", "--model", "pretrained"), "ships no pretrained model")
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "pretrained_dir", lambda project: models_dir / "nothing-shipped" / project)
+        assert_one_line_error(cli("predict", "stock", "--model", "pretrained"), "ships no pretrained model")
     foreign = cli("evaluate", "mnist", "--model", str(ROOT / "models" / "pretrained" / "emojify"))
     assert_one_line_error(foreign, "is a model of the emojify project, not of mnist")
 

@@ -338,12 +338,11 @@ def test_serve_command_answers_on_localhost_and_stops_on_sigterm(tmp_path):
             except OSError:
                 time.sleep(0.5)
         assert health is not None, server.stdout.read() if server.poll() is not None else "no answer"
-        assert {"mnist", "emojify"} <= set(health["projects"]) and "stock" in health["unavailable"]
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/stock/forecast", method="POST")
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(request, timeout=10)
-        assert refused.value.code == 503
-        assert "stock is not served: no trained stock model" in json.load(refused.value)["error"]
+        # From a clean clone every project answers with its shipped model.
+        assert {"mnist", "emojify", "stock"} <= set(health["projects"]) and not health["unavailable"]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/stock/forecast?days=2", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert len(json.load(response)["forecast"]) == 2
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=20)
         output = server.stdout.read()
@@ -352,5 +351,17 @@ def test_serve_command_answers_on_localhost_and_stops_on_sigterm(tmp_path):
             server.kill()
             server.wait()
     assert "mnist: shipped model: models/pretrained/mnist/model.keras" in output
-    assert "recorded test_accuracy 0.9950" in output and "stock: not served" in output
+    assert "recorded test_accuracy 0.9950" in output and "stock: shipped model" in output
     assert "Traceback" not in output
+
+
+def test_a_project_without_a_model_answers_503_saying_how_to_train_one(models_dir, monkeypatch):
+    from common import runs, serve
+
+    monkeypatch.setattr(runs, "pretrained_dir", lambda project: models_dir / "nothing-shipped" / project)
+    served, unavailable = serve.load_projects(["stock"])
+    assert served == {} and "no trained stock model" in unavailable["stock"]
+    with TestClient(serve.create_app(served, unavailable)) as client:
+        refused = client.post("/api/stock/forecast")
+        assert refused.status_code == 503
+        assert "stock is not served: no trained stock model" in refused.json()["error"]
