@@ -72,7 +72,8 @@ def test_compare_shows_differing_keys_scores_and_writes_the_curves(toy_project, 
     assert_one_line_error(cli("compare", "toy", names[0], "nonesuch"), "nonesuch: not a run folder")
 
 
-@pytest.mark.parametrize("like", ["mnist", pytest.param("stock", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("like", ["mnist", "stock"])
 def test_new_writes_a_project_that_trains_predicts_and_passes_its_own_test(
     like, tmp_path, monkeypatch, models_dir, cli
 ):

@@ -111,6 +111,9 @@ def _check_identical(reference: Path, run_dir: Path) -> None:
         np.testing.assert_array_equal(resumed, uninterrupted)
 
 
+# Slow (three processes of TensorFlow): the fast suite's resume checks are the in-process ones in
+# tests/test_registry_and_runs.py and tests/test_emojify.py (bit-identical with augmentation).
+@pytest.mark.slow
 @pytest.mark.parametrize("kill", list(FAST_KILLS.values()), ids=list(FAST_KILLS))
 def test_a_killed_run_resumes_bit_identical_to_the_uninterrupted_one(kill, reference_run, tmp_path):
     _check_identical(reference_run, _crash_and_resume(reference_run, tmp_path / "models", kill))
@@ -169,11 +172,11 @@ def test_a_full_disk_is_one_line_and_leaves_the_run_resumable(models_dir, cli, m
         flush(path)
 
     monkeypatch.setattr(runs, "fsync_file", full_after_first_epoch)
-    result = cli("train", "mnist", *TINY_MNIST)
+    result = cli("train", "stock", "--set", "train.epochs=4", "--set", "train.early_stopping_patience=0")
     monkeypatch.setattr(runs, "fsync_file", flush)
     assert_one_line_error(result, "No space left on device", "--resume")
-    [run_dir] = [path for path in (models_dir / "mnist").iterdir() if path.is_dir()]
-    assert runs.run_state(run_dir) == runs.INTERRUPTED and runs.latest_run("mnist") is None
+    [run_dir] = [path for path in (models_dir / "stock").iterdir() if path.is_dir()]
+    assert runs.run_state(run_dir) == runs.INTERRUPTED and runs.latest_run("stock") is None
 
 
 def test_a_models_folder_that_cannot_be_written_is_one_line_before_any_data(models_dir, cli, monkeypatch):

@@ -29,6 +29,7 @@ def _trial_runs(models_dir, project: str, name: str) -> list[str]:
     return sorted(path.name for path in (models_dir / project).glob(f"*-tune-{name}-*"))
 
 
+@pytest.mark.slow
 def test_tune_writes_a_table_and_a_best_config_that_train_accepts(models_dir, cli):
     result = cli("tune", "stock", "--trials", "2", "--name", "quick", "--set", "train.epochs=1")
     assert result.code == 0, result.stderr
