@@ -260,6 +260,14 @@ def _run(options: argparse.Namespace) -> int:
         print(f"run saved to {run_dir}")
         return 0
 
+    if options.command == "demo":
+        # A demo checks for a display before it loads Keras and its model (through the
+        # workflow, quietly), so "no display" is answered at once.
+        demo = getattr(project.module, "demo", None)
+        if demo is None:
+            raise UserError(f"project '{project.name}' has no demo")
+        return int(demo(options.args) or 0)
+
     workflow = _workflow()
     if options.command == "evaluate":
         metrics, out_dir = workflow.evaluate_saved(project, options.model, options.set, options.out)
@@ -285,11 +293,6 @@ def _run(options: argparse.Namespace) -> int:
                 print(format_prediction(result), flush=True)
         return 2 if failed else 0
 
-    if options.command == "demo":
-        demo = getattr(project.module, "demo", None)
-        if demo is None:
-            raise UserError(f"project '{project.name}' has no demo")
-        return int(demo(options.args) or 0)
     raise UserError(f"unknown command {options.command!r}")
 
 

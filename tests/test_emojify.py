@@ -812,6 +812,7 @@ def test_pipeline_batches_are_a_function_of_seed_epoch_and_index():
     assert type(training_batches(config_with(), splits, 0)).__name__ == "ShuffledBatches"
 
 
+@pytest.mark.slow
 def test_a_resumed_run_with_pipeline_augmentation_is_bit_identical(cli, models_dir, monkeypatch):
     assert cli("train", "emojify", *TINY_CPU68, "--name", "whole").code == 0
     commit = checkpoints.RunRecorder.on_epoch_end
