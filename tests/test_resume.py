@@ -148,17 +148,15 @@ def test_a_cut_off_commit_is_finished_or_discarded(tmp_path):
 
 
 def test_a_diverging_run_fails_and_never_becomes_latest(models_dir, cli):
-    assert cli("train", "stock", "--set", "train.epochs=1").code == 0
-    good_run = runs.latest_run("stock")
     # A learning rate this large sends plain SGD's loss to NaN within the first epoch.
     overrides = ["train.optimizer=sgd", "train.learning_rate=1e30", "train.epochs=2"]
     result = cli("train", "stock", *[part for value in overrides for part in ("--set", value)])
     assert_one_line_error(result, "diverged", "learning_rate")
-    assert runs.latest_run("stock") == good_run
-    others = [path for path in (models_dir / "stock").iterdir() if not path.is_symlink() and path != good_run]
+    assert runs.latest_run("stock") is None
     # Nothing of value was committed before the loss broke: the folder is gone, not left behind.
-    assert others == [] or all(runs.run_state(path) == runs.FAILED for path in others)
-    assert not any((path / "model.keras").exists() for path in others)
+    left = [path for path in (models_dir / "stock").iterdir()] if (models_dir / "stock").exists() else []
+    assert all(runs.run_state(path) == runs.FAILED for path in left)
+    assert not any((path / "model.keras").exists() for path in left)
 
 
 def test_a_full_disk_is_one_line_and_leaves_the_run_resumable(models_dir, cli, monkeypatch):
