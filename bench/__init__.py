@@ -32,6 +32,20 @@ def add_write_argument(parser: argparse.ArgumentParser, results_file: Path) -> N
     )
 
 
+def report(lines: list[str], results_file: Path, write: bool) -> None:
+    """Prints a benchmark's report and, with ``--write``, records it as ``results_file``."""
+    print("\n".join(lines))
+    if write:
+        record(lines, results_file)
+
+
+def record(lines: list[str], results_file: Path) -> None:
+    """Writes a benchmark's report to ``results_file`` (what ``--write`` asks for)."""
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text("\n".join(lines))
+    print(f"written to {results_file.relative_to(RESULTS_DIR.parent.parent)}")
+
+
 def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
     """Runs a benchmark's ``main``; a :class:`~common.errors.UserError` becomes one line, status 2."""
     from common.errors import UserError

@@ -31,7 +31,7 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw
 
-from bench import RESULTS_DIR, add_write_argument, run
+from bench import RESULTS_DIR, add_write_argument, record, run
 from common.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,9 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines.append("")
     if options.write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text("\n".join(lines))
-        print(f"written to {RESULTS.relative_to(ROOT)}")
+        record(lines, RESULTS)
     return 0
 
 

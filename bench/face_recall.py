@@ -40,7 +40,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench import RESULTS_DIR, add_write_argument, run  # noqa: E402
+from bench import RESULTS_DIR, add_write_argument, report, run  # noqa: E402
 from common import runs  # noqa: E402
 from common.config import load_config  # noqa: E402
 from common.errors import UserError  # noqa: E402
@@ -446,11 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         *notes,
         "",
     ]
-    print("\n".join(lines))
-    if options.write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text("\n".join(lines))
-        print(f"written to {RESULTS.relative_to(ROOT)}")
+    report(lines, RESULTS, options.write)
     return 0
 
 
