@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             level=logging.WARNING if options.quiet else logging.INFO,
             format="%(levelname)s %(name)s: %(message)s",
         )
+        # JAX logs at INFO that it found no TPU or GPU ("Unable to initialize backend 'tpu'").
+        logging.getLogger("jax").setLevel(logging.WARNING)
         return _run(options)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -12,6 +12,7 @@ on; it is the fast path.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
@@ -61,9 +62,16 @@ def start_up_noise_filtered() -> Iterator[None]:
 
 
 def import_keras() -> ModuleType:
-    """Imports Keras and its backend (``KERAS_BACKEND``, TensorFlow by default) quietly; once."""
+    """Imports Keras and its backend (``KERAS_BACKEND``, TensorFlow by default) quietly; once.
+
+    Under JAX or PyTorch, Keras still imports TensorFlow when it is installed, later and on its
+    own (``keras.utils.set_random_seed`` seeds it too; ``tf.data`` inputs use it), so it is
+    imported here, inside the same filter, where its start-up lines are dropped."""
     if "keras" in sys.modules:
         return sys.modules["keras"]
     with start_up_noise_filtered():
         import keras
+
+        if keras.backend.backend() != "tensorflow" and importlib.util.find_spec("tensorflow"):
+            import tensorflow  # noqa: F401
     return keras

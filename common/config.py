@@ -26,6 +26,9 @@ OPTIMIZERS = (
     "rmsprop", "sgd",
 )  # fmt: skip
 LR_SCHEDULES = ("constant", "plateau", "cosine")
+# train.distribution and train.precision (common/devices.py applies them).
+DISTRIBUTIONS = ("none", "data_parallel")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 # Keys every project must have, with the check each value must pass beyond its type.
 _REQUIRED_CHECKS = {
@@ -153,7 +156,12 @@ def validate(config: Config, base_dir: Path | None = None, check_paths: bool = T
         _require_choice(config, "train.optimizer", OPTIMIZERS, "a Keras optimizer")
     if "lr_schedule" in train:
         _require_choice(config, "train.lr_schedule", LR_SCHEDULES, "a schedule")
+    if "distribution" in train:
+        _require_choice(config, "train.distribution", DISTRIBUTIONS, "a distribution")
+    if "precision" in train:
+        _require_choice(config, "train.precision", PRECISIONS, "a precision policy")
     for key, check, requirement in (
+        ("cpu_devices", lambda value: value >= 1, "must be 1 (the CPU as one device) or more"),
         ("momentum", lambda value: 0 <= value < 1, "must lie in [0, 1) (0 = off)"),
         ("weight_decay", lambda value: value >= 0, "must be 0 (off) or more"),
         ("plateau_factor", lambda value: 0 < value < 1, "must lie between 0 and 1"),

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from common import checkpoints, plots, registry, runs, tracking
+from common import checkpoints, devices, plots, registry, runs, tracking
 from common.backend import import_keras
 from common.batches import ShuffledBatches
 from common.config import Config
@@ -168,6 +168,7 @@ def train(
         UserError: one line for anything the user can fix; the run folder is then marked
             interrupted (resumable), failed, or removed when nothing of value was in it.
     """
+    devices.check(config)
     check_keras_names(config)
     tracking.check_available(config)
     if resume_dir is not None:
@@ -197,6 +198,19 @@ def _train_in(
     continue_from: Path | None,
     verbose: int | None,
 ) -> Path:
+    with devices.placed(config) as placement:
+        return _train_placed(project, config, run_dir, resuming, continue_from, verbose, placement)
+
+
+def _train_placed(
+    project: Project,
+    config: Config,
+    run_dir: Path,
+    resuming: bool,
+    continue_from: Path | None,
+    verbose: int | None,
+    placement: devices.Placement,
+) -> Path:
     keras.utils.set_random_seed(config.seed)
     splits: Splits = project.module.load_data(config, need_training=True)
     log.info("data: %s (%s)", splits.source, ", ".join(f"{k}={v}" for k, v in splits.sizes().items()))
@@ -222,6 +236,7 @@ def _train_in(
             log.info("starting from the weights of %s", continue_from)
         else:
             model = project.module.build_model(config, splits)
+            devices.check_output_dtype(model, placement.precision)
         compile_model(model, config, steps_per_epoch=len(batches))
 
     started = time.perf_counter()
@@ -266,6 +281,9 @@ def _train_in(
         train_seconds=round(train_seconds, 1),
         parameters=model.count_params(),
         keras_backend=keras.backend.backend(),
+        device=placement.device,
+        replicas=placement.replicas,
+        precision=placement.precision,
     )
     if continue_from is not None:
         metrics["continued_from"] = str(continue_from)
@@ -406,7 +424,7 @@ def load_model_file(model_file: Path, compile: bool = True) -> keras.Model:
     if sum(entry.file_size for entry in entries) > MAX_MODEL_BYTES:
         raise UserError(f"{model_file}: unpacks to over {MAX_MODEL_BYTES // 2**30} GB; refused")
     try:
-        return keras.saving.load_model(model_file, compile=compile, safe_mode=True)
+        model = keras.saving.load_model(model_file, compile=compile, safe_mode=True)
     except Exception as error:  # Keras raises several types for a corrupt or foreign file.
         message = " ".join(str(error).split())
         if "safe_mode" in message or "unsafe" in message.lower():
@@ -416,6 +434,11 @@ def load_model_file(model_file: Path, compile: bool = True) -> keras.Model:
             ) from None
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"could not load model {model_file}: {first[:300]}") from None
+    if getattr(model, "compiled", False) and keras.backend.backend() == "torch":
+        # A model compiled under JAX saves jit_compile=True (JAX's default). Under PyTorch that means
+        # torch.compile, which recompiles for every new input shape; PyTorch's own default is eager.
+        model.jit_compile = False
+    return model
 
 
 def _raise_if_foreign(project: Project, config_file: Path | None, model_file: Path) -> None:

@@ -64,7 +64,8 @@ def build_model(config: Config, splits: object = None) -> keras.Model:
         model.add(layers.Activation("relu"))
     if settings.dropout > 0:
         model.add(layers.Dropout(settings.dropout))
-    model.add(layers.Dense(NUM_CLASSES, activation="softmax"))
+    # float32 even under a mixed-precision policy (train.precision): the loss and probabilities.
+    model.add(layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"))
     return model
 
 

@@ -36,8 +36,13 @@ def build_model(config: Config, splits: Splits) -> keras.Model:
         x = layers.LSTM(units, return_sequences=not last, name=f"lstm_{index + 1}")(x)
         if settings.dropout > 0:
             x = layers.Dropout(settings.dropout)(x)
-    x = layers.Dense(1, kernel_initializer="zeros", name="scaled_target")(x)
+    # The last two layers compute in float32 even under a mixed-precision policy (train.precision).
+    x = layers.Dense(1, kernel_initializer="zeros", name="scaled_target", dtype="float32")(x)
     outputs = layers.Normalization(
-        mean=scaler["target_mean"], variance=scaler["target_std"] ** 2, invert=True, name="target"
+        mean=scaler["target_mean"],
+        variance=scaler["target_std"] ** 2,
+        invert=True,
+        name="target",
+        dtype="float32",
     )(x)
     return keras.Model(inputs, outputs, name=f"lstm_{config.data.target}")

@@ -1,0 +1,188 @@
+"""Where and in what precision a run trains: ``train.distribution``, ``train.precision`` and
+``train.cpu_devices``, applied with Keras' own machinery.
+
+- ``distribution = "data_parallel"`` copies the model onto every local device and splits each
+  batch between them: ``keras.distribution.DataParallel`` under JAX,
+  ``tf.distribute.MirroredStrategy`` under TensorFlow. Keras' PyTorch backend has no
+  data-parallel training of its own (``keras.distribution`` is JAX's; torch would need
+  ``torchrun`` and DDP outside Keras' ``fit``), so it is refused in one line.
+- ``train.batch_size`` stays the *global* batch: with N replicas each device gets batch_size / N
+  examples and the learning rate is left as it is, so a run on N devices follows the same
+  recipe (same steps per epoch, same updates up to float round-off) as on one. To use N devices
+  for a bigger batch, raise ``train.batch_size`` and scale ``train.learning_rate`` with it (the
+  linear rule, Goyal et al. 2017) yourself: both are ordinary config keys, recorded with the run.
+- ``precision`` is Keras' dtype policy (``keras.mixed_precision``): ``mixed_float16`` or
+  ``mixed_bfloat16`` compute in 16 bits and keep the weights in float32; every project's output
+  layer is built with ``dtype="float32"`` so the loss and the predictions stay in float32.
+  A GPU setting: on a CPU it is slower (bf16 ran at 0.75x float32 for a small CNN here).
+- ``cpu_devices`` splits the CPU into several logical devices, only so that data-parallel
+  training can be tried and tested on a machine without accelerators (TensorFlow: logical CPU
+  devices; JAX: ``--xla_force_host_platform_device_count``, which it reads from ``XLA_FLAGS``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from common.backend import import_keras
+from common.config import Config
+from common.errors import UserError
+
+keras = import_keras()
+
+log = logging.getLogger(__name__)
+
+_JAX_DEVICE_COUNT = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What a run trains on, recorded in ``metrics.json``."""
+
+    replicas: int
+    device: str
+    precision: str
+
+
+def settings(config: Config) -> tuple[str, str, int]:
+    """``(distribution, precision, cpu_devices)``, the defaults where a config lacks the keys."""
+    train = config.train
+    distribution = train.distribution.lower() if "distribution" in train else "none"
+    precision = train.precision.lower() if "precision" in train else "float32"
+    cpu_devices = train.cpu_devices if "cpu_devices" in train else 1
+    return distribution, precision, cpu_devices
+
+
+def check(config: Config) -> None:
+    """What the current backend can do, checked before any data is read (the values themselves
+    are checked with the rest of the config, :func:`common.config.validate`); the CPU split
+    into ``train.cpu_devices`` logical devices."""
+    distribution, _, cpu_devices = settings(config)
+    backend = keras.backend.backend()
+    if distribution == "data_parallel" and backend not in ("jax", "tensorflow"):
+        raise UserError(
+            f"train.distribution = 'data_parallel' is not available under Keras' {backend} backend "
+            "(Keras distributes training under JAX and TensorFlow only); use KERAS_BACKEND=jax or "
+            "tensorflow, or train.distribution = 'none'"
+        )
+    if cpu_devices > 1:
+        # Before anything (even making an optimizer to check its options) sets the devices up.
+        _split_cpu(cpu_devices)
+
+
+@contextmanager
+def placed(config: Config) -> Iterator[Placement]:
+    """Trains inside: the dtype policy set, and the distribution (or strategy scope) in force;
+    both put back afterwards, so a later run in the same process starts clean."""
+    distribution, precision, _ = settings(config)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        if distribution == "none":
+            yield Placement(1, _device_kind(), precision)
+        elif keras.backend.backend() == "jax":
+            with _jax_data_parallel() as replicas:
+                yield Placement(replicas, _device_kind(), precision)
+        else:
+            with _tf_mirrored() as replicas:
+                yield Placement(replicas, _device_kind(), precision)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def check_output_dtype(model: keras.Model, precision: str) -> None:
+    """Under mixed precision the outputs must be float32 (the loss, the predictions)."""
+    if precision == "float32":
+        return
+    for output in model.outputs:
+        if keras.backend.standardize_dtype(output.dtype) != "float32":
+            raise UserError(
+                f"train.precision = {precision!r}: the model's output is {output.dtype}; build its last "
+                "layer with dtype='float32' (as every project here does) so the loss stays in float32"
+            )
+
+
+@contextmanager
+def _jax_data_parallel() -> Iterator[int]:
+    devices = keras.distribution.list_devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    log.info("data-parallel training on %d devices: %s", len(devices), ", ".join(map(str, devices)))
+    try:
+        yield len(devices)
+    finally:
+        keras.distribution.set_distribution(None)
+
+
+@contextmanager
+def _tf_mirrored() -> Iterator[int]:
+    import tensorflow as tf
+
+    accelerators = tf.config.list_logical_devices("GPU")
+    devices = [device.name for device in accelerators or tf.config.list_logical_devices("CPU")]
+    strategy = tf.distribute.MirroredStrategy(devices=devices)
+    log.info("data-parallel training on %d devices: %s", len(devices), ", ".join(devices))
+    with strategy.scope():
+        yield strategy.num_replicas_in_sync
+
+
+def _split_cpu(count: int) -> None:
+    """Makes the CPU ``count`` logical devices, or says in one line why it cannot."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        current = tf.config.get_logical_device_configuration(cpu)
+        if current is not None and len(current) == count:
+            return
+        try:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+        except RuntimeError:
+            raise UserError(
+                f"train.cpu_devices = {count}: TensorFlow's devices were already set up in this process; "
+                "run the training in a new process"
+            ) from None
+    elif backend == "jax":
+        import jax
+
+        flags = os.environ.get("XLA_FLAGS", "")
+        asked = _JAX_DEVICE_COUNT.search(flags)
+        if asked is None or int(asked.group(1)) != count:
+            # JAX reads XLA_FLAGS when it first looks for devices, which nothing has done yet in a
+            # fresh process; checked below in case something did.
+            flags = _JAX_DEVICE_COUNT.sub("", flags).strip()
+            os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+        found = len(jax.devices("cpu"))
+        if found != count:
+            raise UserError(
+                f"train.cpu_devices = {count}: JAX already set up {found} CPU device(s) in this process; "
+                f"start Python with XLA_FLAGS=--xla_force_host_platform_device_count={count}"
+            )
+    else:
+        raise UserError(
+            f"train.cpu_devices = {count}: the {backend} backend cannot split the CPU into devices; "
+            "use KERAS_BACKEND=jax or tensorflow, or train.cpu_devices = 1"
+        )
+
+
+def _device_kind() -> str:
+    """``"cpu"`` or ``"gpu"``/``"tpu"``: the kind of device the backend computes on."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
+    if backend == "torch":
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return "cpu"
