@@ -250,7 +250,7 @@ def _train_in(
             shuffle=False,  # The batches are shuffled by seed and epoch, so a resume sees the same.
             epochs=config.train.epochs,
             initial_epoch=first_epoch,
-            validation_data=_validation_data(splits, config),
+            validation_data=_validation_data(splits),
             callbacks=callbacks,
             verbose=verbose if verbose is not None else _fit_verbosity(),
         )
@@ -285,11 +285,16 @@ def _train_in(
     return run_dir
 
 
-def _validation_data(splits: Splits, config: Config):
+# The batches ``fit`` evaluates validation arrays in (Keras' default when ``fit`` is given a
+# PyDataset): streamed validation uses the same, so its val_loss is the in-memory run's to the bit.
+VALIDATION_BATCH_SIZE = 32
+
+
+def _validation_data(splits: Splits):
     """The validation split as ``fit`` takes it: arrays, or streamed batches of its files."""
     x_val, y_val = splits.validation
     if isinstance(x_val, FileList):
-        return validation_batches(x_val, y_val, config.train.batch_size)
+        return validation_batches(x_val, y_val, VALIDATION_BATCH_SIZE)
     return splits.validation
 
 

@@ -245,3 +245,33 @@ def test_a_truncated_face_file_is_refused_as_the_in_memory_path_refuses_it(tmp_p
     for decode in (emojify_data.read_face, emojify_data.decode_face):
         with pytest.raises(UserError, match="truncated or corrupt"):
             decode(cut)
+
+
+@pytest.mark.slow
+def test_a_streamed_run_ends_with_the_weights_and_history_of_the_in_memory_run(tmp_path, cli, models_dir):
+    write_folder_layout(
+        tmp_path / "fer", {"train": synthetic_faces(10, seed=1), "test": synthetic_faces(2, seed=2)}
+    )
+    import keras
+
+    ends = {}
+    for streaming in ("false", "true"):
+        settings = [
+            f"data.path={tmp_path / 'fer'}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"data.streaming={streaming}",
+            "train.epochs=3",
+            "train.batch_size=8",
+            "augment.flip=true",
+            "augment.rotation=10",
+            "augment.erase=0.3",
+            *TINY_MODEL,
+        ]
+        overrides = [arg for setting in settings for arg in ("--set", setting)]
+        assert cli("train", "emojify", *overrides, "--name", streaming).code == 0
+        [run_dir] = (models_dir / "emojify").glob(f"*-{streaming}")
+        weights = keras.saving.load_model(run_dir / "model.keras").get_weights()
+        ends[streaming] = weights, (run_dir / "history.csv").read_text()
+    (in_memory, history), (streamed, streamed_history) = ends["false"], ends["true"]
+    assert all(np.array_equal(a, b) for a, b in zip(in_memory, streamed, strict=True))
+    assert streamed_history == history
