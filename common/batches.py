@@ -4,6 +4,10 @@
 resumes a killed run starts afresh: its later epochs would see other orders than the
 uninterrupted run. Here epoch ``e``'s order is ``permutation(seed, e)``, so a resumed run trains
 on exactly the batches the uninterrupted one would have.
+
+:class:`EpochOrder` holds that ordering (and the class weights turned into per-example weights);
+:class:`ShuffledBatches` serves in-memory arrays in it, :class:`common.streaming.StreamedBatches`
+files read from disk batch by batch.
 """
 
 from __future__ import annotations
@@ -15,17 +19,95 @@ from common.backend import import_keras
 keras = import_keras()
 
 
-class ShuffledBatches(keras.utils.PyDataset):
-    """``(x, y)`` or ``(x, y, sample_weight)`` batches of in-memory arrays, reshuffled each epoch.
+class EpochOrder(keras.utils.PyDataset):
+    """The order of ``len(labels)`` examples in batches, epoch ``e`` being ``default_rng([seed,
+    e]).permutation(n)`` (or the examples as they are, ``shuffle=False``, for validation).
+
+    Subclasses implement ``__getitem__`` from :meth:`batch_indices` (and :meth:`batch_weights`).
 
     Args:
-        x: the inputs, first axis the examples.
-        y: the targets.
+        labels: the targets, first axis the examples.
         batch_size: examples per batch (the last batch may be smaller).
         seed: the run's seed.
         first_epoch: the epoch the first pass is (a resumed run starts past 0).
         class_weight: optional ``{class: weight}``, given to the loss as per-example weights
             (what ``fit(class_weight=...)`` does for arrays).
+        shuffle: ``False`` keeps the examples in their order every epoch.
+        **kwargs: ``keras.utils.PyDataset``'s ``workers``, ``use_multiprocessing`` and
+            ``max_queue_size``.
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        batch_size: int,
+        seed: int,
+        first_epoch: int = 0,
+        class_weight: dict[int, float] | None = None,
+        shuffle: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.y, self.batch_size, self.seed, self.shuffle = labels, batch_size, seed, shuffle
+        self.sample_weight = None
+        if class_weight:
+            lookup = np.zeros(int(np.max(labels)) + 1, np.float32)
+            for label, weight in class_weight.items():
+                if int(label) < len(lookup):
+                    lookup[int(label)] = weight
+            self.sample_weight = lookup[np.asarray(labels, dtype=np.int64)]
+        self.set_epoch(first_epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Orders the next pass as epoch ``epoch`` of the run."""
+        self.epoch = epoch
+        if self.shuffle:
+            self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.y))
+        else:
+            self.order = np.arange(len(self.y))
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def batch_indices(self, index: int) -> np.ndarray:
+        """The examples of batch ``index`` of the current epoch."""
+        return self.order[index * self.batch_size : (index + 1) * self.batch_size]
+
+    def batch_rng(self, index: int) -> np.random.Generator:
+        """The random state of batch ``index`` of the current epoch (for augmentation):
+        ``default_rng([seed, epoch, index])``, the same in a resumed run."""
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def batch(self, x: np.ndarray, chosen: np.ndarray) -> tuple:
+        """``(x, y)``, or ``(x, y, sample_weight)`` with class weights, for the examples chosen."""
+        if self.sample_weight is None:
+            return x, self.y[chosen]
+        return x, self.y[chosen], self.sample_weight[chosen]
+
+    def ordering_callback(self) -> keras.callbacks.Callback:
+        """The callback ``fit`` needs beside these batches: it sets each epoch's order from the
+        epoch number Keras is about to run (``fit`` itself must not shuffle: ``shuffle=False``).
+
+        Keras reads a batch or two before training to learn their shapes and may call
+        ``on_epoch_end`` for that, so the order is tied to the epoch number, not to a count of
+        calls. Keras calls the callback before it starts the epoch's worker threads (``workers
+        > 1``) and stops them at the epoch's end, so no batch is read across the change."""
+        batches = self
+
+        class SetEpochOrder(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+                batches.set_epoch(epoch)
+
+        return SetEpochOrder()
+
+
+class ShuffledBatches(EpochOrder):
+    """``(x, y)`` or ``(x, y, sample_weight)`` batches of in-memory arrays, reshuffled each epoch.
+
+    Args:
+        x: the inputs, first axis the examples.
+        y: the targets.
+        batch_size, seed, first_epoch, class_weight: as :class:`EpochOrder`'s.
     """
 
     def __init__(
@@ -37,44 +119,11 @@ class ShuffledBatches(keras.utils.PyDataset):
         first_epoch: int = 0,
         class_weight: dict[int, float] | None = None,
     ) -> None:
-        super().__init__()
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
-        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
-        self.sample_weight = None
-        if class_weight:
-            lookup = np.zeros(int(np.max(y)) + 1, np.float32)
-            for label, weight in class_weight.items():
-                if int(label) < len(lookup):
-                    lookup[int(label)] = weight
-            self.sample_weight = lookup[np.asarray(y, dtype=np.int64)]
-        self.set_epoch(first_epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Orders the next pass as epoch ``epoch`` of the run."""
-        self.epoch = epoch
-        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.y))
-
-    def __len__(self) -> int:
-        return -(-len(self.y) // self.batch_size)
+        self.x = x
+        super().__init__(y, batch_size, seed, first_epoch, class_weight)
 
     def __getitem__(self, index: int):
-        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        if self.sample_weight is None:
-            return self.x[chosen], self.y[chosen]
-        return self.x[chosen], self.y[chosen], self.sample_weight[chosen]
-
-    def ordering_callback(self) -> keras.callbacks.Callback:
-        """The callback ``fit`` needs beside these batches: it sets each epoch's order from the
-        epoch number Keras is about to run (``fit`` itself must not shuffle: ``shuffle=False``).
-
-        Keras reads a batch or two before training to learn their shapes and may call
-        ``on_epoch_end`` for that, so the order is tied to the epoch number, not to a count of
-        calls."""
-        batches = self
-
-        class SetEpochOrder(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-                batches.set_epoch(epoch)
-
-        return SetEpochOrder()
+        chosen = self.batch_indices(index)
+        return self.batch(self.x[chosen], chosen)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +11,34 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from common.errors import UserError
+
+
+@dataclass(frozen=True, eq=False)
+class FileList:
+    """Examples kept on disk, one file each, decoded only when a batch needs them (streaming).
+
+    It stands where an array of inputs would, as the ``x`` of a :class:`Splits` pair ``(x, y)``:
+    ``len()`` counts the examples, and :meth:`read` decodes some of them into one array.
+
+    Attributes:
+        paths: the files, one per example (a NumPy array of ``str``, so index arrays select).
+        decode: reads one file into one example's input array; the same shape for every file.
+    """
+
+    paths: np.ndarray
+    decode: Callable[[str], np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, indices: np.ndarray | None = None, threads: int = 1) -> np.ndarray:
+        """The examples ``indices`` (all when ``None``) decoded and stacked, in that order, on
+        ``threads`` threads (decoders such as OpenCV's release the GIL)."""
+        paths = self.paths if indices is None else self.paths[indices]
+        if threads > 1 and len(paths) > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                return np.stack(list(pool.map(self.decode, paths)))
+        return np.stack([self.decode(path) for path in paths])
 
 
 @dataclass
@@ -19,8 +49,10 @@ class Splits:
         test: ``(x_test, y_test)``; always present.
         source: a human-readable description of the data actually used, recorded in
             ``metrics.json`` as ``data_source`` so no figure is mistaken for another dataset's.
-        train: ``(x_train, y_train)``, or ``None`` when only evaluating.
+        train: ``(x_train, y_train)``, or ``None`` when only evaluating. ``x_train`` may be a
+            :class:`FileList` (streamed from disk, see :attr:`streamed`); ``y_train`` is an array.
         validation: ``(x_val, y_val)``, or ``None`` when only evaluating. Never the test split.
+            ``x_val`` may be a :class:`FileList` too.
         stand_in: the data is a stand-in for the project's dataset (an offline fallback sample,
             generated data). Recorded as ``stand_in_data``; a run trained on it never becomes
             the default model for ``predict``, ``evaluate`` and the demos (see
@@ -45,6 +77,14 @@ class Splits:
         if self.validation is not None:
             sizes["n_validation"] = len(self.validation[1])
         return sizes
+
+    @property
+    def streamed(self) -> bool:
+        """Whether training reads its examples from files batch by batch (a :class:`FileList`)
+        instead of holding them in memory."""
+        return any(
+            split is not None and isinstance(split[0], FileList) for split in (self.train, self.validation)
+        )
 
 
 def split_arrays(

@@ -26,9 +26,10 @@ from common import checkpoints, devices, plots, registry, runs, tracking
 from common.backend import import_keras
 from common.batches import ShuffledBatches
 from common.config import Config
-from common.data import Splits
+from common.data import FileList, Splits
 from common.errors import UserError
 from common.registry import Project
+from common.streaming import StreamedBatches, validation_batches
 
 # Every module that needs Keras imports it after this one, so its start-up lines are filtered once.
 keras = import_keras()
@@ -213,7 +214,10 @@ def _train_placed(
 ) -> Path:
     keras.utils.set_random_seed(config.seed)
     splits: Splits = project.module.load_data(config, need_training=True)
-    log.info("data: %s (%s)", splits.source, ", ".join(f"{k}={v}" for k, v in splits.sizes().items()))
+    sizes = ", ".join(f"{k}={v}" for k, v in splits.sizes().items())
+    if splits.streamed:
+        sizes += "; streamed: read from disk batch by batch, never all in memory"
+    log.info("data: %s (%s)", splits.source, sizes)
     if splits.train is None or splits.validation is None:
         raise UserError(f"project {project.name} returned no training or validation split")
     log.info("run folder: %s", run_dir)
@@ -223,6 +227,10 @@ def _train_placed(
     project_batches = getattr(project.module, "training_batches", None)
     if project_batches is not None:
         batches = project_batches(config, splits, first_epoch)
+    elif splits.streamed:
+        batches = StreamedBatches(
+            x_train, y_train, config.train.batch_size, config.seed, first_epoch, splits.class_weight
+        )
     else:
         batches = ShuffledBatches(
             x_train, y_train, config.train.batch_size, config.seed, first_epoch, splits.class_weight
@@ -257,7 +265,7 @@ def _train_placed(
             shuffle=False,  # The batches are shuffled by seed and epoch, so a resume sees the same.
             epochs=config.train.epochs,
             initial_epoch=first_epoch,
-            validation_data=splits.validation,
+            validation_data=_validation_data(splits),
             callbacks=callbacks,
             verbose=verbose if verbose is not None else _fit_verbosity(),
         )
@@ -276,6 +284,7 @@ def _train_placed(
     metrics.update(
         data_source=splits.source,
         stand_in_data=splits.stand_in,
+        data_streamed=splits.streamed,
         **splits.sizes(),
         epochs_run=epochs_run,
         train_seconds=round(train_seconds, 1),
@@ -292,6 +301,19 @@ def _train_placed(
     tracking.finish(config, run_dir, metrics)
     runs.mark_latest(project.name, run_dir)
     return run_dir
+
+
+# The batches ``fit`` evaluates validation arrays in (Keras' default when ``fit`` is given a
+# PyDataset): streamed validation uses the same, so its val_loss is the in-memory run's to the bit.
+VALIDATION_BATCH_SIZE = 32
+
+
+def _validation_data(splits: Splits):
+    """The validation split as ``fit`` takes it: arrays, or streamed batches of its files."""
+    x_val, y_val = splits.validation
+    if isinstance(x_val, FileList):
+        return validation_batches(x_val, y_val, VALIDATION_BATCH_SIZE)
+    return splits.validation
 
 
 class _Diverged(Exception):

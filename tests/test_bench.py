@@ -71,6 +71,15 @@ def test_missing_fer2013_is_one_line_saying_how_to_get_it(tmp_path: Path, capsys
     assert_one_line_error(result, "no FER2013 at", "msambare/fer2013", "--data")
 
 
+def test_streaming_benchmark_without_fer2013_folders_is_one_line(tmp_path: Path, capsys) -> None:
+    module = importlib.import_module("bench.streaming")
+    result = run_in_process(module, ["--data", str(tmp_path / "fer2013")], capsys)
+    assert_one_line_error(result, "no FER2013 at", "msambare/fer2013", "--data")
+    (tmp_path / "fer2013.csv").write_text("emotion,pixels,Usage\n")
+    result = run_in_process(module, ["--data", str(tmp_path / "fer2013.csv")], capsys)
+    assert_one_line_error(result, "CSV, which cannot be streamed", "--data")
+
+
 def test_too_many_stock_windows_is_one_line(capsys) -> None:
     module = importlib.import_module("bench.bench_stock")
     result = run_in_process(module, ["--windows", "1000000"], capsys)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from common.batches import ShuffledBatches
+from common.batches import EpochOrder, ShuffledBatches
 from common.config import Config
-from common.data import Splits
+from common.data import FileList, Splits
+from common.streaming import StreamedBatches
 
 # Random erasing (Zhong et al. 2017): a rectangle of 2-33% of the crop, of aspect ratio 0.3-3.3,
 # filled with noise, so the network cannot lean on any one part of the face.
@@ -27,10 +28,19 @@ ERASE_AREA = (0.02, 0.33)
 ERASE_ASPECT = (0.3, 3.3)
 
 
-def training_batches(config: Config, splits: Splits, first_epoch: int) -> ShuffledBatches:
-    """The training split's batches, augmented as ``[augment]`` says (plain ones when it is off)."""
+def training_batches(config: Config, splits: Splits, first_epoch: int) -> EpochOrder:
+    """The training split's batches, augmented as ``[augment]`` says (plain ones when it is off);
+    read from the image files batch by batch when the split is streamed (``data.streaming``),
+    with the same order and augmentation, so the batches are the same."""
     x_train, y_train = splits.train
     arguments = (x_train, y_train, config.train.batch_size, config.seed, first_epoch, splits.class_weight)
+    if isinstance(x_train, FileList):
+        settings = config.augment
+
+        def augment(faces: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+            return augment_faces(faces, rng, settings)
+
+        return StreamedBatches(*arguments, augment=augment if augmenting(config) else None)
     if not augmenting(config):
         return ShuffledBatches(*arguments)
     return AugmentedBatches(*arguments, settings=config.augment)

@@ -13,6 +13,14 @@ def validate_config(config: Config) -> None:
         ("data.test_fraction", data.test_fraction),
     ):
         require(0 < value < 0.5, key, "must lie between 0 and 0.5", value)
+    csv_or_sample = str(data.path).lower().endswith(".csv") or (data.synthetic and not data.path)
+    require(
+        not (data.streaming and csv_or_sample),
+        "data.streaming",
+        "reads FER2013's image folders (Kaggle's train/<emotion>/ layout), not the CSV or the synthetic "
+        "sample; set it to false for those",
+        data.streaming,
+    )
     require(
         data.synthetic_per_class >= 10,
         "data.synthetic_per_class",
