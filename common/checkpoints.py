@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -144,10 +145,14 @@ class RunRecorder(keras.callbacks.Callback):
         files = [runs.LAST_CHECKPOINT]
         current = logs.get(self.monitor)
         improved = current is not None and current < self.best
+        last = runs.partial_model_path(self.run_dir / runs.LAST_CHECKPOINT)
+        self.model.save(last)
         if improved:
+            # The same bytes: a second name for the file rather than a second save (a save is most of
+            # a commit's cost). Later commits replace checkpoint-last by renaming a new file onto the
+            # name, so the best checkpoint's file is never written again.
             files.append(runs.BEST_CHECKPOINT)
-            self.model.save(runs.partial_model_path(self.run_dir / runs.BEST_CHECKPOINT))
-        self.model.save(runs.partial_model_path(self.run_dir / runs.LAST_CHECKPOINT))
+            _same_file(last, runs.partial_model_path(self.run_dir / runs.BEST_CHECKPOINT))
         for name in files:
             runs.fsync_file(runs.partial_model_path(self.run_dir / name))
         best = current if improved else self.best
@@ -171,6 +176,15 @@ class RunRecorder(keras.callbacks.Callback):
         runs.sync_folder(self.run_dir)
         self.history, self.best = history, best
         recover(self.run_dir)
+
+
+def _same_file(source: Path, target: Path) -> None:
+    """``target`` becomes a hard link to ``source``, or a copy where links are not supported."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _early_stopping_state(callback: Any) -> dict | None:

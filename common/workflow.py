@@ -260,8 +260,9 @@ def _train_placed(
     else:
         callbacks = [batches.ordering_callback(), *_callbacks(config, run_dir, progress, project.name)]
         recorder = next(c for c in callbacks if isinstance(c, checkpoints.RunRecorder))
+        fit_input = batches.fit_input(placement.replicas) if hasattr(batches, "fit_input") else batches
         model.fit(
-            batches,
+            fit_input,
             shuffle=False,  # The batches are shuffled by seed and epoch, so a resume sees the same.
             epochs=config.train.epochs,
             initial_epoch=first_epoch,
