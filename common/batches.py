@@ -66,12 +66,30 @@ class EpochOrder(keras.utils.PyDataset):
         else:
             self.order = np.arange(len(self.y))
 
+    # This process's share of every batch: all of it, unless shard() says otherwise.
+    shard_index, shard_count = 0, 1
+
+    def shard(self, index: int, count: int) -> None:
+        """Serves only share ``index`` of ``count`` of every batch: on a cluster each process
+        feeds its own part of the global batch. Every share must be the same size, so batches
+        stay whole and each epoch's last, smaller batch is left out (fewer than ``batch_size``
+        examples, different ones each epoch)."""
+        if self.batch_size % count:
+            raise ValueError(f"a batch of {self.batch_size} does not split into {count} equal shares")
+        self.shard_index, self.shard_count = index, count
+
     def __len__(self) -> int:
+        if self.shard_count > 1:
+            return len(self.y) // self.batch_size
         return -(-len(self.y) // self.batch_size)
 
     def batch_indices(self, index: int) -> np.ndarray:
-        """The examples of batch ``index`` of the current epoch."""
-        return self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        """The examples of batch ``index`` of the current epoch (this process's share of it)."""
+        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        if self.shard_count > 1:
+            share = self.batch_size // self.shard_count
+            chosen = chosen[self.shard_index * share : (self.shard_index + 1) * share]
+        return chosen
 
     def batch_rng(self, index: int) -> np.random.Generator:
         """The random state of batch ``index`` of the current epoch (for augmentation):
@@ -143,7 +161,13 @@ class ShuffledBatches(EpochOrder):
         ``self[0], self[1], ...``. Elsewhere (JAX, PyTorch, several devices, a subclass that
         changes the batches, arrays over 1 GB) the ``PyDataset`` itself is the input."""
         plain = type(self).__getitem__ is ShuffledBatches.__getitem__
-        if keras.backend.backend() != "tensorflow" or replicas != 1 or not plain or self.x.nbytes > 2**30:
+        if (
+            keras.backend.backend() != "tensorflow"
+            or replicas != 1
+            or not plain
+            or self.shard_count > 1
+            or self.x.nbytes > 2**30
+        ):
             return self
         import tensorflow as tf
 

@@ -42,11 +42,31 @@ _JAX_DEVICE_COUNT = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
 
 @dataclass(frozen=True)
 class Placement:
-    """What a run trains on, recorded in ``metrics.json``."""
+    """What a run trains on, recorded in ``metrics.json``. ``processes`` > 1 on a cluster, where
+    this process is number ``process_index`` (0 is the chief)."""
 
     replicas: int
     device: str
     precision: str
+    processes: int = 1
+    process_index: int = 0
+
+
+# Keras' own variables for a cluster launch (read by keras.distribution.initialize).
+CLUSTER_VARIABLES = (
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+    "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "KERAS_DISTRIBUTION_PROCESS_ID",
+)
+_joined_cluster = False
+
+
+def cluster_size() -> int:
+    """The number of processes the launch asked for (``KERAS_DISTRIBUTION_NUM_PROCESSES``)."""
+    value = os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"KERAS_DISTRIBUTION_NUM_PROCESSES must be a whole number; it is {value!r}")
+    return int(value)
 
 
 def settings(config: Config) -> tuple[str, str, int]:
@@ -70,6 +90,30 @@ def check(config: Config) -> None:
             "(Keras distributes training under JAX and TensorFlow only); use KERAS_BACKEND=jax or "
             "tensorflow, or train.distribution = 'none'"
         )
+    if backend == "tensorflow" and os.environ.get("TF_CONFIG"):
+        raise UserError(
+            "TF_CONFIG is set, but this template trains across machines under JAX only (TensorFlow's "
+            "MultiWorkerMirroredStrategy is not wired in): use KERAS_BACKEND=jax with the "
+            "KERAS_DISTRIBUTION_* variables (README 'Scaling up'), or unset TF_CONFIG"
+        )
+    processes = cluster_size()
+    if processes > 1:
+        if backend != "jax":
+            raise UserError(
+                f"KERAS_DISTRIBUTION_NUM_PROCESSES={processes}: training on several processes or machines "
+                "works under JAX here; set KERAS_BACKEND=jax"
+            )
+        if distribution != "data_parallel":
+            raise UserError(
+                f"KERAS_DISTRIBUTION_NUM_PROCESSES={processes}: set train.distribution = 'data_parallel' "
+                "so the processes share the training"
+            )
+        if config.train.batch_size % processes:
+            raise UserError(
+                f"train.batch_size = {config.train.batch_size} does not split evenly between {processes} "
+                "processes; choose a multiple of the number of processes"
+            )
+        _join_cluster()
     if cpu_devices > 1:
         # Before anything (even making an optimizer to check its options) sets the devices up.
         _split_cpu(cpu_devices)
@@ -87,7 +131,7 @@ def placed(config: Config) -> Iterator[Placement]:
             yield Placement(1, _device_kind(), precision)
         elif keras.backend.backend() == "jax":
             with _jax_data_parallel() as replicas:
-                yield Placement(replicas, _device_kind(), precision)
+                yield Placement(replicas, _device_kind(), precision, *_processes())
         else:
             with _tf_mirrored() as replicas:
                 yield Placement(replicas, _device_kind(), precision)
@@ -107,10 +151,49 @@ def check_output_dtype(model: keras.Model, precision: str) -> None:
             )
 
 
+def local_model(model_file) -> keras.Model:
+    """The saved model loaded into this process alone, outside the cluster's distribution (for
+    evaluating and predicting after training on a cluster)."""
+    keras.distribution.set_distribution(None)
+    return keras.saving.load_model(model_file)
+
+
+def _join_cluster() -> None:
+    """Joins the processes of a cluster launch (``keras.distribution.initialize``, which reads
+    the ``KERAS_DISTRIBUTION_*`` variables), before JAX computes anything."""
+    global _joined_cluster
+    if _joined_cluster:
+        return
+    import jax
+
+    # Collectives between processes on CPUs (on GPUs JAX uses NCCL whatever this says).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        keras.distribution.initialize()
+    except Exception as error:  # jax.distributed raises several types for a bad address or peer.
+        missing = [name for name in CLUSTER_VARIABLES if not os.environ.get(name)]
+        hint = f"; set {', '.join(missing)}" if missing else ""
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserError(f"could not join the cluster: {first[:300]}{hint}") from None
+    _joined_cluster = True
+
+
+def _processes() -> tuple[int, int]:
+    if keras.backend.backend() != "jax" or not _joined_cluster:
+        return 1, 0
+    import jax
+
+    return jax.process_count(), jax.process_index()
+
+
 @contextmanager
 def _jax_data_parallel() -> Iterator[int]:
     devices = keras.distribution.list_devices()
-    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    distribution = keras.distribution.DataParallel(devices=devices)
+    if _processes()[0] > 1:
+        # Each process feeds its own share of every batch (common.batches.EpochOrder.shard).
+        distribution.auto_shard_dataset = False
+    keras.distribution.set_distribution(distribution)
     log.info("data-parallel training on %d devices: %s", len(devices), ", ".join(map(str, devices)))
     try:
         yield len(devices)

@@ -235,6 +235,8 @@ def _train_placed(
         batches = ShuffledBatches(
             x_train, y_train, config.train.batch_size, config.seed, first_epoch, splits.class_weight
         )
+    if placement.processes > 1:
+        batches.shard(placement.process_index, placement.processes)
     if progress is not None:
         model = keras.saving.load_model(run_dir / runs.LAST_CHECKPOINT)
         log.info("resuming %s after epoch %d of %d", run_dir.name, first_epoch, config.train.epochs)
@@ -280,6 +282,9 @@ def _train_placed(
         run_dir / "learning_curves.png",
         title=f"{splits.source}; n_train = {len(y_train):,}, n_validation = {len(splits.validation[1]):,}",
     )
+    if placement.processes > 1:
+        # On a cluster each process holds only its own devices' part of the model's arrays.
+        model = devices.local_model(run_dir / runs.MODEL_FILE)
     metrics = project.module.evaluate(model, splits, config, run_dir)
     epochs_run = len(pd.read_csv(run_dir / checkpoints.HISTORY_FILE))
     metrics.update(
@@ -293,6 +298,7 @@ def _train_placed(
         keras_backend=keras.backend.backend(),
         device=placement.device,
         replicas=placement.replicas,
+        processes=placement.processes,
         precision=placement.precision,
     )
     if continue_from is not None:

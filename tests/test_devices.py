@@ -172,3 +172,55 @@ def test_a_model_whose_output_is_not_float32_is_refused_under_mixed_precision(pr
         devices.check_output_dtype(half, precision)
     devices.check_output_dtype(kept, precision)
     devices.check_output_dtype(half, "float32")
+
+
+def test_two_jax_processes_train_as_one_cluster(tmp_path):
+    """A cluster launch as Keras defines it (``KERAS_DISTRIBUTION_*``), two processes on this
+    machine: each feeds its share of every batch, and both end with the same model."""
+    need("jax")
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    processes = []
+    for index in range(2):
+        cluster = {
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"localhost:{port}",
+            "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+            "KERAS_DISTRIBUTION_PROCESS_ID": str(index),
+            "KERAS_BACKEND": "jax",
+            "MODELS_DIR": str(tmp_path / f"process{index}"),
+        }
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "common", "train", "mnist", "-q", *TINY_MNIST,
+                 "--set", "train.epochs=2", "--set", "train.distribution=data_parallel"],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, **cluster},
+            )
+        )  # fmt: skip
+    for process in processes:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
+    chief, worker = (only_run(tmp_path / f"process{index}") for index in range(2))
+    for run_dir in (chief, worker):
+        assert metrics(run_dir)["processes"] == 2 and metrics(run_dir)["replicas"] == 2
+    for mine, theirs in zip(_weights(chief / "model.keras"), _weights(worker / "model.keras")):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_a_cluster_needs_jax_and_data_parallel(tmp_path):
+    cluster = {"KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
+    result = train(tmp_path, "tensorflow", *TINY_MNIST, env=cluster)
+    assert result.returncode == 2 and "set KERAS_BACKEND=jax" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = train(tmp_path, "tensorflow", *TINY_MNIST, env={"TF_CONFIG": '{"cluster": {}}'})
+    assert result.returncode == 2 and "TF_CONFIG is set" in result.stderr
+    if importlib.util.find_spec("jax"):
+        result = train(tmp_path, "jax", *TINY_MNIST, env=cluster)
+        assert result.returncode == 2 and "set train.distribution = 'data_parallel'" in result.stderr
+    assert not (tmp_path / "mnist").exists()
