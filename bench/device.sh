@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU benchmark in one command, on the lent GPU machine (README "GPU"), from the repository root:
+#
+#     bash bench/device.sh [--budget 420] [--epochs 3] [--projects mnist,emojify] [--dry-run] ...
+#
+# That machine reaches no package index and holds JAX and PyTorch but neither Keras nor
+# TensorFlow. So this script installs what `bash bench/device_prepare.sh` put in .whl/ (Keras and
+# the few packages the training imports that the image lacks) into /tmp/site, uses TensorFlow only
+# where `import tensorflow` works (otherwise one line says it was skipped and why), and hands over
+# to `python -m bench.device --write`, which trains each project for a few epochs through the
+# template and through a plain `model.fit`, then data-parallel, and writes bench/results/gpu.md and
+# $OUT/gpu.md (only $OUT comes back). The data comes from .device-data/ (device_prepare.sh too).
+#
+# Every argument goes to bench.device (`python -m bench.device --help`). Environment: PYTHON (the
+# interpreter, default python3), DEVICE_WHEELS (default .whl), DEVICE_SITE (default /tmp/site).
+# Without a GPU it writes nothing and says so; --dry-run checks the logic on any machine (tiny
+# models, results in bench/out/gpu-dry-run.md).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+
+PY=${PYTHON:-python3}
+WHEELS=${DEVICE_WHEELS:-.whl}
+SITE=${DEVICE_SITE:-/tmp/site}
+export PYTHONUNBUFFERED=1
+export DEVICE_SH_COMMAND="bash bench/device.sh${*:+ $*}"
+
+shopt -s nullglob
+wheels=("$WHEELS"/*.whl)
+if ((${#wheels[@]})); then
+    echo "installing ${#wheels[@]} wheels from $WHEELS/ into $SITE"
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+        "${wheels[@]}" || { echo "error: could not install $WHEELS/*.whl into $SITE with $PY" >&2; exit 2; }
+    export PYTHONPATH=$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}
+else
+    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+fi
+if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('keras') is None)"; then
+    echo "error: $PY has no Keras and $WHEELS/ holds no wheels: run \`bash bench/device_prepare.sh\`" \
+        "where pip works, and carry .whl and .device-data to this machine" >&2
+    exit 2
+fi
+
+# JAX is this machine's backend; TensorFlow only if it imports (its GPU build is not on the image).
+backends=jax
+notes=()
+if tf_error=$("$PY" -c "import tensorflow" 2>&1 >/dev/null); then
+    backends=jax,tensorflow
+else
+    reason=$(printf '%s\n' "$tf_error" | grep -v '^[[:space:]]*$' | tail -n 1)
+    line="TensorFlow skipped: 'import tensorflow' fails here (${reason:-no message}); JAX is measured alone"
+    echo "$line"
+    notes+=(--note "$line")
+fi
+# bench.device imports Keras itself: under JAX, which needs no TensorFlow (the workers choose their own).
+export KERAS_BACKEND=${KERAS_BACKEND:-jax}
+
+exec "$PY" -m bench.device --write --backends "$backends" ${notes[@]+"${notes[@]}"} "$@"

