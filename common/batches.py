@@ -66,8 +66,15 @@ class EpochOrder(keras.utils.PyDataset):
         else:
             self.order = np.arange(len(self.y))
 
-    # This process's share of every batch: all of it, unless shard() says otherwise.
-    shard_index, shard_count = 0, 1
+    # This process's share of every batch: all of it, unless shard() says otherwise; and the
+    # number every batch's size must divide by (whole_multiples()).
+    shard_index, shard_count, multiple = 0, 1, 1
+
+    def whole_multiples(self, multiple: int) -> None:
+        """Makes every batch a multiple of ``multiple`` examples (JAX splits each batch evenly
+        between its devices): the epoch's last, smaller batch loses its remainder, at most
+        ``multiple - 1`` examples (different ones each shuffled epoch)."""
+        self.multiple = multiple
 
     def shard(self, index: int, count: int) -> None:
         """Serves only share ``index`` of ``count`` of every batch: on a cluster each process
@@ -81,7 +88,8 @@ class EpochOrder(keras.utils.PyDataset):
     def __len__(self) -> int:
         if self.shard_count > 1:
             return len(self.y) // self.batch_size
-        return -(-len(self.y) // self.batch_size)
+        whole, rest = divmod(len(self.y), self.batch_size)
+        return whole + (rest >= self.multiple and rest > 0)
 
     def batch_indices(self, index: int) -> np.ndarray:
         """The examples of batch ``index`` of the current epoch (this process's share of it)."""
@@ -89,6 +97,8 @@ class EpochOrder(keras.utils.PyDataset):
         if self.shard_count > 1:
             share = self.batch_size // self.shard_count
             chosen = chosen[self.shard_index * share : (self.shard_index + 1) * share]
+        elif self.multiple > 1:
+            chosen = chosen[: len(chosen) - len(chosen) % self.multiple]
         return chosen
 
     def batch_rng(self, index: int) -> np.random.Generator:
@@ -136,11 +146,12 @@ class ShuffledBatches(EpochOrder):
         seed: int,
         first_epoch: int = 0,
         class_weight: dict[int, float] | None = None,
+        shuffle: bool = True,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
         self.x = x
-        super().__init__(y, batch_size, seed, first_epoch, class_weight)
+        super().__init__(y, batch_size, seed, first_epoch, class_weight, shuffle=shuffle)
 
     def __getitem__(self, index: int):
         chosen = self.batch_indices(index)
@@ -166,6 +177,7 @@ class ShuffledBatches(EpochOrder):
             or replicas != 1
             or not plain
             or self.shard_count > 1
+            or self.multiple > 1
             or self.x.nbytes > 2**30
         ):
             return self

@@ -131,6 +131,11 @@ def placed(config: Config) -> Iterator[Placement]:
             yield Placement(1, _device_kind(), precision)
         elif keras.backend.backend() == "jax":
             with _jax_data_parallel() as replicas:
+                if config.train.batch_size % replicas:
+                    raise UserError(
+                        f"train.batch_size = {config.train.batch_size} does not split evenly between "
+                        f"{replicas} devices; choose a multiple of {replicas}"
+                    )
                 yield Placement(replicas, _device_kind(), precision, *_processes())
         else:
             with _tf_mirrored() as replicas:
@@ -149,6 +154,14 @@ def check_output_dtype(model: keras.Model, precision: str) -> None:
                 f"train.precision = {precision!r}: the model's output is {output.dtype}; build its last "
                 "layer with dtype='float32' (as every project here does) so the loss stays in float32"
             )
+
+
+def batch_multiple(placement: Placement) -> int:
+    """The number every batch's size must divide by: JAX splits a batch evenly between its
+    devices (TensorFlow's MirroredStrategy copes with any size)."""
+    if keras.backend.backend() == "jax" and placement.replicas > 1:
+        return placement.replicas
+    return 1
 
 
 def local_model(model_file) -> keras.Model:

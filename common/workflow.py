@@ -235,8 +235,11 @@ def _train_placed(
         batches = ShuffledBatches(
             x_train, y_train, config.train.batch_size, config.seed, first_epoch, splits.class_weight
         )
+    even = devices.batch_multiple(placement)
     if placement.processes > 1:
         batches.shard(placement.process_index, placement.processes)
+    elif even > 1:
+        batches.whole_multiples(even)
     if progress is not None:
         model = keras.saving.load_model(run_dir / runs.LAST_CHECKPOINT)
         log.info("resuming %s after epoch %d of %d", run_dir.name, first_epoch, config.train.epochs)
@@ -268,7 +271,7 @@ def _train_placed(
             shuffle=False,  # The batches are shuffled by seed and epoch, so a resume sees the same.
             epochs=config.train.epochs,
             initial_epoch=first_epoch,
-            validation_data=_validation_data(splits),
+            validation_data=_validation_data(splits, even),
             callbacks=callbacks,
             verbose=verbose if verbose is not None else _fit_verbosity(),
         )
@@ -282,8 +285,9 @@ def _train_placed(
         run_dir / "learning_curves.png",
         title=f"{splits.source}; n_train = {len(y_train):,}, n_validation = {len(splits.validation[1]):,}",
     )
-    if placement.processes > 1:
-        # On a cluster each process holds only its own devices' part of the model's arrays.
+    if even > 1:
+        # JAX spreads the model's arrays over the devices (on a cluster, over other processes' too),
+        # and splits only batches of a multiple of them: the evaluation uses a local copy.
         model = devices.local_model(run_dir / runs.MODEL_FILE)
     metrics = project.module.evaluate(model, splits, config, run_dir)
     epochs_run = len(pd.read_csv(run_dir / checkpoints.HISTORY_FILE))
@@ -315,12 +319,21 @@ def _train_placed(
 VALIDATION_BATCH_SIZE = 32
 
 
-def _validation_data(splits: Splits):
-    """The validation split as ``fit`` takes it: arrays, or streamed batches of its files."""
+def _validation_data(splits: Splits, even: int = 1):
+    """The validation split as ``fit`` takes it: arrays, or streamed batches of its files; under
+    JAX's data-parallel (``even`` devices) batches of a multiple of ``even`` (the last loses at
+    most ``even - 1`` examples)."""
     x_val, y_val = splits.validation
+    size = -(-VALIDATION_BATCH_SIZE // even) * even
     if isinstance(x_val, FileList):
-        return validation_batches(x_val, y_val, VALIDATION_BATCH_SIZE)
-    return splits.validation
+        batches = validation_batches(x_val, y_val, size)
+    elif even > 1:
+        batches = ShuffledBatches(x_val, y_val, size, seed=0, shuffle=False)
+    else:
+        return splits.validation
+    if even > 1:
+        batches.whole_multiples(even)
+    return batches
 
 
 class _Diverged(Exception):

@@ -57,3 +57,23 @@ def test_a_model_trained_through_either_input_ends_with_the_same_weights():
         weights.append(model.get_weights())
     for fast, plain in zip(*weights):
         np.testing.assert_array_equal(fast, plain)
+
+
+def test_whole_multiples_trims_only_the_last_batch_and_shards_split_every_batch():
+    x, y = np.arange(23), np.arange(23)
+    batches = ShuffledBatches(x, y, batch_size=8, seed=1)
+    batches.whole_multiples(2)
+    assert [len(batches[index][1]) for index in range(len(batches))] == [8, 8, 6]
+    # A last batch smaller than the multiple is left out.
+    batches = ShuffledBatches(x[:17], y[:17], batch_size=8, seed=1, shuffle=False)
+    batches.whole_multiples(2)
+    assert len(batches) == 2
+    # Two processes: each takes its half of every whole batch; together, the whole batch.
+    halves = [ShuffledBatches(x, y, batch_size=8, seed=1) for _ in range(2)]
+    for index, half in enumerate(halves):
+        half.shard(index, 2)
+    whole = ShuffledBatches(x, y, batch_size=8, seed=1)
+    assert len(halves[0]) == 2
+    for index in range(2):
+        joined = np.concatenate([half[index][0] for half in halves])
+        np.testing.assert_array_equal(joined, whole[index][0])

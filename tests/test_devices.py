@@ -224,3 +224,24 @@ def test_a_cluster_needs_jax_and_data_parallel(tmp_path):
         result = train(tmp_path, "jax", *TINY_MNIST, env=cluster)
         assert result.returncode == 2 and "set train.distribution = 'data_parallel'" in result.stderr
     assert not (tmp_path / "mnist").exists()
+
+
+def test_jax_data_parallel_trains_on_splits_that_do_not_divide_by_the_devices(tmp_path):
+    """203 training and 29 validation windows on two devices: JAX splits only batches of an even
+    size, so the last ones lose their odd example; the test split is scored whole."""
+    need("jax")
+    from tests.test_stock import random_walk, write_yahoo
+
+    csv = write_yahoo(tmp_path / "prices.csv", random_walk(days=301))
+    result = subprocess.run(
+        [sys.executable, "-m", "common", "train", "stock", "-q", "--set", f"data.path={csv}",
+         "--set", "data.window=10", "--set", "model.lstm_units=[4]", "--set", "train.epochs=2",
+         "--set", "train.batch_size=32", "--set", "train.distribution=data_parallel"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": "jax", "MODELS_DIR": str(tmp_path / "models"),
+             "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [run_dir] = [path for path in (tmp_path / "models" / "stock").iterdir() if path.name != "latest"]
+    recorded = metrics(run_dir)
+    assert (recorded["n_train"], recorded["n_validation"], recorded["replicas"]) == (203, 29, 2)
