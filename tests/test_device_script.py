@@ -119,6 +119,8 @@ def test_the_wheels_cover_every_third_party_import_of_the_training() -> None:
     uncovered = {}
     for name in sorted(imports):
         distributions = {normalise(distribution) for distribution in providers.get(name, [])}
+        if not distributions and normalise(name) in declared:
+            continue  # An optional backend (jax, torch) that `make test-scaling` installs; declared.
         assert distributions, f"{name} is imported on the training path but not installed here"
         if not distributions & declared:
             uncovered[name] = sorted(distributions)
