@@ -184,7 +184,10 @@ def train(
             if resume_dir is None:
                 config.save(run_dir / runs.CONFIG_FILE)
             runs.set_state(run_dir, runs.RUNNING, project=project.name, pid=os.getpid())
-            return _train_in(project, config, run_dir, resume_dir is not None, continue_from, verbose)
+            with devices.placed(config) as placement:
+                return _train_in(
+                    project, config, run_dir, resume_dir is not None, continue_from, verbose, placement
+                )
         except BaseException as error:
             tracking.abort()
             _after_failure(project, run_dir, error, resuming=resume_dir is not None)
@@ -192,18 +195,6 @@ def train(
 
 
 def _train_in(
-    project: Project,
-    config: Config,
-    run_dir: Path,
-    resuming: bool,
-    continue_from: Path | None,
-    verbose: int | None,
-) -> Path:
-    with devices.placed(config) as placement:
-        return _train_placed(project, config, run_dir, resuming, continue_from, verbose, placement)
-
-
-def _train_placed(
     project: Project,
     config: Config,
     run_dir: Path,

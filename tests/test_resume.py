@@ -33,19 +33,23 @@ TINY_MNIST = [
 ]  # fmt: skip
 
 
-def _train(models_dir: Path, *args: str, kill: list[str] | None = None) -> subprocess.CompletedProcess:
-    """``train mnist`` in a fresh process, optionally killed by tests/crash_training.py."""
+def _train(
+    models_dir: Path, *args: str, kill: list[str] | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``train mnist`` in a fresh process (``env`` added to its environment), optionally killed by
+    tests/crash_training.py."""
     module = ["-m", "tests.crash_training", *kill, "--"] if kill else ["-m", "common"]
     return subprocess.run(
         [sys.executable, *module, "train", "mnist", "-q", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         env={
             **os.environ,
             "MODELS_DIR": str(models_dir),
             "KERAS_HOME": str(models_dir / "keras"),
+            **(env or {}),
         },
     )
 
