@@ -35,7 +35,7 @@ from common.config import load_config  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from projects.emojify.data import read_face  # noqa: E402
 from projects.emojify.faces import crop_faces, to_gray  # noqa: E402
-from projects.emojify.model import build_model  # noqa: E402
+from projects.emojify.model import build_model, serving_size  # noqa: E402
 from projects.emojify.predict import FaceReader, annotate, classify_faces  # noqa: E402
 from projects.emojify.synthetic import synthetic_faces  # noqa: E402
 
@@ -61,11 +61,13 @@ def serving_views(config) -> str:
     """How the served model looks at each face (see ``projects.emojify.model.serving_model``)."""
     crops = config.model.test_crops if config.augment.crop else 1
     mirrored = 2 if config.model.mirror_average else 1
+    size = serving_size(config)
+    square = f" ({size}x{size})" if config.augment.crop else ""
     if crops * mirrored == 1:
-        return "one pass per face"
+        return f"one pass per face{square}"
     kind = f"{crops} crops" if crops > 1 else "the face"
     return (
-        f"averaged over {crops * mirrored} views: {kind}"
+        f"averaged over {crops * mirrored} views{square}: {kind}"
         + (" and their mirrors" if mirrored > 1 else "")
         + ", in one batch"
     )

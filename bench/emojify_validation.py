@@ -1,5 +1,5 @@
 """Validation accuracy of a saved emojify model, single pass, mirror-averaged and (for a model
-trained on crops) averaged over its centre and corner crops.
+trained on crops) averaged over its centre and corner crops, or reading larger centre squares.
 
 How ``model.mirror_average`` was chosen, and how a new model is picked over an older one: on the
 validation split carved from FER2013's train split (same seed as training), never on test.
@@ -46,20 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     x, y = project.module.load_data(config, need_training=True).validation
     lines = []
-    # A model trained on crops (augment.crop) may also average its centre and corner crops.
-    for crops in (1, 5) if config.augment.crop else (1,):
-        for mirror in (False, True):
-            served = serving_model(
-                model,
-                config.with_overrides(
-                    [f"model.mirror_average={str(mirror).lower()}", f"model.test_crops={crops}"]
-                ),
-            )
-            accuracy = float(np.mean(served.predict(x, batch_size=256, verbose=0).argmax(axis=1) == y))
-            name = "mirror-averaged" if mirror else "single pass"
-            if crops > 1:
-                name = f"{crops * (2 if mirror else 1)} crops averaged"
-            lines.append(f"{name:>18}: {accuracy:.2%} validation accuracy on {len(y):,} faces ({model_file})")
+    for crops, size, mirror in views_to_try(config):
+        served = serving_model(
+            model,
+            config.with_overrides(
+                [
+                    f"model.mirror_average={str(mirror).lower()}",
+                    f"model.test_crops={crops}",
+                    f"model.test_size={size}",
+                ]
+            ),
+        )
+        accuracy = float(np.mean(served.predict(x, batch_size=256, verbose=0).argmax(axis=1) == y))
+        name = "mirror-averaged" if mirror else "single pass"
+        if crops > 1:
+            name = f"{crops * (2 if mirror else 1)} crops averaged"
+        if size:
+            name += f", {size}x{size}"
+        lines.append(f"{name:>26}: {accuracy:.2%} validation accuracy on {len(y):,} faces ({model_file})")
     print("\n".join(lines))
     if options.write:
         RESULTS.write_text(
@@ -69,6 +73,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"written to {RESULTS}")
     return 0
+
+
+def views_to_try(config) -> list[tuple[int, int, bool]]:
+    """``(test_crops, test_size, mirror_average)`` settings to compare: one pass and mirror-averaged;
+    for a model trained on crops also its centre and corner crops, and with global pooling its
+    network on centre squares from the crop's size up to the whole face (``test_size``)."""
+    crop = config.augment.crop
+    if not crop:
+        return [(1, 0, False), (1, 0, True)]
+    sizes = list(range(crop, 49, 2)) if config.model.global_pooling else [crop]
+    if sizes[-1] != 48 and config.model.global_pooling:
+        sizes.append(48)
+    return [(1, size, mirror) for size in sizes for mirror in (False, True)] + [
+        (5, crop, mirror) for mirror in (False, True)
+    ]
 
 
 if __name__ == "__main__":

@@ -331,6 +331,51 @@ def test_mirror_average_serves_the_mean_of_each_face_and_its_mirror():
     np.testing.assert_allclose(served.predict_on_batch(pixels[:, :, ::-1]), expected, rtol=1e-5, atol=1e-6)
 
 
+CROPPED_MODEL = [*TINY_MODEL, "augment.crop=40", "model.global_pooling=true", "model.mirror_average=false"]
+
+
+def test_crop_models_serve_corner_crops_and_larger_squares():
+    from projects.emojify.model import build_model, serving_model
+
+    model = build_model(config_with(*CROPPED_MODEL))
+    images, _ = synthetic_faces(3, seed=4)
+    pixels = images[..., None].astype("float32")
+    assert serving_model(model, config_with(*CROPPED_MODEL, "model.test_size=40")) is model
+    # Five crops: the mean of the model on the centre and the four corner 40x40 squares.
+    five = serving_model(model, config_with(*CROPPED_MODEL, "model.test_crops=5"))
+    squares = [
+        pixels[:, 4:44, 4:44],
+        pixels[:, :40, :40],
+        pixels[:, :40, 8:],
+        pixels[:, 8:, :40],
+        pixels[:, 8:, 8:],
+    ]
+    expected = np.mean([model.predict_on_batch(square) for square in squares], axis=0)
+    np.testing.assert_allclose(five.predict_on_batch(pixels), expected, rtol=1e-5, atol=1e-6)
+    # A larger square: the same network (same weights) as one trained on 44x44 crops reads it.
+    larger = serving_model(model, config_with(*CROPPED_MODEL, "model.test_size=44"))
+    same_network = build_model(config_with(*CROPPED_MODEL, "augment.crop=44"))
+    same_network.set_weights(model.get_weights())
+    np.testing.assert_allclose(
+        larger.predict_on_batch(pixels), same_network.predict_on_batch(pixels), rtol=1e-5, atol=1e-6
+    )
+    assert not np.allclose(larger.predict_on_batch(pixels), model.predict_on_batch(pixels), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.test_size=44"],  # not trained on crops
+        ["augment.crop=40", "model.test_size=44"],  # flattens: reads one size only
+        [*CROPPED_MODEL, "model.test_size=36"],  # smaller than the crops
+        [*CROPPED_MODEL, "model.test_size=50"],  # larger than a face
+    ],
+)
+def test_test_size_needs_a_pooling_crop_model_and_a_size_that_fits(cli, overrides):
+    result = cli("evaluate", "emojify", *[arg for key in overrides for arg in ("--set", key)])
+    assert result.code == 2 and "'model.test_size'" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_classic_recipe_is_the_tutorials_network():
     from projects.emojify.model import build_model
 

@@ -76,40 +76,67 @@ def serving_model(model: keras.Model, config: Config) -> keras.Model:
 
     The views are the face (the model centre-crops it when trained on crops), or with
     ``model.test_crops = 5`` its centre and four corner crops; with ``model.mirror_average`` each
-    view's left-right mirror too, as faces are nearly symmetric and training mirrors them.
+    view's left-right mirror too, as faces are nearly symmetric and training mirrors them. A model
+    trained on crops with global pooling reads any size, so ``model.test_size`` may give its
+    network a larger centre square than the training crops (more of the face, one pass).
     """
-    crop = config.augment.crop
-    test_crops = config.model.test_crops if crop else 1
-    if test_crops == 1 and not config.model.mirror_average:
+    trained = config.augment.crop or SIZE
+    test_crops = config.model.test_crops if config.augment.crop else 1
+    size = serving_size(config)
+    if test_crops == 1 and size == trained and not config.model.mirror_average:
         return model
     # Built once per model and set of views: a web server calls predict once per photo, and a new
     # wrapper is traced again on its first batch (about a third of a second on 2 CPU cores). Kept
     # beside Keras' layer tracking (object.__setattr__), so saving the model never sees it.
-    key = (test_crops, crop, bool(config.model.mirror_average))
+    key = (test_crops, trained, size, bool(config.model.mirror_average))
     cache = model.__dict__.get("_serving_models")
     if cache is None:
         cache = {}
         object.__setattr__(model, "_serving_models", cache)
     if key not in cache:
         inputs = keras.Input(shape=IMAGE_SHAPE)
-        views = [inputs] if test_crops == 1 else corner_and_centre_crops(inputs, crop)
+        views = (
+            [inputs]
+            if test_crops == 1 and size == trained
+            else corner_and_centre_crops(inputs, size, test_crops)
+        )
         if config.model.mirror_average:
             views += [keras.ops.flip(view, axis=2) for view in views]
         batch = keras.ops.concatenate(views, axis=0)
-        probabilities = keras.ops.reshape(model(batch), (len(views), -1, model.output_shape[-1]))
+        network = model if size == trained else _without_centre_crop(model)
+        probabilities = keras.ops.reshape(network(batch), (len(views), -1, model.output_shape[-1]))
         outputs = keras.ops.mean(probabilities, axis=0)
-        name = f"{model.name}_{len(views)}_view_average" if test_crops > 1 else f"{model.name}_mirror_average"
+        name = f"{model.name}_{len(views)}_view_average" if len(views) > 1 else f"{model.name}_{size}px"
         cache[key] = keras.Model(inputs, outputs, name=name)
     return cache[key]
 
 
-def corner_and_centre_crops(faces, crop: int) -> list:
-    """The centre and the four corner ``crop``-pixel squares of ``(N, 48, 48, 1)`` faces."""
+def serving_size(config: Config) -> int:
+    """Side of the square each served view is (48: whole faces, for a model not trained on crops)."""
+    if not config.augment.crop:
+        return SIZE
+    return config.model.test_size or config.augment.crop
+
+
+def _without_centre_crop(model: keras.Model):
+    """The trained network after its ``CenterCrop`` (same layers, same weights): it reads squares
+    larger than its training crops, which global pooling averages to the same features."""
+
+    def network(images):
+        for layer in model.layers:
+            if not isinstance(layer, layers.CenterCrop):
+                images = layer(images)
+        return images
+
+    return network
+
+
+def corner_and_centre_crops(faces, crop: int, count: int = 5) -> list:
+    """The centre (``count = 1``) or the centre and the four corner (``count = 5``) ``crop``-pixel
+    squares of ``(N, 48, 48, 1)`` faces."""
     far, middle = SIZE - crop, (SIZE - crop) // 2
-    return [
-        faces[:, top : top + crop, left : left + crop, :]
-        for top, left in ((middle, middle), (0, 0), (0, far), (far, 0), (far, far))
-    ]
+    corners = ((middle, middle), (0, 0), (0, far), (far, 0), (far, far))[:count]
+    return [faces[:, top : top + crop, left : left + crop, :] for top, left in corners]
 
 
 def augmentation_layers(settings) -> list[keras.layers.Layer]:

@@ -58,6 +58,11 @@ def validate_config(config: Config) -> None:
             "can be 5 only for a model trained on crops (augment.crop > 0)", model.test_crops)  # fmt: skip
     require(augment.crop == 0 or 16 <= augment.crop <= 48, "augment.crop",
             "must be 0 (whole faces) or 16 to 48 pixels", augment.crop)  # fmt: skip
+    require(model.test_size == 0 or (augment.crop > 0 and model.global_pooling), "model.test_size",
+            "needs a model trained on crops (augment.crop > 0) with global_pooling = true; 0 turns it off",
+            model.test_size)  # fmt: skip
+    require(model.test_size == 0 or augment.crop <= model.test_size <= 48, "model.test_size",
+            f"must be 0 or from augment.crop ({augment.crop}) to 48 pixels", model.test_size)  # fmt: skip
     require(0 <= augment.scale < 1, "augment.scale", "must lie in [0, 1) (0 turns it off)", augment.scale)
     require(
         0 <= augment.rotation <= 180, "augment.rotation", "must lie in [0, 180] degrees", augment.rotation
