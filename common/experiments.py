@@ -60,7 +60,7 @@ def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | Non
     defaults = defaults if defaults is not None else flat_config(project.default_config)
     metrics = runs.read_metrics(run_dir)
     config = flat_config(run_dir / runs.CONFIG_FILE)
-    progress = _read_json(run_dir / "progress.json")
+    progress = runs.read_json(run_dir / "progress.json")
     row: dict[str, Any] = {
         "name": run_dir.name,
         "path": str(run_dir),
@@ -212,12 +212,3 @@ def _short(text: str, width: int) -> str:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}

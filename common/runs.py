@@ -275,8 +275,13 @@ def is_stand_in(run_dir: Path) -> bool:
 
 def read_metrics(run_dir: Path) -> dict:
     """A run's ``metrics.json``, or ``{}`` when it has none or it cannot be read."""
+    return read_json(run_dir / METRICS_FILE)
+
+
+def read_json(path: Path) -> dict:
+    """A run folder's JSON file (metrics, progress), or ``{}`` when it is missing or unreadable."""
     try:
-        return json.loads((run_dir / METRICS_FILE).read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
 

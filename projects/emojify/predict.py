@@ -371,7 +371,7 @@ def predict(
 
     def read_one(path: str) -> dict:
         target = target_of[path]
-        image = _read_checked(path)
+        image = read_image(path, mode="RGB")  # its errors name the file
         faces, is_whole = reader.read(image, whole=whole)
         result = {"input": str(path), "faces": faces, "whole_image": is_whole}
         if target is not None:
@@ -380,14 +380,6 @@ def predict(
         return result
 
     return per_input(inputs, read_one)
-
-
-def _read_checked(path: str) -> np.ndarray:
-    try:
-        return read_image(path, mode="RGB")
-    except UserError as error:
-        message = str(error)
-        raise UserError(message if message.startswith(str(path)) else f"{path}: {message}") from None
 
 
 def _output_paths(inputs: list[str], out: Path) -> list[Path]:
