@@ -19,6 +19,13 @@ from common.backend import import_keras
 import_keras()
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+ROOT = RESULTS_DIR.parent.parent
+
+
+def shown(path: Path) -> Path:
+    """A path as the results files show it: relative to the repository when inside it, so they
+    read the same on every machine."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def add_write_argument(parser: argparse.ArgumentParser, results_file: Path) -> None:

@@ -29,7 +29,7 @@ import cv2  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench import RESULTS_DIR, add_write_argument, report, run  # noqa: E402
+from bench import RESULTS_DIR, add_write_argument, report, run, shown  # noqa: E402
 from common import runs  # noqa: E402
 from common.config import load_config  # noqa: E402
 from common.errors import UserError  # noqa: E402
@@ -52,7 +52,11 @@ def load_model(
     pretrained = runs.pretrained_dir("emojify")
     if (pretrained / "model.keras").is_file():
         config = load_config(DEFAULTS, pretrained / "config.toml", ["data.path="])
-        return keras.saving.load_model(pretrained / "model.keras"), config, f"shipped model {pretrained}"
+        return (
+            keras.saving.load_model(pretrained / "model.keras"),
+            config,
+            f"shipped model {shown(pretrained)}",
+        )
     config = load_config(DEFAULTS)
     return build_model(config), config, "untrained model of the default architecture (no shipped model yet)"
 

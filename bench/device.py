@@ -46,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import RESULTS_DIR, add_write_argument, record, run
+from bench import RESULTS_DIR, add_write_argument, record, run, shown
 from common.errors import UserError
 
 ROOT = RESULTS_DIR.parent.parent
@@ -345,7 +345,7 @@ def speed(row: dict) -> float | None:
 
 def _versions() -> str:
     parts = [f"Python {platform.python_version()}"]
-    for name, shown in (
+    for name, label in (
         ("keras", "Keras"),
         ("jax", "JAX"),
         ("jaxlib", "jaxlib"),
@@ -355,7 +355,7 @@ def _versions() -> str:
         ("numpy", "NumPy"),
     ):
         try:
-            parts.append(f"{shown} {importlib.metadata.version(name)}")
+            parts.append(f"{label} {importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
             pass
     return ", ".join(parts)
@@ -489,8 +489,7 @@ def _data_folder(given: Path | None) -> Path:
             if prepared.is_dir()
             else Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
         )
-    folder = Path(os.path.abspath(given))
-    return folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
+    return shown(Path(os.path.abspath(given)))
 
 
 def main(argv: list[str] | None = None) -> int:

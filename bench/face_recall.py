@@ -40,7 +40,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench import RESULTS_DIR, add_write_argument, report, run  # noqa: E402
+from bench import RESULTS_DIR, add_write_argument, report, run, shown  # noqa: E402
 from common import runs  # noqa: E402
 from common.config import load_config  # noqa: E402
 from common.errors import UserError  # noqa: E402
@@ -49,6 +49,8 @@ from tests.conftest import SHARED_DATA  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = RESULTS_DIR / "faces.md"
 DEFAULTS = ROOT / "projects" / "emojify" / "config.toml"
+
+
 WIDTH, HEIGHT = 640, 480
 HOPPER = Path(__import__("matplotlib").get_data_path()) / "sample_data" / "grace_hopper.jpg"
 # Grace Hopper's face in grace_hopper.jpg (512x600), framed as FER2013 frames faces.
@@ -328,7 +330,7 @@ def load_classifier(data: Path):
         return None, "no shipped model: emotion accuracy not measured"
     config = load_config(DEFAULTS, pretrained / "config.toml", [f"data.path={data}"])
     model = serving_model(keras.saving.load_model(pretrained / "model.keras"), config)
-    return (lambda faces: classify_faces(model, faces).argmax(axis=1)), f"shipped model {pretrained}"
+    return (lambda faces: classify_faces(model, faces).argmax(axis=1)), f"shipped model {shown(pretrained)}"
 
 
 def main(argv: list[str] | None = None) -> int:

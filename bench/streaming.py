@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import RESULTS_DIR, add_write_argument, report, run
+from bench import RESULTS_DIR, add_write_argument, report, run, shown
 from common.errors import UserError
 from tests.conftest import SHARED_DATA
 
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {side: run_side(side, options) for side in SIDES}
     load_after = os.getloadavg()[0]
     memory, streamed = results["in-memory"], results["streamed"]
-    variant = options.config.relative_to(ROOT) if options.config.is_relative_to(ROOT) else options.config
+    variant = shown(options.config)
     lines = [
         "# emojify: training input streamed from the image files against held in memory",
         "",
