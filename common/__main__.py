@@ -58,7 +58,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--continue-from",
         type=Path,
         metavar="RUN_DIR",
-        help="start a new run from a completed run's final weights (its config, then --set)",
+        help="start a new run from a completed run's final weights, or an interrupted run's last "
+        "checkpoint (its config, then --set)",
     )
 
     evaluate = commands.add_parser("evaluate", help="score a saved model on the test split")
@@ -245,7 +246,7 @@ def _run(options: argparse.Namespace) -> int:
             if options.set or options.config or options.name:
                 raise UserError(
                     "--resume continues a run with its own config and name; to change them, train "
-                    "a new run from a completed one: --continue-from RUN_DIR --set ..."
+                    "a new run from its weights: --continue-from RUN_DIR --set ..."
                 )
             config_file = str(options.resume / "config.toml")
         elif options.continue_from is not None:

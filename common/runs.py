@@ -222,17 +222,34 @@ def check_resumable(project: str, run_arg: Path) -> Path:
 
 
 def check_continuable(project: str, run_arg: Path) -> Path:
-    """The completed run (or shipped model folder) that ``--continue-from`` starts from."""
+    """The run that ``--continue-from`` starts from: a completed run, the shipped model folder, or
+    an interrupted run (from its last checkpoint, to go on with other settings, e.g. a new
+    schedule, while the interrupted run itself stays resumable)."""
     if not run_arg.is_dir():
         raise UserError(f"--continue-from {run_arg}: no such run folder")
     run_dir = run_arg.resolve()
-    if run_dir != pretrained_dir(project).resolve() and run_state(run_dir) != COMPLETED:
-        raise UserError(
-            f"--continue-from {run_arg}: not a completed run (an interrupted one continues with --resume)"
-        )
-    if not (run_dir / MODEL_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
-        raise UserError(f"--continue-from {run_arg}: needs its {MODEL_FILE} and {CONFIG_FILE}")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise UserError(f"--continue-from {run_arg}: not a run folder (no {CONFIG_FILE})")
+    if run_dir != pretrained_dir(project).resolve():
+        state = run_state(run_dir)
+        if state == RUNNING:
+            raise UserError(
+                f"--continue-from {run_arg}: process {lock_owner(run_dir)} is training this run right now; "
+                "stop it first (its last epoch is kept), or wait until it completes"
+            )
+        if state == FAILED:
+            raise UserError(f"--continue-from {run_arg}: this run failed and kept no weights to start from")
+    if not continuation_model(run_dir).is_file():
+        raise UserError(f"--continue-from {run_arg}: needs its {MODEL_FILE} (or {LAST_CHECKPOINT})")
     return run_dir
+
+
+def continuation_model(run_dir: Path) -> Path:
+    """The weights ``--continue-from`` starts from: the completed run's model, or the last
+    checkpoint of an interrupted one."""
+    if run_state(run_dir) == INTERRUPTED:
+        return run_dir / LAST_CHECKPOINT
+    return run_dir / MODEL_FILE
 
 
 def mark_latest(project: str, run_dir: Path) -> None:

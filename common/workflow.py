@@ -236,8 +236,9 @@ def _train_in(
         log.info("resuming %s after epoch %d of %d", run_dir.name, first_epoch, config.train.epochs)
     else:
         if continue_from is not None:
-            model = load_model_file(continue_from / runs.MODEL_FILE, compile=False)
-            log.info("starting from the weights of %s", continue_from)
+            start = runs.continuation_model(continue_from)
+            model = load_model_file(start, compile=False)
+            log.info("starting from the weights of %s", start)
         else:
             model = project.module.build_model(config, splits)
             devices.check_output_dtype(model, placement.precision)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import projects
@@ -219,6 +220,59 @@ def test_continue_from_trains_a_completed_run_further_into_a_new_folder(toy_proj
     metrics = json.loads((second / "metrics.json").read_text())
     assert metrics["continued_from"] == str(first) and metrics["epochs_run"] == 3
     assert {path.name: path.read_bytes() for path in first.iterdir() if path.is_file()} == first_files
+
+
+def test_continue_from_an_interrupted_run_starts_from_its_last_checkpoint(
+    toy_project, models_dir, cli, monkeypatch
+):
+    # Ctrl-C right after the second epoch was committed.
+    commit = checkpoints.RunRecorder.on_epoch_end
+
+    def commit_then_interrupt(self, epoch, logs=None):
+        commit(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", commit_then_interrupt)
+    assert cli("train", "toy", "--name", "stopped", "--set", "train.epochs=4").code == 2
+    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", commit)
+    [stopped] = [path for path in (models_dir / "toy").iterdir() if path.name.endswith("-stopped")]
+    assert runs.run_state(stopped) == runs.INTERRUPTED
+
+    # While another process trains it, it is a moving target: refused in one line.
+    runs.set_state(stopped, runs.RUNNING)
+    with subprocess.Popen(["sleep", "30"]) as trainer:
+        (stopped / runs.LOCK_FILE).write_text(f"{trainer.pid}\n")
+        assert_one_line_error(
+            cli("train", "toy", "--continue-from", str(stopped)), f"process {trainer.pid}", "stop it"
+        )
+        trainer.kill()
+    (stopped / runs.LOCK_FILE).unlink()
+    runs.set_state(stopped, runs.INTERRUPTED)
+    stopped_files = {path.name: path.read_bytes() for path in stopped.iterdir() if path.is_file()}
+
+    # Once stopped, a new run starts from the weights of its last committed epoch, with new settings.
+    import keras
+
+    last = keras.saving.load_model(stopped / runs.LAST_CHECKPOINT).get_weights()
+    started_from = []
+    original_fit = keras.Model.fit
+
+    def fit_recording_start(model, *args, **kwargs):
+        started_from.append(model.get_weights())
+        return original_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit_recording_start)
+    result = cli("train", "toy", "--continue-from", str(stopped), "--set", "train.epochs=2")
+    assert result.code == 0, result.stderr
+    for started, weights in zip(started_from[0], last, strict=True):
+        np.testing.assert_array_equal(started, weights)
+    second = runs.latest_run("toy")
+    assert second != stopped
+    assert json.loads((second / "metrics.json").read_text())["continued_from"] == str(stopped)
+    # The interrupted run is untouched and can still be resumed.
+    assert {path.name: path.read_bytes() for path in stopped.iterdir() if path.is_file()} == stopped_files
+    assert runs.run_state(stopped) == runs.INTERRUPTED
 
 
 def test_no_trained_model_says_what_to_do(toy_project, models_dir, cli):
