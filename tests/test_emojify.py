@@ -271,7 +271,9 @@ def test_evaluate_without_fer2013_says_it_evaluates_on_the_sample(
     not_found = [message for message in warnings if "FER2013 not found" in message]
     assert len(not_found) == 1 and "evaluating on a generated sample" in not_found[0], warnings
     assert not any("training" in message for message in warnings), warnings
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["synthetic_data"] is True
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["synthetic_data"] is True and metrics["mirror_average"] is True
+    assert "test_size" not in metrics  # a model of whole faces, no crops
 
 
 def test_synthetic_faces_are_found_by_the_face_detector():

@@ -10,7 +10,7 @@ import keras
 from common.classification import evaluate_classifier, format_classifier_report
 from common.config import Config
 from common.data import Splits
-from projects.emojify.model import serving_model
+from projects.emojify.model import serving_model, serving_size
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,8 @@ def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) 
     """Scores the model on the test split; writes ``confusion_matrix.png`` and ``mistakes.png``.
 
     On the synthetic sample, the metrics say so (``synthetic_data``), beside ``data_source``.
-    With ``model.mirror_average`` the scores are those of the mirror-averaged model, as served.
+    The scores are those of the model as served (``serving_model``: mirror-averaged, crops), which
+    the metrics record.
     """
     model = serving_model(model, config)
     x_test, y_test = splits.test
@@ -28,6 +29,11 @@ def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) 
         model, x_test, y_test, y_train, splits.info["class_names"], out_dir, data_source=splits.source
     )
     metrics["synthetic_data"] = bool(splits.info.get("synthetic"))
+    # How the scored model looked at each face (serving_model), so a figure says what it measures.
+    metrics["mirror_average"] = bool(config.model.mirror_average)
+    if config.augment.crop:
+        metrics["test_crops"] = config.model.test_crops
+        metrics["test_size"] = serving_size(config)
     if metrics["synthetic_data"]:
         log.warning(
             "these scores are on the synthetic sample of drawn faces, not on FER2013: they show the "
