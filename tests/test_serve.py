@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageOps
 from tests.conftest import ROOT
 
 pytest.importorskip("fastapi")
-pytest.importorskip("httpx")  # FastAPI's TestClient.
+pytest.importorskip("httpx2")  # FastAPI's TestClient.
 
 from fastapi.testclient import TestClient  # noqa: E402
 
