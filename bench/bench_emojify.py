@@ -70,11 +70,8 @@ def serving_views(config) -> str:
     if crops * mirrored == 1:
         return f"one pass per face{square}"
     kind = f"{crops} crops" if crops > 1 else "the face"
-    return (
-        f"averaged over {crops * mirrored} views{square}: {kind}"
-        + (" and their mirrors" if mirrored > 1 else "")
-        + ", in one batch"
-    )
+    mirrors = (" and their mirrors" if crops > 1 else " and its mirror") if mirrored > 1 else ""
+    return f"averaged over {crops * mirrored} views{square}: {kind}{mirrors}, in one batch"
 
 
 def source_faces(count: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:

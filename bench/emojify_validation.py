@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from bench import RESULTS_DIR, add_write_argument, run  # noqa: E402
+from bench import RESULTS_DIR, add_write_argument, run, shown  # noqa: E402
 from common import registry, workflow  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from projects.emojify.model import serving_model  # noqa: E402
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             name = f"{crops * (2 if mirror else 1)} crops averaged"
         if size:
             name += f", {size}x{size}"
-        lines.append(f"{name:>26}: {accuracy:.2%} validation accuracy on {len(y):,} faces ({model_file})")
+        where = shown(Path(model_file).resolve())
+        lines.append(f"{name:>26}: {accuracy:.2%} validation accuracy on {len(y):,} faces ({where})")
     print("\n".join(lines))
     if options.write:
         RESULTS.write_text(
