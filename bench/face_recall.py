@@ -322,7 +322,7 @@ def load_classifier(data: Path):
     """The shipped model, served as predict serves it: (N, 48, 48) uint8 faces → labels."""
     import keras
 
-    from projects.emojify.model import serving_model
+    from projects.emojify.model import serving_model, serving_size
     from projects.emojify.predict import classify_faces
 
     pretrained = runs.pretrained_dir("emojify")
@@ -330,7 +330,12 @@ def load_classifier(data: Path):
         return None, "no shipped model: emotion accuracy not measured"
     config = load_config(DEFAULTS, pretrained / "config.toml", [f"data.path={data}"])
     model = serving_model(keras.saving.load_model(pretrained / "model.keras"), config)
-    return (lambda faces: classify_faces(model, faces).argmax(axis=1)), f"shipped model {shown(pretrained)}"
+    views = "mirror-averaged" if config.model.mirror_average else "one pass"
+    if config.augment.crop:
+        views += f", {serving_size(config)}x{serving_size(config)} centre"
+    return (lambda faces: classify_faces(model, faces).argmax(axis=1)), (
+        f"shipped model {shown(pretrained)}, served as its config says ({views})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -436,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             else f"validation part ({config.data.validation_fraction:.0%} of the rest of train)"
         )
         + f", seed {options.seed}; RetinaFace's min_score {config.faces.min_score}",
-        f"- Emotion: {model_name}, mirror-averaged as served",
+        f"- Emotion: {model_name}",
         "",
         "| detector | what | package | faces found | false faces per face-free photo "
         "| false faces per photo with faces | ms per photo | emotion right on found faces |",
