@@ -394,10 +394,13 @@ def main(argv: list[str] | None = None) -> int:
         title, package, factory = DETECTORS[name]
         try:
             detect = factory(config)
+            detect(scenes[0]["image"][..., 0])  # Warm up: sessions, graphs, allocations.
         except ImportError as error:
             rows.append(f"| {name} | {title} | {package} | not installed ({error}) | | | | | |")
             continue
-        detect(scenes[0]["image"][..., 0])  # Warm up: sessions, graphs, allocations.
+        except Exception as error:  # noqa: BLE001 - a candidate's own dependency is missing or broken
+            rows.append(f"| {name} | {title} | {package} | could not start ({error}) | | | | | |")
+            continue
         result = evaluate(detect, scenes, classify, test_faces, test_labels)
         found = result["found"]
         by_kind = "; ".join(f"{kind} {f}/{n}" for kind, (f, n) in found.items() if n)
