@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,3 +127,23 @@ def says(figure, fragment: str) -> bool:
     """Whether the figure's titles hold ``fragment``, wherever they were wrapped (a long title
     is broken at spaces, and a path longer than a line inside the path)."""
     return "".join(fragment.split()) in "".join(figure_text(figure).split())
+
+
+@contextmanager
+def ctrl_c_after_epoch(epoch: int) -> Iterator[None]:
+    """Inside the block, a training is interrupted (KeyboardInterrupt, as Ctrl-C) right after
+    epoch ``epoch`` (0-based) was committed to its run folder."""
+    from common import checkpoints
+
+    commit = checkpoints.RunRecorder.on_epoch_end
+
+    def commit_then_interrupt(self, done, logs=None):
+        commit(self, done, logs)
+        if done == epoch:
+            raise KeyboardInterrupt
+
+    checkpoints.RunRecorder.on_epoch_end = commit_then_interrupt
+    try:
+        yield
+    finally:
+        checkpoints.RunRecorder.on_epoch_end = commit

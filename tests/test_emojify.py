@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import checkpoints, runs
+from common import runs
 from common.config import load_config
 from common.data import Splits
 from common.errors import UserError
@@ -23,7 +23,7 @@ from common.registry import PROJECTS_DIR
 from projects.emojify import data as emojify_data
 from projects.emojify.classes import CLASS_NAMES, class_index
 from projects.emojify.synthetic import draw_face, synthetic_faces
-from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess, says
+from tests.conftest import SHARED_DATA, assert_one_line_error, ctrl_c_after_epoch, run_subprocess, says
 
 DEFAULTS = PROJECTS_DIR / "emojify" / "config.toml"
 FER_TRAIN = SHARED_DATA / "fer2013" / "train"
@@ -861,18 +861,10 @@ def test_pipeline_batches_are_a_function_of_seed_epoch_and_index():
 
 
 @pytest.mark.slow
-def test_a_resumed_run_with_pipeline_augmentation_is_bit_identical(cli, models_dir, monkeypatch):
+def test_a_resumed_run_with_pipeline_augmentation_is_bit_identical(cli, models_dir):
     assert cli("train", "emojify", *TINY_CPU68, "--name", "whole").code == 0
-    commit = checkpoints.RunRecorder.on_epoch_end
-
-    def commit_then_interrupt(self, epoch, logs=None):
-        commit(self, epoch, logs)
-        if epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", commit_then_interrupt)
-    interrupted = cli("train", "emojify", *TINY_CPU68, "--name", "cut")
-    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", commit)
+    with ctrl_c_after_epoch(0):
+        interrupted = cli("train", "emojify", *TINY_CPU68, "--name", "cut")
     assert interrupted.code == 2 and "--resume" in interrupted.stderr
     [whole, cut] = sorted((models_dir / "emojify").glob("*-whole")) + sorted(
         (models_dir / "emojify").glob("*-cut")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import projects
-from common import checkpoints, registry, runs
-from tests.conftest import assert_one_line_error
+from common import registry, runs
+from tests.conftest import assert_one_line_error, ctrl_c_after_epoch
 
 TOY_CONFIG = """
 seed = 1
@@ -139,21 +139,13 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
 
 
-def test_interrupted_run_never_becomes_latest_and_resumes(toy_project, models_dir, cli, monkeypatch):
+def test_interrupted_run_never_becomes_latest_and_resumes(toy_project, models_dir, cli):
     assert cli("train", "toy", "--name", "good").code == 0
     good_run = runs.latest_run("toy")
     good_model = (good_run / "model.keras").read_bytes()
 
-    # Ctrl-C right after the first epoch was committed.
-    commit = checkpoints.RunRecorder.on_epoch_end
-
-    def commit_then_interrupt(self, epoch, logs=None):
-        commit(self, epoch, logs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", commit_then_interrupt)
-    result = cli("train", "toy", "--name", "broken", "--set", "train.epochs=3")
-    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", commit)
+    with ctrl_c_after_epoch(0):
+        result = cli("train", "toy", "--name", "broken", "--set", "train.epochs=3")
     assert result.code == 2
     assert "interrupted" in result.stderr and "--resume" in result.stderr
     assert runs.latest_run("toy") == good_run
@@ -225,17 +217,8 @@ def test_continue_from_trains_a_completed_run_further_into_a_new_folder(toy_proj
 def test_continue_from_an_interrupted_run_starts_from_its_last_checkpoint(
     toy_project, models_dir, cli, monkeypatch
 ):
-    # Ctrl-C right after the second epoch was committed.
-    commit = checkpoints.RunRecorder.on_epoch_end
-
-    def commit_then_interrupt(self, epoch, logs=None):
-        commit(self, epoch, logs)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", commit_then_interrupt)
-    assert cli("train", "toy", "--name", "stopped", "--set", "train.epochs=4").code == 2
-    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", commit)
+    with ctrl_c_after_epoch(1):
+        assert cli("train", "toy", "--name", "stopped", "--set", "train.epochs=4").code == 2
     [stopped] = [path for path in (models_dir / "toy").iterdir() if path.name.endswith("-stopped")]
     assert runs.run_state(stopped) == runs.INTERRUPTED
 
