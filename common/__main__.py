@@ -1,9 +1,12 @@
-"""The command line: ``python -m common {list,train,evaluate,predict,runs,compare,tune,new,demo,serve}``.
+"""The command line: ``python -m common COMMAND``, one command per step of the workflow.
+
+Commands: list, train, evaluate, predict, runs, compare, ensemble, tune, new, demo, serve.
 
 Examples:
     python -m common list
     python -m common train mnist --set train.epochs=3
     python -m common runs mnist --sort test_accuracy
+    python -m common ensemble emojify models/emojify/RUN_A models/emojify/RUN_B
     python -m common evaluate mnist --set data.path=data/mnist
     python -m common predict mnist digit.png --json
     python -m common serve --port 8000
@@ -94,6 +97,23 @@ def _build_parser() -> argparse.ArgumentParser:
         "runs", nargs="+", metavar="RUN", help="run folders, or run names in models/<project>/"
     )
     compare.add_argument("--out", type=Path, help="the plot of validation curves (PNG)")
+
+    ensemble = commands.add_parser(
+        "ensemble",
+        help="average several trained models of a project inside one saved model, and score it on test",
+    )
+    ensemble.add_argument("project")
+    ensemble.add_argument(
+        "models", nargs="+", metavar="RUN", help="run folders (or .keras files beside their config.toml)"
+    )
+    ensemble.add_argument("--name", help="suffix for the run folder's name (default: ensemble)")
+    ensemble.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the first model's config, which the ensemble keeps (how it is served)",
+    )
 
     tune = commands.add_parser(
         "tune", help="search the config's [tune.space] with KerasTuner, trial by trial"
@@ -279,6 +299,14 @@ def _run(options: argparse.Namespace) -> int:
         if format_report is not None:
             print(format_report(metrics))
         print(f"metrics and plots written to {out_dir}")
+        return 0
+
+    if options.command == "ensemble":
+        from common import ensemble
+
+        run_dir = ensemble.build(project, options.models, options.name, options.set)
+        print(_summary(json.loads((run_dir / "metrics.json").read_text())))
+        print(f"ensemble saved to {run_dir}")
         return 0
 
     if options.command == "predict":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from common import ensemble
 from common.config import Config
 from projects.emojify.classes import NUM_CLASSES
 from projects.emojify.synthetic import SIZE
@@ -120,13 +121,19 @@ def serving_size(config: Config) -> int:
 
 def _without_centre_crop(model: keras.Model):
     """The trained network after its ``CenterCrop`` (same layers, same weights): it reads squares
-    larger than its training crops, which global pooling averages to the same features."""
+    larger than its training crops, which global pooling averages to the same features. For an
+    ensemble (``python -m common ensemble``), each member's, their probabilities averaged."""
+    networks = ensemble.members(model)
 
     def network(images):
-        for layer in model.layers:
-            if not isinstance(layer, layers.CenterCrop):
-                images = layer(images)
-        return images
+        outputs = []
+        for member in networks:
+            features = images
+            for layer in member.layers:
+                if not isinstance(layer, layers.CenterCrop):
+                    features = layer(features)
+            outputs.append(features)
+        return outputs[0] if len(outputs) == 1 else keras.ops.mean(keras.ops.stack(outputs), axis=0)
 
     return network
 

