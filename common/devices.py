@@ -117,6 +117,11 @@ def check(config: Config) -> None:
     if cpu_devices > 1:
         # Before anything (even making an optimizer to check its options) sets the devices up.
         _split_cpu(cpu_devices)
+    elif backend == "jax" and distribution == "data_parallel":
+        # The CPU split by the user's own XLA_FLAGS (README): the same launch pool is needed.
+        asked = _JAX_DEVICE_COUNT.search(os.environ.get("XLA_FLAGS", ""))
+        if asked is not None and int(asked.group(1)) > 1:
+            _enough_jax_launch_threads(int(asked.group(1)))
 
 
 @contextmanager
@@ -226,6 +231,25 @@ def _tf_mirrored() -> Iterator[int]:
         yield strategy.num_replicas_in_sync
 
 
+def _enough_jax_launch_threads(count: int) -> None:
+    """Gives XLA's CPU client a thread pool in which ``count`` devices' collectives cannot deadlock.
+
+    The client launches each device's share of a multi-device program on a pool of
+    max(cores, devices) threads, and lets 32 programs queue per device. Python runs ahead of the
+    computation, so once 32 steps are queued the next step's launch waits for room *on a pool
+    thread*. With as many threads as devices (2 cores, 2 devices) that leaves too few for the
+    all-reduce at the head of the queue, which needs every device's share running at once: a
+    deadlock, which XLA ends after 40 s by aborting the process ("Termination timeout for all
+    reduce"). Seen under load, when the computation falls furthest behind. ``PJRT_NPROC`` sizes
+    that pool (read when JAX creates its CPU client); twice the devices leaves one launch thread
+    per device besides the collective's. A larger value set by the user is kept.
+    """
+    wanted = 2 * count
+    current = os.environ.get("PJRT_NPROC", "")
+    if not (current.isdigit() and int(current) >= wanted):
+        os.environ["PJRT_NPROC"] = str(wanted)
+
+
 def _split_cpu(count: int) -> None:
     """Makes the CPU ``count`` logical devices, or says in one line why it cannot."""
     backend = keras.backend.backend()
@@ -253,6 +277,7 @@ def _split_cpu(count: int) -> None:
             # fresh process; checked below in case something did.
             flags = _JAX_DEVICE_COUNT.sub("", flags).strip()
             os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+        _enough_jax_launch_threads(count)
         found = len(jax.devices("cpu"))
         if found != count:
             raise UserError(

@@ -108,6 +108,40 @@ def test_jax_splits_the_cpu_itself_when_asked(tmp_path):
     assert metrics(only_run(tmp_path))["replicas"] == 2
 
 
+QUEUED_ALL_REDUCES = """
+import os, sys
+os.environ["XLA_FLAGS"] = "--xla_cpu_collective_call_terminate_timeout_seconds=5"
+from common import devices
+devices._split_cpu(2)
+import jax, jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+sharded = NamedSharding(Mesh(jax.devices(), ("d",)), PartitionSpec("d"))
+x = jax.device_put(jnp.ones((2, 1000)), sharded)
+step = jax.jit(lambda x: x * 0.5 + x.mean(), out_shardings=sharded)  # the mean: an all-reduce
+for _ in range(64):  # dispatched without waiting: more than the 32 XLA lets queue per device
+    x = step(x)
+print(float(x[0, 0]))
+"""
+
+
+def test_jax_cpu_devices_do_not_deadlock_when_steps_queue_up():
+    """The JAX training above failed about one run in four under load (XLA aborted after 40 s in
+    an all-reduce): with a launch pool of 2 threads for 2 devices, a launch waiting for room in the
+    queue held a thread the all-reduce at its head needed. Without the larger pool this script
+    aborts every time; with it, it finishes."""
+    need("jax")
+    result = subprocess.run(
+        [sys.executable, "-c", QUEUED_ALL_REDUCES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.split()[-1]) > 0
+
+
 def test_pytorch_data_parallel_is_one_line(tmp_path):
     need("torch")
     result = train(tmp_path, "torch", *TINY_MNIST, "--set", "train.distribution=data_parallel")
