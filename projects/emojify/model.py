@@ -123,16 +123,17 @@ def _without_centre_crop(model: keras.Model):
     """The trained network after its ``CenterCrop`` (same layers, same weights): it reads squares
     larger than its training crops, which global pooling averages to the same features. For an
     ensemble (``python -m common ensemble``), each member's, their probabilities averaged."""
-    networks = ensemble.members(model)
+    networks = [
+        # A model of its own per member: members trained apart have layers of the same names.
+        keras.Sequential(
+            [layer for layer in member.layers if not isinstance(layer, layers.CenterCrop)],
+            name=f"{member.name}_uncropped",
+        )
+        for member in ensemble.members(model)
+    ]
 
     def network(images):
-        outputs = []
-        for member in networks:
-            features = images
-            for layer in member.layers:
-                if not isinstance(layer, layers.CenterCrop):
-                    features = layer(features)
-            outputs.append(features)
+        outputs = [uncropped(images) for uncropped in networks]
         return outputs[0] if len(outputs) == 1 else keras.ops.mean(keras.ops.stack(outputs), axis=0)
 
     return network
