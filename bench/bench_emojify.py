@@ -30,7 +30,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench import RESULTS_DIR, add_write_argument, report, run, shown  # noqa: E402
-from common import runs  # noqa: E402
+from common import ensemble, runs  # noqa: E402
 from common.config import load_config  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from projects.emojify.data import read_face  # noqa: E402
@@ -72,6 +72,12 @@ def serving_views(config) -> str:
     kind = f"{crops} crops" if crops > 1 else "the face"
     mirrors = (" and their mirrors" if crops > 1 else " and its mirror") if mirrored > 1 else ""
     return f"averaged over {crops * mirrored} views{square}: {kind}{mirrors}, in one batch"
+
+
+def networks(model: keras.Model) -> str:
+    """``", an ensemble of N networks"`` for a model made by ``python -m common ensemble``."""
+    count = len(ensemble.members(model))
+    return f", an ensemble of {count} networks averaged" if count > 1 else ""
 
 
 def source_faces(count: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
@@ -187,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{keras.__version__} on {keras.backend.backend()}, OpenCV {cv2.__version__}",
         f"- Load average while it ran: {load_before[0]:.1f} before, {load_after[0]:.1f} after "
         "(other work on the machine slows every number below)",
-        f"- Model: {model_name}, {model.count_params():,} weights" + f" (served {serving_views(config)})",
+        f"- Model: {model_name}{networks(model)}, {model.count_params():,} weights"
+        + f" (served {serving_views(config)})",
         f"- Frames: {options.frames} built 640x480 frames with {placed} {origin} enlarged to 140-200 px, "
         f"{options.repeats} passes",
         "",

@@ -322,6 +322,7 @@ def load_classifier(data: Path):
     """The shipped model, served as predict serves it: (N, 48, 48) uint8 faces → labels."""
     import keras
 
+    from common import ensemble
     from projects.emojify.model import serving_model, serving_size
     from projects.emojify.predict import classify_faces
 
@@ -329,8 +330,11 @@ def load_classifier(data: Path):
     if not (pretrained / "model.keras").is_file():
         return None, "no shipped model: emotion accuracy not measured"
     config = load_config(DEFAULTS, pretrained / "config.toml", [f"data.path={data}"])
-    model = serving_model(keras.saving.load_model(pretrained / "model.keras"), config)
+    trained = keras.saving.load_model(pretrained / "model.keras")
+    model = serving_model(trained, config)
     views = "mirror-averaged" if config.model.mirror_average else "one pass"
+    if len(ensemble.members(trained)) > 1:
+        views = f"{len(ensemble.members(trained))} networks averaged, {views}"
     if config.augment.crop:
         views += f", {serving_size(config)}x{serving_size(config)} centre"
     return (lambda faces: classify_faces(model, faces).argmax(axis=1)), (
