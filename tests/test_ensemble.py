@@ -117,8 +117,9 @@ def test_emojify_serves_an_ensemble_on_larger_squares_and_mirrors():
     from tests.test_emojify import CROPPED_MODEL, config_with
 
     config = config_with(*CROPPED_MODEL, "model.test_size=44", "model.mirror_average=true")
+    keras.utils.clear_session()  # each member as if built in a fresh process: the same layer names
     first = build_model(config_with(*CROPPED_MODEL))
-    keras.utils.clear_session()  # as if trained in another process: its layers get the same names
+    keras.utils.clear_session()
     second = build_model(config_with(*CROPPED_MODEL))
     assert [layer.name for layer in first.layers] == [layer.name for layer in second.layers]
     ensemble = average([first, second])
