@@ -26,29 +26,31 @@ def real_digits():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, real_digits) -> dict[str, Path]:
-    """Two tiny MNIST runs on one split, "a" and "b" (different widths); and "c", a copy of "a"
-    whose config says it was trained with another seed (so on another split)."""
+    """A tiny MNIST run "a"; "b", a copy of it whose weights moved (as another run's would, on the
+    same split); and "c", a copy whose config says it was trained with another seed (so on another
+    split). One training keeps the fast suite fast."""
+    import keras
+
     from common.__main__ import main
 
     folder = tmp_path_factory.mktemp("ensemble")
     images, labels = real_digits
     data = folder / "tiny.npz"
     np.savez(data, x_train=images[:400], y_train=labels[:400], x_test=images[400:500], y_test=labels[400:500])
-    made = {}
+    settings = [f"data.path={data}", "train.epochs=1", "model.conv_filters=[4]", "model.dense_units=8"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MODELS_DIR", str(folder / "members"))
-        for name, overrides in {"a": [], "b": ["model.dense_units=16"]}.items():
-            settings = [
-                f"data.path={data}",
-                "train.epochs=1",
-                "model.conv_filters=[4]",
-                "model.dense_units=8",
-                "train.batch_size=64",
-                *overrides,
-            ]
-            args = ["-q", "train", "mnist", "--name", name, *[a for key in settings for a in ("--set", key)]]
-            assert main(args) == 0
-            made[name] = runs.latest_run("mnist")
+        assert (
+            main(["-q", "train", "mnist", "--name", "a", *[a for key in settings for a in ("--set", key)]])
+            == 0
+        )
+        made = {"a": runs.latest_run("mnist")}
+    made["b"] = folder / "members" / "mnist" / "b"
+    shutil.copytree(made["a"], made["b"])
+    model = keras.saving.load_model(made["b"] / "model.keras")
+    noise = np.random.default_rng(1)
+    model.set_weights([w + noise.normal(0, 0.05, w.shape).astype(w.dtype) for w in model.get_weights()])
+    model.save(made["b"] / "model.keras")
     made["c"] = folder / "members" / "mnist" / "c"
     shutil.copytree(made["a"], made["c"])
     config = made["c"] / "config.toml"
