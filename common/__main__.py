@@ -20,10 +20,20 @@ import logging
 import sys
 from pathlib import Path
 
-from common import registry
-from common.backend import import_keras
-from common.errors import UserError
-from common.runs import strict_json
+try:
+    from common import registry
+    from common.backend import import_keras
+    from common.errors import UserError
+    from common.runs import strict_json
+except ModuleNotFoundError as missing:
+    # `python -m common` run by a Python without the project's packages (the system one, or a
+    # shell where .venv is not active): say so, rather than a traceback about a module.
+    print(
+        f"error: this Python ({sys.executable}) lacks the project's packages (no module named "
+        f"{missing.name!r}); run `make install`, then `.venv/bin/python -m common ...` (or activate .venv)",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 QUIET_FLAGS = ("-q", "--quiet")
 

@@ -87,6 +87,20 @@ def test_a_missing_file_is_exactly_one_line_on_stderr():
     assert result.stdout == ""
 
 
+def test_a_python_without_the_packages_is_told_to_install_them():
+    """`python -m common` from a Python that lacks the project's packages (here: site-packages off)."""
+    completed = subprocess.run(
+        [sys.executable, "-S", "-m", "common", "predict", "mnist", "/nonexistent.png"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 2
+    [line] = completed.stderr.splitlines()
+    assert line.startswith("error: this Python") and "make install" in line and ".venv/bin/python" in line
+
+
 def test_list_help_and_config_errors_import_no_tensorflow(tmp_path):
     """`list`, `--help`, a bad config value and `runs` answer without importing Keras or TensorFlow."""
     commands = [
