@@ -333,8 +333,9 @@ def load_classifier(data: Path):
     trained = keras.saving.load_model(pretrained / "model.keras")
     model = serving_model(trained, config)
     views = "mirror-averaged" if config.model.mirror_average else "one pass"
-    if len(ensemble.members(trained)) > 1:
-        views = f"{len(ensemble.members(trained))} networks averaged, {views}"
+    networks = len(ensemble.members(trained))
+    if networks > 1:
+        views = f"{networks} networks averaged, {views}"
     if config.augment.crop:
         views += f", {serving_size(config)}x{serving_size(config)} centre"
     return (lambda faces: classify_faces(model, faces).argmax(axis=1)), (

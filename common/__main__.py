@@ -52,13 +52,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a project's model into a new run folder")
     train.add_argument("project")
     train.add_argument("--config", help="a variant TOML file holding only the keys it changes")
-    train.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config key, e.g. --set train.epochs=3 (repeatable)",
-    )
+    _add_set_argument(train, "override one config key, e.g. --set train.epochs=3 (repeatable)")
     train.add_argument("--name", help="suffix for the run folder's name")
     start = train.add_mutually_exclusive_group()
     start.add_argument(
@@ -78,13 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a saved model on the test split")
     evaluate.add_argument("project")
     evaluate.add_argument("--model", help="run folder or .keras file (default: latest run)")
-    evaluate.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of the model's saved config, e.g. data.path",
-    )
+    _add_set_argument(evaluate, "override a key of the model's saved config, e.g. data.path")
     evaluate.add_argument("--out", type=Path, help="folder for metrics.json and plots")
 
     predict = commands.add_parser("predict", help="run a saved model on raw inputs")
@@ -94,7 +82,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--model", help="run folder or .keras file (default: latest run, else the shipped pretrained model)"
     )
     predict.add_argument("--json", action="store_true", help="one JSON object per input")
-    predict.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS)
+    _add_set_argument(predict, argparse.SUPPRESS)
 
     runs_parser = commands.add_parser("runs", help="a table of a project's runs, newest first")
     runs_parser.add_argument("project")
@@ -117,12 +105,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "models", nargs="+", metavar="RUN", help="run folders (or .keras files beside their config.toml)"
     )
     ensemble.add_argument("--name", help="suffix for the run folder's name (default: ensemble)")
-    ensemble.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of the first model's config, which the ensemble keeps (how it is served)",
+    _add_set_argument(
+        ensemble, "override a key of the first model's config, which the ensemble keeps (how it is served)"
     )
 
     tune = commands.add_parser(
@@ -132,9 +116,7 @@ def _build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--trials", type=int, help="how many trials (default: tune.trials of the config)")
     tune.add_argument("--name", default="search", help="the search's name; the same name continues it")
     tune.add_argument("--config", help="a variant TOML file the trials start from")
-    tune.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a key in every trial"
-    )
+    _add_set_argument(tune, "override a key in every trial")
 
     new = commands.add_parser("new", help="start a new project folder that trains, predicts and is tested")
     new.add_argument("name", help="the new project's name, a lowercase Python name")
@@ -157,6 +139,11 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("project")
     demo.add_argument("args", nargs=argparse.REMAINDER, help="passed to the project's demo")
     return parser
+
+
+def _add_set_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """The repeatable ``--set KEY=VALUE`` config override, as every command that reads a config has it."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def _add_project_predict_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:

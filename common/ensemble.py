@@ -83,19 +83,16 @@ def build(project: Project, model_args: list[str], name: str | None, overrides: 
 
     models = [workflow.load_model_file(model_file, compile=False) for model_file, _ in found]
     model = average(models, name=f"{project.name}_ensemble")
-    splits = project.module.load_data(config, need_training=False)
-    log.info("data: %s (n_test=%d)", splits.source, len(splits.test[1]))
 
     run_dir = runs.new_run_dir(project.name, name or "ensemble")
     log.info("run folder: %s", run_dir)
     try:
         config.save(run_dir / runs.CONFIG_FILE)
         runs.save_model_atomically(model, run_dir / runs.MODEL_FILE)
-        metrics = project.module.evaluate(model, splits, config, run_dir)
+        # Scored as `evaluate` scores any saved model, into the run folder.
+        metrics, _ = workflow.evaluate_saved(project, str(run_dir), out_dir=run_dir)
+        metrics.pop("model")
         metrics.update(
-            data_source=splits.source,
-            stand_in_data=splits.stand_in,
-            **splits.sizes(),
             parameters=model.count_params(),
             keras_backend=keras.backend.backend(),
             ensemble_of=[str(model_file.resolve()) for model_file, _ in found],
