@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,9 +25,21 @@ class CliResult:
     stderr: str
 
 
-@pytest.fixture
+def pytest_configure(config):
+    """No test reads or writes the user's own runs in models/: until a test's own folder is set
+    (below), run folders go to an empty temporary folder, so fixtures that load models for a whole
+    module see the shipped models only, whatever the user has trained."""
+    os.environ["MODELS_DIR"] = config._empty_models_dir = tempfile.mkdtemp(prefix="no-user-runs-")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "_empty_models_dir", ""), ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
 def models_dir(tmp_path, monkeypatch) -> Path:
-    """Run folders go to a temporary folder, never to the repository's models/."""
+    """Every test's run folders go to its own temporary folder, never to the repository's models/
+    (and never to another test's: no test sees what an earlier one trained)."""
     folder = tmp_path / "models"
     monkeypatch.setenv("MODELS_DIR", str(folder))
     return folder

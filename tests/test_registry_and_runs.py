@@ -14,6 +14,9 @@ import projects
 from common import registry, runs
 from tests.conftest import assert_one_line_error, ctrl_c_after_epoch
 
+# A name no user would give a project of their own: a user's projects/ may hold any other.
+TOY = "points_fixture"
+
 TOY_CONFIG = """
 seed = 1
 [data]
@@ -77,19 +80,20 @@ def predict(model, inputs, config, options):
 def toy_project(tmp_path, monkeypatch):
     """A project folder outside the repository, added to the ``projects`` package's path."""
     base = tmp_path / "plugins"
-    folder = base / "toy"
+    folder = base / TOY
     folder.mkdir(parents=True)
     (folder / "config.toml").write_text(textwrap.dedent(TOY_CONFIG))
     (folder / "__init__.py").write_text(textwrap.dedent(TOY_PROJECT))
-    monkeypatch.setattr(projects, "__path__", [*projects.__path__, str(base)])
+    monkeypatch.setattr(projects, "__path__", [str(base), *projects.__path__])
     yield folder
-    sys.modules.pop("projects.toy", None)
+    sys.modules.pop(f"projects.{TOY}", None)
 
 
-def test_registry_lists_the_real_projects():
+def test_registry_lists_the_shipped_projects():
+    # Only the three that ship: a user's own project may be half-written while they test.
     names = registry.project_names()
-    assert "mnist" in names
-    for name in names:
+    assert {"mnist", "emojify", "stock"} <= set(names)
+    for name in ("mnist", "emojify", "stock"):
         project = registry.get_project(name)
         assert project.default_config.is_file()
         for function in ("load_data", "build_model", "evaluate", "predict"):
@@ -104,11 +108,11 @@ def test_unknown_project_is_a_one_line_error(cli):
 
 def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
     listed = cli("list")
-    assert "toy" in listed.stdout and "points left or right" in listed.stdout
+    assert TOY in listed.stdout and "points left or right" in listed.stdout
 
-    result = cli("train", "toy", "--set", "train.epochs=3", "--name", "first")
+    result = cli("train", TOY, "--set", "train.epochs=3", "--name", "first")
     assert result.code == 0, result.stderr
-    run_dir = runs.latest_run("toy")
+    run_dir = runs.latest_run(TOY)
     assert run_dir is not None and run_dir.name.endswith("-first")
     for name in (
         "model.keras",
@@ -128,11 +132,11 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
     # The resolved config, override included, is saved with the run.
     assert "epochs = 3" in (run_dir / "config.toml").read_text()
 
-    predicted = cli("predict", "toy", "-2.5", "3.0", "--json")
+    predicted = cli("predict", TOY, "-2.5", "3.0", "--json")
     assert predicted.code == 0, predicted.stderr
     assert [json.loads(line)["input"] for line in predicted.stdout.splitlines()] == ["-2.5", "3.0"]
 
-    evaluated = cli("evaluate", "toy")
+    evaluated = cli("evaluate", TOY)
     assert evaluated.code == 0, evaluated.stderr
     assert "test_accuracy" in evaluated.stdout
     # Evaluating writes its own folder and leaves the run's metrics.json alone.
@@ -140,74 +144,74 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
 
 
 def test_interrupted_run_never_becomes_latest_and_resumes(toy_project, models_dir, cli):
-    assert cli("train", "toy", "--name", "good").code == 0
-    good_run = runs.latest_run("toy")
+    assert cli("train", TOY, "--name", "good").code == 0
+    good_run = runs.latest_run(TOY)
     good_model = (good_run / "model.keras").read_bytes()
 
     with ctrl_c_after_epoch(0):
-        result = cli("train", "toy", "--name", "broken", "--set", "train.epochs=3")
+        result = cli("train", TOY, "--name", "broken", "--set", "train.epochs=3")
     assert result.code == 2
     assert "interrupted" in result.stderr and "--resume" in result.stderr
-    assert runs.latest_run("toy") == good_run
+    assert runs.latest_run(TOY) == good_run
     assert (good_run / "model.keras").read_bytes() == good_model
-    [broken] = [path for path in (models_dir / "toy").iterdir() if path.name.endswith("-broken")]
+    [broken] = [path for path in (models_dir / TOY).iterdir() if path.name.endswith("-broken")]
     assert not (broken / "model.keras").exists()
     assert runs.run_state(broken) == runs.INTERRUPTED
     assert not (broken / runs.LOCK_FILE).exists()
 
-    resumed = cli("train", "toy", "--resume", str(broken))
+    resumed = cli("train", TOY, "--resume", str(broken))
     assert resumed.code == 0, resumed.stderr
-    assert runs.latest_run("toy") == broken and runs.run_state(broken) == runs.COMPLETED
+    assert runs.latest_run(TOY) == broken and runs.run_state(broken) == runs.COMPLETED
     epochs = [line.split(",")[0] for line in (broken / "history.csv").read_text().splitlines()[1:]]
     assert epochs == ["0", "1", "2"]
 
 
 def test_a_run_interrupted_before_its_first_epoch_leaves_nothing(toy_project, models_dir, cli):
-    import projects.toy as toy
+    import projects.points_fixture as toy
 
     toy.FAIL_DURING_FIT = True
-    result = cli("train", "toy", "--name", "broken")
+    result = cli("train", TOY, "--name", "broken")
     toy.FAIL_DURING_FIT = False
     assert result.code == 2 and "nothing was kept" in result.stderr
-    assert not any(path.name.endswith("-broken") for path in (models_dir / "toy").iterdir())
+    assert not any(path.name.endswith("-broken") for path in (models_dir / TOY).iterdir())
 
 
 def test_resume_refuses_what_is_not_an_interrupted_run(toy_project, models_dir, cli, tmp_path):
-    assert cli("train", "toy", "--set", "train.epochs=2").code == 0
-    run_dir = runs.latest_run("toy")
+    assert cli("train", TOY, "--set", "train.epochs=2").code == 0
+    run_dir = runs.latest_run(TOY)
     before = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
-    assert_one_line_error(cli("train", "toy", "--resume", str(run_dir)), "completed", "--continue-from")
-    assert_one_line_error(cli("train", "toy", "--resume", str(models_dir / "toy" / "latest")), "latest")
+    assert_one_line_error(cli("train", TOY, "--resume", str(run_dir)), "completed", "--continue-from")
+    assert_one_line_error(cli("train", TOY, "--resume", str(models_dir / TOY / "latest")), "latest")
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / "config.toml").write_text((run_dir / "config.toml").read_text())
-    assert_one_line_error(cli("train", "toy", "--resume", str(outside)), "not a run folder of toy")
+    assert_one_line_error(cli("train", TOY, "--resume", str(outside)), f"not a run folder of {TOY}")
     assert_one_line_error(
-        cli("train", "toy", "--resume", str(run_dir), "--set", "train.epochs=4"), "--continue-from"
+        cli("train", TOY, "--resume", str(run_dir), "--set", "train.epochs=4"), "--continue-from"
     )
     after = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
-    assert after == before and runs.latest_run("toy") == run_dir
+    assert after == before and runs.latest_run(TOY) == run_dir
 
 
 def test_resume_refuses_a_run_another_process_is_training(toy_project, models_dir, cli):
-    assert cli("train", "toy", "--set", "train.epochs=2").code == 0
-    run_dir = runs.latest_run("toy")
+    assert cli("train", TOY, "--set", "train.epochs=2").code == 0
+    run_dir = runs.latest_run(TOY)
     runs.set_state(run_dir, runs.RUNNING)
     with subprocess.Popen(["sleep", "30"]) as trainer:
         (run_dir / runs.LOCK_FILE).write_text(f"{trainer.pid}\n")
-        assert_one_line_error(cli("train", "toy", "--resume", str(run_dir)), f"process {trainer.pid}")
+        assert_one_line_error(cli("train", TOY, "--resume", str(run_dir)), f"process {trainer.pid}")
         trainer.kill()
     # Once its process is gone, the lock is stale and the run reads as interrupted.
     assert runs.run_state(run_dir) == runs.INTERRUPTED
 
 
 def test_continue_from_trains_a_completed_run_further_into_a_new_folder(toy_project, models_dir, cli):
-    assert cli("train", "toy", "--set", "train.epochs=2").code == 0
-    first = runs.latest_run("toy")
+    assert cli("train", TOY, "--set", "train.epochs=2").code == 0
+    first = runs.latest_run(TOY)
     first_files = {path.name: path.read_bytes() for path in first.iterdir() if path.is_file()}
-    result = cli("train", "toy", "--continue-from", str(first), "--set", "train.epochs=3")
+    result = cli("train", TOY, "--continue-from", str(first), "--set", "train.epochs=3")
     assert result.code == 0, result.stderr
-    second = runs.latest_run("toy")
+    second = runs.latest_run(TOY)
     assert second != first
     metrics = json.loads((second / "metrics.json").read_text())
     assert metrics["continued_from"] == str(first) and metrics["epochs_run"] == 3
@@ -218,8 +222,8 @@ def test_continue_from_an_interrupted_run_starts_from_its_last_checkpoint(
     toy_project, models_dir, cli, monkeypatch
 ):
     with ctrl_c_after_epoch(1):
-        assert cli("train", "toy", "--name", "stopped", "--set", "train.epochs=4").code == 2
-    [stopped] = [path for path in (models_dir / "toy").iterdir() if path.name.endswith("-stopped")]
+        assert cli("train", TOY, "--name", "stopped", "--set", "train.epochs=4").code == 2
+    [stopped] = [path for path in (models_dir / TOY).iterdir() if path.name.endswith("-stopped")]
     assert runs.run_state(stopped) == runs.INTERRUPTED
 
     # While another process trains it, it is a moving target: refused in one line.
@@ -227,7 +231,7 @@ def test_continue_from_an_interrupted_run_starts_from_its_last_checkpoint(
     with subprocess.Popen(["sleep", "30"]) as trainer:
         (stopped / runs.LOCK_FILE).write_text(f"{trainer.pid}\n")
         assert_one_line_error(
-            cli("train", "toy", "--continue-from", str(stopped)), f"process {trainer.pid}", "stop it"
+            cli("train", TOY, "--continue-from", str(stopped)), f"process {trainer.pid}", "stop it"
         )
         trainer.kill()
     (stopped / runs.LOCK_FILE).unlink()
@@ -246,11 +250,11 @@ def test_continue_from_an_interrupted_run_starts_from_its_last_checkpoint(
         return original_fit(model, *args, **kwargs)
 
     monkeypatch.setattr(keras.Model, "fit", fit_recording_start)
-    result = cli("train", "toy", "--continue-from", str(stopped), "--set", "train.epochs=2")
+    result = cli("train", TOY, "--continue-from", str(stopped), "--set", "train.epochs=2")
     assert result.code == 0, result.stderr
     for started, weights in zip(started_from[0], last, strict=True):
         np.testing.assert_array_equal(started, weights)
-    second = runs.latest_run("toy")
+    second = runs.latest_run(TOY)
     assert second != stopped
     assert json.loads((second / "metrics.json").read_text())["continued_from"] == str(stopped)
     # The interrupted run is untouched and can still be resumed.
@@ -259,17 +263,17 @@ def test_continue_from_an_interrupted_run_starts_from_its_last_checkpoint(
 
 
 def test_no_trained_model_says_what_to_do(toy_project, models_dir, cli):
-    result = cli("predict", "toy", "1.0")
+    result = cli("predict", TOY, "1.0")
     assert result.code == 2
-    assert "python -m common train toy" in result.stderr
+    assert f"python -m common train {TOY}" in result.stderr
 
 
 def test_a_model_predicts_after_its_training_data_has_moved(toy_project, models_dir, cli, tmp_path):
     data_file = tmp_path / "points.csv"
     data_file.write_text("unused by the toy project\n")
-    assert cli("train", "toy", "--set", f"data.path={data_file}").code == 0
+    assert cli("train", TOY, "--set", f"data.path={data_file}").code == 0
     data_file.unlink()
-    assert cli("predict", "toy", "1.5").code == 0
+    assert cli("predict", TOY, "1.5").code == 0
     # Evaluation reads the data, so there the missing path is an error naming the key.
-    evaluated = cli("evaluate", "toy")
+    evaluated = cli("evaluate", TOY)
     assert evaluated.code == 2 and "'data.path'" in evaluated.stderr
