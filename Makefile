@@ -9,7 +9,7 @@ PROJECTS := $(notdir $(patsubst %/config.toml,%,$(wildcard projects/*/config.tom
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-backends serve test test-slow test-scaling lint format bench clean list $(addprefix train-,$(PROJECTS)) \
+.PHONY: help install install-backends serve test test-slow test-scaling mutation lint format bench clean list $(addprefix train-,$(PROJECTS)) \
 	$(addprefix evaluate-,$(PROJECTS)) $(addprefix demo-,$(PROJECTS))
 
 help: ## List the targets
@@ -70,6 +70,9 @@ test-slow: $(STAMP) ## Run the slow checks too (real data, longer trainings)
 
 test-scaling: $(BACKENDS_STAMP) ## Every project under TensorFlow, JAX and PyTorch; data-parallel and mixed precision
 	$(BIN)/python -m pytest -q -m scaling $(ARGS)
+
+mutation: $(STAMP) ## Would the fast suite catch a one-line bug? A sample of mutants per module (docs/testing.md)
+	$(BIN)/python -m tests.mutation $(ARGS)
 
 lint: $(STAMP) ## Check formatting and lint with ruff
 	$(BIN)/ruff check common projects tests bench
