@@ -139,14 +139,47 @@ def _mutants(module: Path, sample: int):
     return sorted(picked, key=lambda m: (m.start_pos, m.operator_name, m.occurrence)), len(chosen)
 
 
-def _test_command(copy: Path, tests: list[str]) -> str:
-    pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
-    return f"sh -c {shlex.quote(f'cd {shlex.quote(str(copy))} && {shlex.join(pytest)}')}"
+def _pytest(copy: Path, arguments: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *arguments]
+
+
+def _command(copy: Path, arguments: list[str]) -> str:
+    """A shell command for Cosmic Ray: pytest with ``arguments``, run inside ``copy``."""
+    inner = f"cd {shlex.quote(str(copy))} && {shlex.join(_pytest(copy, arguments))}"
+    return f"sh -c {shlex.quote(inner)}"
+
+
+def _tests_by_line(copy: Path, module: str, tests: list[str], timeout: float) -> dict[int, list[str]] | str:
+    """Runs ``tests`` once, unmutated, under coverage with one context per test: for each line of
+    ``module``, the tests that ran it. A string says why that failed (the tests fail unmutated)."""
+    from coverage import CoverageData
+
+    data_file = copy / ".coverage-mutation"
+    package = module.split("/")[0]
+    completed = subprocess.run(
+        _pytest(copy, ["-x", f"--cov={package}", "--cov-context=test", "--cov-report=", *tests]),
+        cwd=copy,
+        env={**os.environ, "COVERAGE_FILE": str(data_file)},
+        capture_output=True,
+        text=True,
+        timeout=timeout * 4,
+    )
+    if completed.returncode != 0:
+        return "the tests fail without any mutation:\n" + (completed.stdout + completed.stderr)[-2000:]
+    data = CoverageData(basename=str(data_file))
+    data.read()
+    by_line = data.contexts_by_lineno(str((copy / module).resolve()))
+    return {
+        line: sorted({context.rsplit("|", 1)[0] for context in contexts if "::" in context})
+        for line, contexts in by_line.items()
+    }
 
 
 def _run_module(module: str, tests: list[str], copy: Path, sample: int, timeout: float) -> ModuleResult:
+    """Each sampled mutant against the tests that run its line first (fast: most mutants die
+    there), and only if it survives them, against the rest of the module's test files too (tests
+    that run the code in a subprocess are not seen by coverage). A survivor has passed them all."""
     from cosmic_ray.mutating import mutate_and_test
-    from cosmic_ray.testing import run_tests
     from cosmic_ray.work_item import TestOutcome
 
     result = ModuleResult(module)
@@ -155,14 +188,20 @@ def _run_module(module: str, tests: list[str], copy: Path, sample: int, timeout:
     if not present:
         result.error = f"none of its test files exist: {', '.join(tests)}"
         return result
-    command = _test_command(copy, present)
-    baseline, output = run_tests(command, timeout)
-    if baseline != TestOutcome.SURVIVED:
-        result.error = "the tests fail without any mutation:\n" + output[-2000:]
+    by_line = _tests_by_line(copy, module, present, timeout)
+    if isinstance(by_line, str):
+        result.error = by_line
         return result
     mutants, _ = _mutants(copy / module, sample)
     for mutation in mutants:
-        outcome = mutate_and_test([mutation], command, timeout)
+        lines = range(mutation.start_pos[0], mutation.end_pos[0] + 1)
+        covering = sorted({test for line in lines for test in by_line.get(line, [])})
+        outcome = None
+        if covering:
+            outcome = mutate_and_test([mutation], _command(copy, ["-x", *covering]), timeout)
+        if outcome is None or outcome.test_outcome == TestOutcome.SURVIVED:
+            deselected = [argument for test in covering for argument in ("--deselect", test)]
+            outcome = mutate_and_test([mutation], _command(copy, ["-x", *deselected, *present]), timeout)
         killed = outcome.test_outcome != TestOutcome.SURVIVED
         diff = "\n".join(
             line
