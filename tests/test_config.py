@@ -18,6 +18,11 @@ def test_defaults_load_with_types():
     assert config.data.path == ""
 
 
+def test_the_seed_range_ends_at_numpys_largest_seed():
+    assert load_config(MNIST_DEFAULTS, overrides=["seed=4294967295"]).seed == 2**32 - 1
+    assert load_config(MNIST_DEFAULTS, overrides=["seed=0"]).seed == 0
+
+
 def test_overrides_are_parsed_in_the_default_type():
     config = load_config(
         MNIST_DEFAULTS,
@@ -48,6 +53,8 @@ def test_overrides_are_parsed_in_the_default_type():
         ("train.epochs=-1", ["'train.epochs'", "at least 1"]),
         ("train.batch_size=0", ["'train.batch_size'"]),
         ("train.learning_rate=0", ["'train.learning_rate'", "greater than 0"]),
+        ("seed=-1", ["'seed'", "from 0 to 2**32 - 1"]),
+        ("seed=4294967296", ["'seed'", "from 0 to 2**32 - 1"]),  # one over NumPy's largest seed
         ("data.path=/no/such/file.npz", ["'data.path'", "does not exist"]),
         ("train", ["key=value"]),
         ("train=3", ["is a table"]),
