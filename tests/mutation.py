@@ -3,8 +3,9 @@
 ``make mutation`` (``python -m tests.mutation``) makes small changes to the modules where the
 project's promises live (``<`` for ``<=``, ``and`` for ``or``, ``1`` for ``0``, a loop that never
 runs, an ``except`` that no longer catches...), one at a time, with Cosmic Ray's operators, and
-runs the fast tests that cover the module against each. A mutant the tests fail on is *killed*; one
-they pass is a *survivor*: a bug the suite would let through. The score is the share killed.
+runs against each the module's fast tests that execute the mutated line (coverage tells which).
+A mutant the tests fail on is *killed*; one they pass is a *survivor*: a bug the suite would let
+through. The score is the share killed.
 
 Bounded on 2 cores: each module gets at most ``--sample`` mutants, drawn by a hash of what they
 change (the same draw on every machine and every run, until the module's code changes), and the
@@ -176,9 +177,10 @@ def _tests_by_line(copy: Path, module: str, tests: list[str], timeout: float) ->
 
 
 def _run_module(module: str, tests: list[str], copy: Path, sample: int, timeout: float) -> ModuleResult:
-    """Each sampled mutant against the tests that run its line first (fast: most mutants die
-    there), and only if it survives them, against the rest of the module's test files too (tests
-    that run the code in a subprocess are not seen by coverage). A survivor has passed them all."""
+    """Each sampled mutant against the tests that run its line (coverage saw them do it); a
+    mutant on a line no test runs in-process, against all of the module's test files (some run
+    the code in a subprocess, which coverage does not see). A survivor of the first kind might
+    still die by a subprocess test: the score errs low, never high."""
     from cosmic_ray.mutating import mutate_and_test
     from cosmic_ray.work_item import TestOutcome
 
@@ -196,12 +198,7 @@ def _run_module(module: str, tests: list[str], copy: Path, sample: int, timeout:
     for mutation in mutants:
         lines = range(mutation.start_pos[0], mutation.end_pos[0] + 1)
         covering = sorted({test for line in lines for test in by_line.get(line, [])})
-        outcome = None
-        if covering:
-            outcome = mutate_and_test([mutation], _command(copy, ["-x", *covering]), timeout)
-        if outcome is None or outcome.test_outcome == TestOutcome.SURVIVED:
-            deselected = [argument for test in covering for argument in ("--deselect", test)]
-            outcome = mutate_and_test([mutation], _command(copy, ["-x", *deselected, *present]), timeout)
+        outcome = mutate_and_test([mutation], _command(copy, ["-x", *(covering or present)]), timeout)
         killed = outcome.test_outcome != TestOutcome.SURVIVED
         diff = "\n".join(
             line
