@@ -612,3 +612,105 @@ def test_the_defaults_match_persistence_on_real_series(csv, models_dir, cli) -> 
     metrics = json.loads((models_dir / "stock" / "latest" / "metrics.json").read_text())
     assert metrics["rmse_ratio"] <= 1.02
     assert 0 <= metrics["dm_p_value"] <= 1 and 0 <= metrics["validation_dm_p_value"] <= 1
+
+
+# --- Windows, splits, scaling and scores, by value on hand-made series --------------------------
+
+# A 40-day series cut by window = 3 and 20% + 20%: 39 feature rows (day j + 1 in row j) give 36
+# windows, of which round(7.2) = 7 test, 7 validation and 22 training windows. Window i holds days
+# i + 1 .. i + 3 and is labelled with day i + 4: training labels are days 4-25, validation days
+# 26-32, test days 33-39, so the training inputs span days 1-25.
+HAND_DAYS = 40
+HAND = ["data.window=3", "data.validation_fraction=0.2", "data.test_fraction=0.2"]
+TRAIN_LABEL_DAYS = range(4, 26)
+VALIDATION_LABEL_DAYS = range(26, 33)
+TEST_LABEL_DAYS = range(33, 40)
+
+
+def hand_prices() -> np.ndarray:
+    """Prices near 100 while training, far above in validation (~500) and test (~900), so any
+    statistic that reads past day 25 comes out visibly different."""
+    day = np.arange(HAND_DAYS)
+    return np.where(
+        day <= 25, 100.0 + (day * 7) % 5 + day / 2, np.where(day <= 32, 500.0 + 3 * day, 900.0 - day)
+    )
+
+
+def hand_series(prices: np.ndarray, **columns: np.ndarray) -> stock_data.PriceSeries:
+    frame = pd.DataFrame(
+        {"Close": prices, **columns},
+        index=pd.DatetimeIndex(pd.bdate_range("2020-01-01", periods=len(prices))),
+    )
+    return stock_data.PriceSeries(frame=frame, source="hand-made series")
+
+
+def test_windows_hold_consecutive_rows_and_the_next_rows_target() -> None:
+    features = np.arange(12, dtype=np.float64).reshape(6, 2)  # row r is (2r, 2r + 1)
+    x, y = stock_data.make_windows(features, 4)
+    assert x.shape == (2, 4, 2) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[0], [[0, 1], [2, 3], [4, 5], [6, 7]])
+    np.testing.assert_array_equal(x[1], [[2, 3], [4, 5], [6, 7], [8, 9]])
+    # Labelled with column 0 of the row right after the window.
+    np.testing.assert_array_equal(y, [8, 10])
+
+
+@pytest.mark.parametrize(
+    "n_windows, validation, test, sizes",
+    [(100, 0.1, 0.2, (70, 10, 20)), (36, 0.2, 0.2, (22, 7, 7)), (289, 0.1, 0.2, (202, 29, 58))],
+)
+def test_split_sizes_take_the_test_and_validation_shares_from_the_end(n_windows, validation, test, sizes):
+    assert stock_data.split_sizes(n_windows, validation, test) == sizes
+
+
+def test_price_windows_splits_and_days_match_a_hand_count() -> None:
+    prices = hand_prices()
+    dates = pd.bdate_range("2020-01-01", periods=HAND_DAYS)
+    splits = stock_data.make_splits(hand_series(prices), stock_config("", *HAND, "data.target=price"))
+    assert splits.sizes() == {"n_train": 22, "n_validation": 7, "n_test": 7}
+    label_days = {"train": TRAIN_LABEL_DAYS, "validation": VALIDATION_LABEL_DAYS, "test": TEST_LABEL_DAYS}
+    for name, label_day in label_days.items():
+        x, y = getattr(splits, name)
+        label_day = np.array(label_day)
+        # The label is the day right after the window's last day; the window is the 3 days before.
+        np.testing.assert_allclose(y, prices[label_day], rtol=1e-6)
+        np.testing.assert_allclose(x[:, :, 0], prices[label_day[:, None] + np.array([-3, -2, -1])], rtol=1e-6)
+        days = splits.info["days"][name]
+        assert list(days["dates"]) == list(dates[label_day])
+        np.testing.assert_array_equal(days["actual"], prices[label_day])
+        np.testing.assert_array_equal(days["previous"], prices[label_day - 1])
+    # Every day from the first label to the last is the label of exactly one window.
+    all_dates = np.concatenate([splits.info["days"][name]["dates"] for name in label_days])
+    assert list(all_dates) == list(dates[4:])
+
+
+def test_the_scaler_is_fitted_on_the_training_period_alone() -> None:
+    prices = hand_prices()
+    splits = stock_data.make_splits(hand_series(prices), stock_config("", *HAND, "data.target=price"))
+    scaler = splits.info["scaler"]
+    # Inputs: the price levels of days 1-25; targets: days 4-25 (population standard deviations).
+    inputs, targets = prices[1:26], prices[4:26]
+    np.testing.assert_allclose(scaler["feature_mean"], [inputs.mean()])
+    np.testing.assert_allclose(scaler["feature_std"], [inputs.std()])
+    assert scaler["target_mean"] == pytest.approx(targets.mean())
+    assert scaler["target_std"] == pytest.approx(targets.std())
+    # The example can tell: one more day, the first validation label, would move every figure.
+    assert not np.isclose(prices[1:27].mean(), inputs.mean()) and not np.isclose(
+        prices[4:27].std(), targets.std()
+    )
+
+
+def test_the_scaler_of_returns_and_volumes_is_fitted_on_the_training_period_alone() -> None:
+    prices = hand_prices()
+    volume = 1000.0 + 50 * np.arange(HAND_DAYS) ** 1.5
+    splits = stock_data.make_splits(
+        hand_series(prices, Volume=volume), stock_config("", *HAND, "data.target=log_return")
+    )
+    scaler = splits.info["scaler"]
+    # Day d's log-return is log(p[d] / p[d - 1]); its volume change log(1 + v[d]) - log(1 + v[d - 1]).
+    returns = np.log(prices[1:26] / prices[0:25])
+    volume_changes = np.log((1 + volume[1:26]) / (1 + volume[0:25]))
+    np.testing.assert_allclose(scaler["feature_mean"], [returns.mean(), volume_changes.mean()])
+    np.testing.assert_allclose(scaler["feature_std"], [returns.std(), volume_changes.std()])
+    assert scaler["target_mean"] == pytest.approx(returns[3:].mean())
+    assert scaler["target_std"] == pytest.approx(returns[3:].std())
+    np.testing.assert_allclose(splits.train[1], returns[3:], rtol=1e-5)
