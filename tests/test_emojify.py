@@ -688,6 +688,10 @@ def test_tiny_train_evaluate_predict_on_the_synthetic_sample(
     assert says(matrix, "n = 14 test examples") and says(matrix, f"FER2013 test split at {tmp_path / 'fer'}")
     assert not says(matrix, "NOT FER2013")
     assert set(scores["per_class"]) == set(CLASS_NAMES)
+    # Two faces of each emotion and no training labels to hand: the baseline is the test split's
+    # first most frequent class, angry, right on 2 of 14.
+    assert scores["baseline_class"] == "angry" and scores["baseline_accuracy"] == pytest.approx(2 / 14)
+    assert [entry["support"] for entry in scores["per_class"].values()] == [2] * 7
 
     predicted = cli("predict", "emojify", HOPPER, "--json")
     assert predicted.code == 0, predicted.stderr
