@@ -688,6 +688,10 @@ def test_tiny_train_evaluate_predict_on_the_synthetic_sample(
     assert says(matrix, "n = 14 test examples") and says(matrix, f"FER2013 test split at {tmp_path / 'fer'}")
     assert not says(matrix, "NOT FER2013")
     assert set(scores["per_class"]) == set(CLASS_NAMES)
+    # Two faces of each emotion and no training labels to hand: the baseline is the test split's
+    # first most frequent class, angry, right on 2 of 14.
+    assert scores["baseline_class"] == "angry" and scores["baseline_accuracy"] == pytest.approx(2 / 14)
+    assert [entry["support"] for entry in scores["per_class"].values()] == [2] * 7
 
     predicted = cli("predict", "emojify", HOPPER, "--json")
     assert predicted.code == 0, predicted.stderr
@@ -901,3 +905,117 @@ def test_cpu68_optimizer_and_plateau_settings_reach_keras(tmp_path):
         workflow.check_keras_names(config.with_overrides(["train.optimizer=adam"]))
     # The defaults pass nothing new to Adam.
     assert workflow.optimizer_options(config_with()) == {}
+
+
+# Splits and scores, by value -----------------------------------------------------------------
+
+
+def numbered_faces(count: int, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` blank 48x48 faces carrying their number (``first`` + i) in two pixels, labelled
+    0-6 in turn, so every face can be told apart after any shuffling."""
+    numbers = np.arange(first, first + count)
+    images = np.zeros((count, 48, 48), dtype=np.uint8)
+    images[:, 0, 0], images[:, 0, 1] = numbers % 256, numbers // 256
+    return images, numbers % 7
+
+
+def face_numbers(images: np.ndarray) -> list[int]:
+    return (images[:, 0, 0, 0].astype(int) + 256 * images[:, 0, 1, 0].astype(int)).tolist()
+
+
+def test_the_csvs_test_rows_are_the_test_split_and_validation_is_a_stratified_tenth(tmp_path):
+    write_csv_layout(
+        tmp_path / "fer2013.csv", {"train": numbered_faces(70), "test": numbered_faces(14, first=500)}
+    )
+
+    def load(*overrides: str, need_training: bool = True):
+        config = config_with(
+            f"data.path={tmp_path / 'fer2013.csv'}", f"data.cache_dir={tmp_path / 'cache'}", *overrides
+        )
+        return emojify_data.load_data(config, need_training=need_training)
+
+    splits = load()
+    assert splits.sizes() == {"n_train": 63, "n_validation": 7, "n_test": 14}
+    # PublicTest and PrivateTest rows, all of them in file order, whatever the seed.
+    assert face_numbers(splits.test[0]) == list(range(500, 514))
+    np.testing.assert_array_equal(splits.test[1], np.arange(500, 514) % 7)
+    train, validation = face_numbers(splits.train[0]), face_numbers(splits.validation[0])
+    assert sorted(train + validation) == list(range(70))
+    np.testing.assert_array_equal(splits.validation[1], np.array(validation) % 7)
+    # 10% of 10 faces of each emotion: one of each.
+    assert sorted(splits.validation[1].tolist()) == list(range(7))
+    reseeded = load("seed=7")
+    assert set(face_numbers(reseeded.validation[0])) != set(validation)
+    assert face_numbers(reseeded.test[0]) == list(range(500, 514))
+    assert face_numbers(load(need_training=False).test[0]) == list(range(500, 514))
+
+
+def test_the_held_out_test_split_follows_the_seed(tmp_path):
+    images, labels = numbered_faces(140)
+    lines = ["emotion,pixels"] + [
+        f"{label},{' '.join(map(str, image.ravel()))}" for image, label in zip(images, labels)
+    ]
+    (tmp_path / "train-only.csv").write_text("\n".join(lines) + "\n")
+
+    def held_out(seed: int) -> list[int]:
+        config = config_with(
+            f"data.path={tmp_path / 'train-only.csv'}", f"data.cache_dir={tmp_path / 'cache'}", f"seed={seed}"
+        )
+        return face_numbers(emojify_data.load_data(config, need_training=False).test[0])
+
+    test = held_out(42)
+    # 10% of 140: two faces of each emotion.
+    assert len(test) == 14 and sorted(number % 7 for number in test) == sorted(list(range(7)) * 2)
+    assert held_out(42) == test and set(held_out(7)) != set(test)
+
+
+def emotion_by_brightness_model():
+    """A real Keras model that reads a face whose pixels average ``v`` as emotion ``v``: the logit
+    of class k is 20 k v - 10 k^2, largest at k = v. A mirrored face reads the same."""
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(48, 48, 1)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(7, activation="softmax"),
+        ]
+    )
+    classes = np.arange(7, dtype="float32")
+    model.set_weights([20 * classes[None, :], -10 * classes**2])
+    return model
+
+
+def test_evaluate_scores_the_served_model_beside_the_training_majority(tmp_path):
+    from projects.emojify.evaluate import evaluate
+
+    happy, sad, neutral = class_index("happy"), class_index("sad"), class_index("neutral")
+    y_test = np.array([sad, sad, sad, happy, happy, neutral])
+    answers = [sad, sad, happy, happy, neutral, neutral]  # 4 of 6 right
+    x_test = np.broadcast_to(np.array(answers, dtype=np.uint8)[:, None, None, None], (6, 48, 48, 1)).copy()
+    y_train = np.array(
+        [happy, happy, happy, sad, sad, neutral]
+    )  # training's majority: happy; the test's: sad
+    splits = Splits(
+        train=(np.zeros((6, 48, 48, 1), np.uint8), y_train),
+        validation=(np.zeros((1, 48, 48, 1), np.uint8), np.array([happy])),
+        test=(x_test, y_test),
+        source="six painted faces",
+        info={"class_names": list(CLASS_NAMES), "synthetic": False},
+    )
+    config = config_with()
+    assert config.model.mirror_average  # the default: scored as served, each face with its mirror
+    metrics = evaluate(emotion_by_brightness_model(), splits, config, tmp_path)
+    assert metrics["test_accuracy"] == pytest.approx(4 / 6)
+    assert metrics["baseline_class"] == "happy" and metrics["baseline_accuracy"] == pytest.approx(2 / 6)
+    # sad: answered twice, both right, of three; happy: answered twice, one right, of two.
+    assert metrics["per_class"]["sad"] == pytest.approx(
+        {"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3}
+    )
+    assert metrics["per_class"]["happy"] == pytest.approx(
+        {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    )
+    assert metrics["per_class"]["neutral"] == pytest.approx(
+        {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1}
+    )
+    assert metrics["synthetic_data"] is False and metrics["mirror_average"] is True

@@ -429,7 +429,16 @@ def test_tiny_train_save_load_predict_round_trip(tmp_path, cli, models_dir, real
     evaluated = cli("evaluate", "mnist", "--set", f"data.path={idx_dir}", "--out", tmp_path / "eval")
     assert evaluated.code == 0, evaluated.stderr
     scores = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert scores["n_test"] == 100 and 0 <= scores["test_accuracy"] <= 1
+    assert scores["n_test"] == 100
+    # The saved model's answers on those 100 digits; with no training labels to hand, the baseline
+    # is the test split's own most frequent digit.
+    import keras
+
+    answers = keras.saving.load_model(run_dir / "model.keras").predict(images[500:600, :, :, None], verbose=0)
+    assert scores["test_accuracy"] == pytest.approx(np.mean(answers.argmax(axis=1) == labels[500:600]))
+    counts = np.bincount(labels[500:600], minlength=10)
+    assert scores["baseline_class"] == str(counts.argmax())
+    assert scores["baseline_accuracy"] == pytest.approx(counts.max() / 100)
     assert scores["model"] == str(run_dir / "model.keras")
 
     # Prediction uses the newest run by default; the model sees what training saw.
@@ -528,3 +537,118 @@ def test_drawing_pad_predicts_a_drawn_one(pretrained_model, xvfb_display):
         assert pad.prompt.cget("text") == "Draw a digit" and pad.label.cget("text") == ""
     finally:
         root.destroy()
+
+
+# Splits and scores, by value -----------------------------------------------------------------
+
+
+def numbered_digits(count: int, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` blank 28x28 images carrying their number (``first`` + i) in two pixels, labelled
+    0-9 in turn, so every example can be told apart after any shuffling."""
+    numbers = np.arange(first, first + count)
+    images = np.zeros((count, 28, 28), dtype=np.uint8)
+    images[:, 0, 0], images[:, 0, 1] = numbers % 256, numbers // 256
+    return images, numbers % 10
+
+
+def numbers_of(images: np.ndarray) -> list[int]:
+    return (images[:, 0, 0, 0].astype(int) + 256 * images[:, 0, 1, 0].astype(int)).tolist()
+
+
+def mnist_splits(path, *overrides: str, need_training: bool = True):
+    config = load_config(MNIST_CONFIG, None, [f"data.path={path}", *overrides])
+    return mnist_data.load_data(config, need_training=need_training)
+
+
+def test_the_sources_own_test_split_is_kept_whole_and_validation_is_a_stratified_tenth(tmp_path):
+    x_train, y_train = numbered_digits(100)
+    x_test, y_test = numbered_digits(30, first=1000)
+    np.savez(tmp_path / "digits.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    splits = mnist_splits(tmp_path / "digits.npz")
+    assert splits.sizes() == {"n_train": 90, "n_validation": 10, "n_test": 30}
+    # The file's test digits, all of them and in their order, whatever the seed.
+    assert numbers_of(splits.test[0]) == list(range(1000, 1030))
+    np.testing.assert_array_equal(splits.test[1], y_test)
+    # Training and validation share out the file's training digits, none twice, labels kept.
+    train, validation = numbers_of(splits.train[0]), numbers_of(splits.validation[0])
+    assert sorted(train + validation) == list(range(100))
+    np.testing.assert_array_equal(splits.train[1], np.array(train) % 10)
+    np.testing.assert_array_equal(splits.validation[1], np.array(validation) % 10)
+    # 10% of 10 digits of each class: one of each.
+    assert sorted(splits.validation[1].tolist()) == list(range(10))
+
+    reseeded = mnist_splits(tmp_path / "digits.npz", "seed=7")
+    assert set(numbers_of(reseeded.validation[0])) != set(validation)
+    assert numbers_of(reseeded.test[0]) == list(range(1000, 1030))
+    again = mnist_splits(tmp_path / "digits.npz")
+    assert numbers_of(again.validation[0]) == validation and numbers_of(again.train[0]) == train
+    assert numbers_of(mnist_splits(tmp_path / "digits.npz", need_training=False).test[0]) == list(
+        range(1000, 1030)
+    )
+
+
+def test_without_a_test_split_a_stratified_part_is_held_out_the_same_way_at_training_and_evaluation(tmp_path):
+    x_train, y_train = numbered_digits(250)
+    np.savez(tmp_path / "train-only.npz", x_train=x_train, y_train=y_train)
+    fractions = ["data.test_fraction=0.2", "data.validation_fraction=0.1"]
+    splits = mnist_splits(tmp_path / "train-only.npz", *fractions)
+    # 20% of 250 (5 of each class's 25) is the test; 10% of the 200 left (2 of each 20) validates.
+    assert splits.sizes() == {"n_train": 180, "n_validation": 20, "n_test": 50}
+    assert np.bincount(splits.test[1]).tolist() == [5] * 10
+    assert np.bincount(splits.validation[1]).tolist() == [2] * 10
+    assert np.bincount(splits.train[1]).tolist() == [18] * 10
+    test, train, validation = (
+        numbers_of(split[0]) for split in (splits.test, splits.train, splits.validation)
+    )
+    assert sorted(test + train + validation) == list(range(250))
+    evaluating = mnist_splits(tmp_path / "train-only.npz", *fractions, need_training=False)
+    assert evaluating.sizes() == {"n_test": 50} and numbers_of(evaluating.test[0]) == test
+    # Another seed holds out other digits.
+    reseeded = mnist_splits(tmp_path / "train-only.npz", *fractions, "seed=7", need_training=False)
+    assert set(numbers_of(reseeded.test[0])) != set(test)
+
+
+def digit_by_brightness_model():
+    """A real Keras model that reads an image whose pixels average ``v`` as the digit ``v``: the
+    logit of class k is 20 k v - 10 k^2, largest at k = v."""
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    classes = np.arange(10, dtype="float32")
+    model.set_weights([20 * classes[None, :], -10 * classes**2])
+    return model
+
+
+def test_evaluate_scores_the_test_digits_beside_the_training_majority(tmp_path):
+    from common.data import Splits
+    from projects.mnist.evaluate import evaluate
+
+    y_test = np.array([7, 7, 7, 3, 3, 0])
+    answers = [7, 1, 7, 3, 5, 0]  # 4 of 6 right
+    x_test = np.broadcast_to(np.array(answers, dtype=np.uint8)[:, None, None, None], (6, 28, 28, 1)).copy()
+    y_train = np.array([3, 3, 3, 7, 7, 0, 1])  # training's majority is 3; the test's is 7
+    splits = Splits(
+        train=(np.zeros((7, 28, 28, 1), np.uint8), y_train),
+        validation=(np.zeros((1, 28, 28, 1), np.uint8), np.array([3])),
+        test=(x_test, y_test),
+        source="six numbered digits",
+        info={"class_names": [str(digit) for digit in range(10)]},
+    )
+    config = load_config(MNIST_CONFIG, None, [])
+    metrics = evaluate(digit_by_brightness_model(), splits, config, tmp_path)
+    assert metrics["test_accuracy"] == pytest.approx(4 / 6)
+    assert metrics["baseline_class"] == "3" and metrics["baseline_accuracy"] == pytest.approx(2 / 6)
+    # Digit 7: answered 7 twice, both right, of three sevens; digit 3: one of two found.
+    assert metrics["per_class"]["7"] == pytest.approx(
+        {"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3}
+    )
+    assert metrics["per_class"]["3"] == pytest.approx(
+        {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2}
+    )
+    assert metrics["per_class"]["1"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}

@@ -19,6 +19,7 @@ from scipy import stats
 from common import registry
 from common.__main__ import main
 from common.config import load_config
+from common.errors import UserError
 from projects.stock import data as stock_data
 from projects.stock.evaluate import format_report
 from projects.stock.predict import format_prediction, price_decimals
@@ -612,3 +613,250 @@ def test_the_defaults_match_persistence_on_real_series(csv, models_dir, cli) -> 
     metrics = json.loads((models_dir / "stock" / "latest" / "metrics.json").read_text())
     assert metrics["rmse_ratio"] <= 1.02
     assert 0 <= metrics["dm_p_value"] <= 1 and 0 <= metrics["validation_dm_p_value"] <= 1
+
+
+# --- Windows, splits, scaling and scores, by value on hand-made series --------------------------
+
+# A 40-day series cut by window = 3 and 20% + 20%: 39 feature rows (day j + 1 in row j) give 36
+# windows, of which round(7.2) = 7 test, 7 validation and 22 training windows. Window i holds days
+# i + 1 .. i + 3 and is labelled with day i + 4: training labels are days 4-25, validation days
+# 26-32, test days 33-39, so the training inputs span days 1-25.
+HAND_DAYS = 40
+HAND = ["data.window=3", "data.validation_fraction=0.2", "data.test_fraction=0.2"]
+TRAIN_LABEL_DAYS = range(4, 26)
+VALIDATION_LABEL_DAYS = range(26, 33)
+TEST_LABEL_DAYS = range(33, 40)
+
+
+def hand_prices() -> np.ndarray:
+    """Prices near 100 while training, far above in validation (~500) and test (~900), so any
+    statistic that reads past day 25 comes out visibly different."""
+    day = np.arange(HAND_DAYS)
+    return np.where(
+        day <= 25, 100.0 + (day * 7) % 5 + day / 2, np.where(day <= 32, 500.0 + 3 * day, 900.0 - day)
+    )
+
+
+def hand_series(prices: np.ndarray, **columns: np.ndarray) -> stock_data.PriceSeries:
+    frame = pd.DataFrame(
+        {"Close": prices, **columns},
+        index=pd.DatetimeIndex(pd.bdate_range("2020-01-01", periods=len(prices))),
+    )
+    return stock_data.PriceSeries(frame=frame, source="hand-made series")
+
+
+def test_windows_hold_consecutive_rows_and_the_next_rows_target() -> None:
+    features = np.arange(12, dtype=np.float64).reshape(6, 2)  # row r is (2r, 2r + 1)
+    x, y = stock_data.make_windows(features, 4)
+    assert x.shape == (2, 4, 2) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[0], [[0, 1], [2, 3], [4, 5], [6, 7]])
+    np.testing.assert_array_equal(x[1], [[2, 3], [4, 5], [6, 7], [8, 9]])
+    # Labelled with column 0 of the row right after the window.
+    np.testing.assert_array_equal(y, [8, 10])
+
+
+@pytest.mark.parametrize(
+    "n_windows, validation, test, sizes",
+    [(100, 0.1, 0.2, (70, 10, 20)), (36, 0.2, 0.2, (22, 7, 7)), (289, 0.1, 0.2, (202, 29, 58))],
+)
+def test_split_sizes_take_the_test_and_validation_shares_from_the_end(n_windows, validation, test, sizes):
+    assert stock_data.split_sizes(n_windows, validation, test) == sizes
+
+
+def test_price_windows_splits_and_days_match_a_hand_count() -> None:
+    prices = hand_prices()
+    dates = pd.bdate_range("2020-01-01", periods=HAND_DAYS)
+    splits = stock_data.make_splits(hand_series(prices), stock_config("", *HAND, "data.target=price"))
+    assert splits.sizes() == {"n_train": 22, "n_validation": 7, "n_test": 7}
+    label_days = {"train": TRAIN_LABEL_DAYS, "validation": VALIDATION_LABEL_DAYS, "test": TEST_LABEL_DAYS}
+    for name, label_day in label_days.items():
+        x, y = getattr(splits, name)
+        label_day = np.array(label_day)
+        # The label is the day right after the window's last day; the window is the 3 days before.
+        np.testing.assert_allclose(y, prices[label_day], rtol=1e-6)
+        np.testing.assert_allclose(x[:, :, 0], prices[label_day[:, None] + np.array([-3, -2, -1])], rtol=1e-6)
+        days = splits.info["days"][name]
+        assert list(days["dates"]) == list(dates[label_day])
+        np.testing.assert_array_equal(days["actual"], prices[label_day])
+        np.testing.assert_array_equal(days["previous"], prices[label_day - 1])
+    # Every day from the first label to the last is the label of exactly one window.
+    all_dates = np.concatenate([splits.info["days"][name]["dates"] for name in label_days])
+    assert list(all_dates) == list(dates[4:])
+
+
+def test_the_scaler_is_fitted_on_the_training_period_alone() -> None:
+    prices = hand_prices()
+    splits = stock_data.make_splits(hand_series(prices), stock_config("", *HAND, "data.target=price"))
+    scaler = splits.info["scaler"]
+    # Inputs: the price levels of days 1-25; targets: days 4-25 (population standard deviations).
+    inputs, targets = prices[1:26], prices[4:26]
+    np.testing.assert_allclose(scaler["feature_mean"], [inputs.mean()])
+    np.testing.assert_allclose(scaler["feature_std"], [inputs.std()])
+    assert scaler["target_mean"] == pytest.approx(targets.mean())
+    assert scaler["target_std"] == pytest.approx(targets.std())
+    # The example can tell: one more day, the first validation label, would move every figure.
+    assert not np.isclose(prices[1:27].mean(), inputs.mean()) and not np.isclose(
+        prices[4:27].std(), targets.std()
+    )
+
+
+def test_the_scaler_of_returns_and_volumes_is_fitted_on_the_training_period_alone() -> None:
+    prices = hand_prices()
+    volume = 1000.0 + 50 * np.arange(HAND_DAYS) ** 1.5
+    splits = stock_data.make_splits(
+        hand_series(prices, Volume=volume), stock_config("", *HAND, "data.target=log_return")
+    )
+    scaler = splits.info["scaler"]
+    # Day d's log-return is log(p[d] / p[d - 1]); its volume change log(1 + v[d]) - log(1 + v[d - 1]).
+    returns = np.log(prices[1:26] / prices[0:25])
+    volume_changes = np.log((1 + volume[1:26]) / (1 + volume[0:25]))
+    np.testing.assert_allclose(scaler["feature_mean"], [returns.mean(), volume_changes.mean()])
+    np.testing.assert_allclose(scaler["feature_std"], [returns.std(), volume_changes.std()])
+    assert scaler["target_mean"] == pytest.approx(returns[3:].mean())
+    assert scaler["target_std"] == pytest.approx(returns[3:].std())
+    np.testing.assert_allclose(splits.train[1], returns[3:], rtol=1e-5)
+
+
+def test_scores_and_persistence_match_a_hand_computation() -> None:
+    from projects.stock.evaluate import price_scores
+
+    actual = np.array([10.0, 12.0, 11.0, 11.0, 14.0])
+    previous = np.array([9.0, 10.0, 12.0, 11.0, 11.0])
+    predicted = np.array([8.0, 11.0, 12.0, 12.0, 13.0])
+    scores = price_scores(actual, predicted, previous)
+    # Model errors -2, -1, 1, 1, -1; persistence's (previous - actual) -1, -2, 1, 0, -3.
+    assert scores["rmse"] == pytest.approx(math.sqrt(8 / 5))
+    assert scores["baseline_rmse"] == pytest.approx(math.sqrt(15 / 5))
+    assert scores["rmse_ratio"] == pytest.approx(math.sqrt(8 / 15))
+    assert scores["mae"] == pytest.approx(6 / 5)
+    assert scores["baseline_mae"] == pytest.approx(7 / 5)
+    assert scores["mape"] == pytest.approx(100 * (2 / 10 + 1 / 12 + 1 / 11 + 1 / 11 + 1 / 14) / 5)
+    assert scores["baseline_mape"] == pytest.approx(100 * (1 / 10 + 2 / 12 + 1 / 11 + 0 / 11 + 3 / 14) / 5)
+    # Day 4 did not move and is left out. The moves were up, up, down, up; the model called
+    # down, up, none, up: 2 of 4 right. Persistence's constant "up" is right on 3 of 4.
+    assert scores["directional_accuracy"] == pytest.approx(2 / 4)
+    assert scores["baseline_directional_accuracy"] == pytest.approx(3 / 4)
+    # Squared-error differentials d = 3, -3, 0, 1, -8: mean -1.4, squared deviations summing to
+    # 73.2, so the t statistic (the HLN-corrected DM for one step) is -1.4 / sqrt(73.2 / 4 / 5).
+    statistic = -1.4 / math.sqrt(73.2 / 4 / 5)
+    assert scores["dm_statistic"] == pytest.approx(statistic)
+    assert scores["dm_p_value"] == pytest.approx(2 * stats.t.cdf(statistic, df=4))
+
+
+def test_dm_of_eight_days_matches_the_papers_formulas() -> None:
+    errors = np.array([2.0, -2.5, 1.5, 3.0, -2.0, 2.5, 1.0, -2.0])
+    baseline_errors = np.array([1.0, -1.0, 1.0, 2.0, -2.0, 2.0, 1.5, -1.0])
+    # d = e^2 - b^2 = 3, 5.25, 1.25, 5, 0, 2.25, -1.25, 3: sum 18.5, mean 2.3125.
+    d = np.array([3.0, 5.25, 1.25, 5.0, 0.0, 2.25, -1.25, 3.0])
+    np.testing.assert_array_equal(errors**2 - baseline_errors**2, d)
+    days, h = 8, 1
+    mean = 18.5 / days
+    gamma_0 = sum((value - mean) ** 2 for value in d) / days
+    dm = mean / math.sqrt(gamma_0 / days)  # Diebold & Mariano (1995), h = 1: no autocovariances
+    hln = dm * math.sqrt((days + 1 - 2 * h + h * (h - 1) / days) / days)  # Harvey et al. (1997)
+    result = diebold_mariano(errors, baseline_errors)
+    assert result["dm_statistic"] == pytest.approx(hln)
+    assert result["dm_p_value"] == pytest.approx(2 * stats.t.cdf(-abs(hln), df=days - 1))
+    # The correction and the t distribution matter at this size: neither is left out.
+    assert not math.isclose(result["dm_statistic"], dm, rel_tol=1e-3)
+    assert not math.isclose(result["dm_p_value"], 2 * stats.norm.cdf(-abs(hln)), rel_tol=1e-3)
+    assert not math.isclose(result["dm_p_value"], 2 * stats.t.cdf(-abs(hln), df=days), rel_tol=1e-3)
+    # Swapping the forecasts flips the statistic's sign and keeps the p-value.
+    swapped = diebold_mariano(baseline_errors, errors)
+    assert swapped["dm_statistic"] == pytest.approx(-hln)
+    assert swapped["dm_p_value"] == pytest.approx(result["dm_p_value"])
+
+
+def constant_return_model(window: int, columns: int, value: float):
+    """A real Keras model that forecasts the same target, ``value``, for every window."""
+    import keras
+
+    model = keras.Sequential(
+        [keras.Input(shape=(window, columns)), keras.layers.Flatten(), keras.layers.Dense(1)]
+    )
+    model.set_weights([np.zeros((window * columns, 1), dtype="float32"), np.array([value], dtype="float32")])
+    return model
+
+
+def test_evaluate_scores_the_test_days_against_persistence_by_hand(tmp_path: Path) -> None:
+    from projects.stock.evaluate import evaluate
+
+    prices = hand_prices()
+    config = stock_config("", *HAND, "data.target=return")
+    splits = stock_data.make_splits(hand_series(prices), config)
+    # A model that always forecasts a 1% rise: day d is forecast as 1.01 p[d - 1].
+    metrics = evaluate(constant_return_model(3, 1, 0.01), splits, config, tmp_path)
+
+    def by_hand(label_days: range) -> tuple[float, float]:
+        days = np.array(label_days)
+        actual, previous = prices[days], prices[days - 1]
+        model = math.sqrt(np.mean((1.01 * previous - actual) ** 2))
+        return model, math.sqrt(np.mean((previous - actual) ** 2))
+
+    rmse, baseline_rmse = by_hand(TEST_LABEL_DAYS)
+    assert metrics["rmse"] == pytest.approx(rmse, rel=1e-5)
+    assert metrics["baseline_rmse"] == pytest.approx(baseline_rmse)
+    assert metrics["rmse_ratio"] == pytest.approx(rmse / baseline_rmse, rel=1e-5)
+    days = np.array(TEST_LABEL_DAYS)
+    assert metrics["mae"] == pytest.approx(np.mean(np.abs(1.01 * prices[days - 1] - prices[days])), rel=1e-5)
+    validation_rmse, validation_baseline_rmse = by_hand(VALIDATION_LABEL_DAYS)
+    assert metrics["validation_rmse"] == pytest.approx(validation_rmse, rel=1e-5)
+    assert metrics["validation_baseline_rmse"] == pytest.approx(validation_baseline_rmse)
+    dates = pd.bdate_range("2020-01-01", periods=HAND_DAYS)
+    assert (metrics["test_start"], metrics["test_end"]) == (f"{dates[33]:%Y-%m-%d}", f"{dates[39]:%Y-%m-%d}")
+    assert metrics["window"] == 3 and metrics["target"] == "return"
+
+
+@pytest.mark.parametrize("price, shown", [(0.0, "0.0"), (-0.01, "-0.01")])
+def test_a_price_of_zero_or_below_is_one_clear_error(tmp_path, models_dir, cli, price, shown) -> None:
+    prices = random_walk()
+    prices.loc[10, "Close"] = price
+    csv = write_yahoo(tmp_path / "bad.csv", prices)
+    message = f"column 'Close' has the impossible value {shown} on 2017-01-16"
+    with pytest.raises(UserError, match="prices must be above 0"):
+        stock_data.load_series(stock_config(csv, 'data.features=["Open"]'))
+    assert_one_line_error(
+        cli("train", "stock", "--set", f"data.path={csv}", "--set", "data.window=10"), message
+    )
+    assert not (models_dir / "stock" / "latest").exists()
+
+
+def test_forecasting_from_a_price_of_zero_is_one_clear_error(trained_models, cli, tmp_path: Path) -> None:
+    prices = random_walk()
+    prices.loc[len(prices) - 1, "Close"] = 0.0
+    csv = write_yahoo(tmp_path / "zero.csv", prices)
+    assert_one_line_error(cli("predict", "stock", csv), "impossible value 0.0 on 2018-02-23")
+
+
+def test_tiny_prices_and_zero_volumes_are_accepted_but_negative_volumes_are_not(tmp_path: Path) -> None:
+    prices = random_walk()
+    prices.loc[10, "Close"] = 1e-6
+    prices.loc[11, "Volume"] = 0
+    config = stock_config(write_yahoo(tmp_path / "tiny.csv", prices), 'data.features=["Volume"]')
+    series = stock_data.load_series(config)
+    assert series.prices[10] == 1e-6 and series.frame["Volume"].iloc[11] == 0
+    prices.loc[11, "Volume"] = -1
+    config = stock_config(write_yahoo(tmp_path / "negative.csv", prices), 'data.features=["Volume"]')
+    with pytest.raises(UserError, match="column 'Volume' has the impossible value -1.0"):
+        stock_data.load_series(config)
+
+
+def test_the_trained_runs_persistence_figures_match_a_hand_computation(trained_run) -> None:
+    close = random_walk()["Close"].to_numpy()
+    metrics = json.loads((trained_run[2] / "metrics.json").read_text())
+    # 300 days, window 10: 289 windows, of which the last round(57.8) = 58 are the test period
+    # (label days 242-299) and the round(28.9) = 29 before them validation (days 213-241).
+    assert (metrics["n_train"], metrics["n_validation"], metrics["n_test"]) == (202, 29, 58)
+    test_days, validation_days = np.arange(242, 300), np.arange(213, 242)
+    persistence = close[test_days - 1] - close[test_days]
+    assert metrics["baseline_rmse"] == pytest.approx(np.sqrt(np.mean(persistence**2)))
+    assert metrics["baseline_mae"] == pytest.approx(np.mean(np.abs(persistence)))
+    assert metrics["baseline_mape"] == pytest.approx(100 * np.mean(np.abs(persistence) / close[test_days]))
+    assert metrics["baseline_directional_accuracy"] == pytest.approx(np.mean(persistence < 0))
+    validation = close[validation_days - 1] - close[validation_days]
+    assert metrics["validation_baseline_rmse"] == pytest.approx(np.sqrt(np.mean(validation**2)))
+    dates = random_walk()["Date"]
+    assert (metrics["test_start"], metrics["test_end"]) == (
+        f"{dates[242]:%Y-%m-%d}",
+        f"{dates[299]:%Y-%m-%d}",
+    )

@@ -1,0 +1,127 @@
+"""The classifiers' shared scoring (common/classification.py), checked by value on tiny examples
+whose every figure is worked out by hand in the comments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.classification import evaluate_classifier, format_classifier_report
+
+NAMES = ["cat", "dog", "fox"]
+
+
+def picking_model(classes: int):
+    """A real Keras classifier that predicts class c for the input one_hot(c) (softmax of 10 * x)."""
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(1, classes)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(classes, activation="softmax"),
+        ]
+    )
+    model.set_weights([10 * np.eye(classes, dtype="float32"), np.zeros(classes, dtype="float32")])
+    return model
+
+
+def inputs_predicting(predicted: list[int], classes: int) -> np.ndarray:
+    """One 1 x classes "image" per example, which :func:`picking_model` reads as ``predicted``."""
+    return np.eye(classes, dtype="float32")[predicted][:, None, :]
+
+
+# Test labels and the model's answers: 5 of 8 right.
+Y_TEST = np.array([1, 1, 1, 1, 0, 0, 2, 2])
+PREDICTED = [1, 1, 0, 2, 0, 1, 2, 2]
+# Training's most frequent class is 0 (cat); the test split's is 1 (dog).
+Y_TRAIN = np.array([0, 0, 0, 1, 1, 2])
+
+
+def test_scores_and_baseline_match_a_hand_computation(tmp_path, saved_figures):
+    metrics = evaluate_classifier(
+        picking_model(3), inputs_predicting(PREDICTED, 3), Y_TEST, Y_TRAIN, NAMES, tmp_path
+    )
+    assert metrics["test_accuracy"] == pytest.approx(5 / 8)
+    # Always answering training's majority class, cat, is right on the 2 test cats of 8.
+    assert metrics["baseline_class"] == "cat"
+    assert metrics["baseline_accuracy"] == pytest.approx(2 / 8)
+    # cat: predicted for examples 2 and 4, right once (4); true for 4 and 5, found once.
+    # dog: predicted for 0, 1 and 5, right twice; true for 0-3, found twice.
+    # fox: predicted for 3, 6 and 7, right twice; true for 6 and 7, both found.
+    expected = {
+        "cat": {"precision": 1 / 2, "recall": 1 / 2, "f1": 1 / 2, "support": 2},
+        "dog": {"precision": 2 / 3, "recall": 2 / 4, "f1": 4 / 7, "support": 4},
+        "fox": {"precision": 2 / 3, "recall": 2 / 2, "f1": 4 / 5, "support": 2},
+    }
+    assert list(metrics["per_class"]) == NAMES
+    for name, scores in expected.items():
+        assert metrics["per_class"][name] == pytest.approx(scores), name
+        assert isinstance(metrics["per_class"][name]["support"], int)
+    # The unweighted mean of the three F1 scores, (1/2 + 4/7 + 4/5) / 3.
+    assert metrics["macro_f1"] == pytest.approx(131 / 210)
+    # The confusion matrix drawn: rows are the true class, columns the predicted one.
+    drawn = saved_figures["confusion_matrix.png"].axes[0].images[0].get_array()
+    np.testing.assert_array_equal(drawn, [[1, 1, 0], [1, 2, 1], [0, 0, 2]])
+
+
+def test_the_baseline_comes_from_the_test_labels_only_without_training_labels(tmp_path):
+    x = inputs_predicting(PREDICTED, 3)
+    for y_train in (None, np.array([], dtype=np.int64)):
+        metrics = evaluate_classifier(picking_model(3), x, Y_TEST, y_train, NAMES, tmp_path)
+        # The test split's own majority, dog, is 4 of its 8 labels.
+        assert metrics["baseline_class"] == "dog"
+        assert metrics["baseline_accuracy"] == pytest.approx(4 / 8)
+
+
+def test_a_training_majority_absent_from_the_test_split_scores_zero(tmp_path):
+    metrics = evaluate_classifier(
+        picking_model(3), inputs_predicting(PREDICTED, 3), Y_TEST, np.array([2, 2, 2, 0, 1]), NAMES, tmp_path
+    )
+    assert metrics["baseline_class"] == "fox"
+    assert metrics["baseline_accuracy"] == pytest.approx(2 / 8)
+    metrics = evaluate_classifier(
+        picking_model(3),
+        inputs_predicting([0, 0, 0], 3),
+        np.array([0, 1, 1]),
+        np.array([2, 2]),
+        NAMES,
+        tmp_path,
+    )
+    assert (metrics["baseline_class"], metrics["baseline_accuracy"]) == ("fox", 0.0)
+
+
+def test_a_class_missing_from_the_test_split_counts_as_zero_in_the_macro_f1(tmp_path):
+    names = [*NAMES, "owl"]
+    metrics = evaluate_classifier(
+        picking_model(4), inputs_predicting(PREDICTED, 4), Y_TEST, Y_TRAIN, names, tmp_path
+    )
+    # Never true, never predicted: no score to earn, reported as 0 with support 0.
+    assert metrics["per_class"]["owl"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert metrics["per_class"]["dog"]["f1"] == pytest.approx(4 / 7)
+    # Averaged over all four class names: (1/2 + 4/7 + 4/5 + 0) / 4.
+    assert metrics["macro_f1"] == pytest.approx(131 / 280)
+    assert metrics["test_accuracy"] == pytest.approx(5 / 8)
+
+
+def test_a_perfect_model_scores_one_everywhere(tmp_path):
+    metrics = evaluate_classifier(
+        picking_model(3), inputs_predicting(list(Y_TEST), 3), Y_TEST, Y_TRAIN, NAMES, tmp_path
+    )
+    assert metrics["test_accuracy"] == 1.0 and metrics["macro_f1"] == 1.0
+    assert all(scores["f1"] == 1.0 for scores in metrics["per_class"].values())
+    assert [scores["support"] for scores in metrics["per_class"].values()] == [2, 4, 2]
+
+
+def test_the_report_prints_every_class_row_rounded():
+    metrics = {
+        "per_class": {
+            "cat": {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2},
+            "dog": {"precision": 2 / 3, "recall": 0.5, "f1": 4 / 7, "support": 4},
+        }
+    }
+    assert format_classifier_report(metrics).splitlines() == [
+        "     class precision  recall     f1 support",
+        "       cat     0.500   0.500  0.500       2",
+        "       dog     0.667   0.500  0.571       4",
+    ]
