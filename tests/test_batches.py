@@ -116,3 +116,15 @@ def test_a_resumed_run_serves_the_order_of_the_epoch_it_resumes_at():
     np.testing.assert_array_equal(_epoch_order(resumed), _epoch_order(uninterrupted))
     # The augmentation randomness of a batch follows the epoch too.
     assert resumed.batch_rng(2).random() == np.random.default_rng([seed, 1, 2]).random()
+
+
+def test_class_weights_become_each_examples_weight():
+    y = np.array([0, 2, 1, 2, 0, 1, 1])
+    batches = ShuffledBatches(
+        np.zeros((7, 1)), y, batch_size=7, seed=0, class_weight={0: 0.5, 1: 2.0, 2: 3.0}
+    )
+    _, labels, weights = batches[0]
+    np.testing.assert_array_equal(weights, np.array([0.5, 2.0, 3.0])[labels])
+    # A class without a weight weighs 1, as with fit(class_weight=...) on arrays.
+    _, labels, weights = ShuffledBatches(np.zeros((7, 1)), y, 7, seed=0, class_weight={1: 4.0})[0]
+    np.testing.assert_array_equal(weights, np.where(labels == 1, 4.0, 1.0))
