@@ -235,3 +235,19 @@ def test_the_cosine_schedule_decays_over_every_step_of_the_run(curves, learning_
     np.testing.assert_allclose(
         [rate for _, rate in learning_rates], [rate for _, rate in expected], rtol=1e-5, atol=1e-7
     )
+
+
+def test_every_epoch_of_a_run_is_served_in_its_own_order(curves, monkeypatch):
+    from common.batches import ShuffledBatches
+
+    epochs_set: list[int] = []
+    set_epoch = ShuffledBatches.set_epoch
+
+    def record(self, epoch):
+        epochs_set.append(epoch)
+        set_epoch(self, epoch)
+
+    monkeypatch.setattr(ShuffledBatches, "set_epoch", record)
+    train(curves, "train.epochs=3")
+    # Each epoch's number reaches the batches before it runs (the first also when they are made).
+    assert epochs_set[-3:] == [0, 1, 2] and set(epochs_set) == {0, 1, 2}
