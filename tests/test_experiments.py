@@ -32,7 +32,8 @@ def test_runs_lists_every_run_with_its_score_and_changed_keys(toy_project, model
     }
     for row in rows:
         assert row["state"] == "completed" and row["metric"] == "test_accuracy"
-        assert 0 <= row["value"] <= 1 and 0 <= row["baseline"] <= 1
+        recorded = json.loads((models_dir / "toy" / row["name"] / "metrics.json").read_text())
+        assert row["value"] == recorded["test_accuracy"] and row["baseline"] == recorded["baseline_accuracy"]
         assert row["data_source"] == "toy points" and row["backend"] == "tensorflow"
     assert wide["epochs"] == 3 and small["epochs"] == 2
 

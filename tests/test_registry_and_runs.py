@@ -124,7 +124,18 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["data_source"] == "toy points"
     assert metrics["n_train"] == 21 and metrics["n_test"] == 22 and metrics["epochs_run"] == 3
-    assert {"test_accuracy", "baseline_accuracy"} <= metrics.keys()
+    # The scores, worked out here from the toy's data and the saved model's weights in NumPy.
+    import keras
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 1)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    kernel, bias, out_kernel, out_bias = keras.saving.load_model(run_dir / "model.keras").get_weights()
+    predicted = (np.maximum(x[42:] @ kernel + bias, 0) @ out_kernel + out_bias).argmax(axis=1)
+    assert metrics["test_accuracy"] == pytest.approx(np.mean(predicted == y[42:]), abs=1e-12)
+    majority = np.bincount(y[:21]).argmax()
+    assert metrics["baseline_accuracy"] == pytest.approx(np.mean(y[42:] == majority), abs=1e-12)
+    assert metrics["baseline_class"] == ["left", "right"][majority]
     # The resolved config, override included, is saved with the run.
     assert "epochs = 3" in (run_dir / "config.toml").read_text()
 
@@ -135,7 +146,12 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
     evaluated = cli("evaluate", "toy")
     assert evaluated.code == 0, evaluated.stderr
     assert "test_accuracy" in evaluated.stdout
-    # Evaluating writes its own folder and leaves the run's metrics.json alone.
+    # Evaluating writes its own folder, with the scores of the same model on the same test split,
+    # and leaves the run's metrics.json alone.
+    [evaluation] = (models_dir / "toy" / "evaluations").iterdir()
+    scored = json.loads((evaluation / "metrics.json").read_text())
+    assert scored["test_accuracy"] == metrics["test_accuracy"] and scored["n_test"] == 22
+    assert scored["model"] == str(run_dir / "model.keras")
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
 
 
