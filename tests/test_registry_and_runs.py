@@ -156,7 +156,7 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
 
 
 def test_interrupted_run_never_becomes_latest_and_resumes(toy_project, models_dir, cli):
-    assert cli("train", "toy", "--name", "good").code == 0
+    assert cli("train", "toy", "--name", "good", "--set", "train.epochs=3").code == 0
     good_run = runs.latest_run("toy")
     good_model = (good_run / "model.keras").read_bytes()
 
@@ -176,6 +176,15 @@ def test_interrupted_run_never_becomes_latest_and_resumes(toy_project, models_di
     assert runs.latest_run("toy") == broken and runs.run_state(broken) == runs.COMPLETED
     epochs = [line.split(",")[0] for line in (broken / "history.csv").read_text().splitlines()[1:]]
     assert epochs == ["0", "1", "2"]
+    # Resumed, it ends exactly as the same training run without a break.
+    assert (broken / "history.csv").read_text() == (good_run / "history.csv").read_text()
+    import keras
+
+    resumed_weights = keras.saving.load_model(broken / "model.keras").get_weights()
+    for resumed_weight, good_weight in zip(
+        resumed_weights, keras.saving.load_model(good_run / "model.keras").get_weights(), strict=True
+    ):
+        np.testing.assert_array_equal(resumed_weight, good_weight)
 
 
 def test_a_run_interrupted_before_its_first_epoch_leaves_nothing(toy_project, models_dir, cli):
