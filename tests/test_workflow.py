@@ -251,3 +251,24 @@ def test_every_epoch_of_a_run_is_served_in_its_own_order(curves, monkeypatch):
     train(curves, "train.epochs=3")
     # Each epoch's number reaches the batches before it runs (the first also when they are made).
     assert epochs_set[-3:] == [0, 1, 2] and set(epochs_set) == {0, 1, 2}
+
+
+def test_a_run_resumed_past_its_best_epoch_stops_and_cuts_the_rate_as_the_unbroken_run(curves):
+    """Early stopping's and the plateau's waiting counts survive an interruption."""
+    from common import workflow
+    from common.errors import UserError
+    from tests.conftest import ctrl_c_after_epoch
+
+    settings = ("train.early_stopping_patience=5", "train.lr_schedule=plateau", "train.plateau_patience=2")
+    unbroken_dir, unbroken = train(curves, *settings)
+    best = int(np.argmin(unbroken["val_loss"].to_numpy()))
+    assert len(unbroken) == best + 5 + 1 < 12
+    # Interrupted one epoch after a cut: the plateau has waited 1 epoch, early stopping 3.
+    with ctrl_c_after_epoch(best + 3), pytest.raises(UserError, match="interrupted"):
+        train(curves, *settings)
+    [broken_dir] = [
+        path for path in unbroken_dir.parent.iterdir() if runs.run_state(path) == runs.INTERRUPTED
+    ]
+    config = curves.load_config(broken_dir / runs.CONFIG_FILE)
+    workflow.train(curves, config, resume_dir=broken_dir, verbose=0)
+    pd.testing.assert_frame_equal(pd.read_csv(broken_dir / checkpoints.HISTORY_FILE), unbroken)
