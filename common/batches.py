@@ -51,7 +51,8 @@ class EpochOrder(keras.utils.PyDataset):
         self.y, self.batch_size, self.seed, self.shuffle = labels, batch_size, seed, shuffle
         self.sample_weight = None
         if class_weight:
-            lookup = np.zeros(int(np.max(labels)) + 1, np.float32)
+            # A class the dict leaves out weighs 1, as with fit(class_weight=...).
+            lookup = np.ones(int(np.max(labels)) + 1, np.float32)
             for label, weight in class_weight.items():
                 if int(label) < len(lookup):
                     lookup[int(label)] = weight

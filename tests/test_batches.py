@@ -77,3 +77,54 @@ def test_whole_multiples_trims_only_the_last_batch_and_shards_split_every_batch(
     for index in range(2):
         joined = np.concatenate([half[index][0] for half in halves])
         np.testing.assert_array_equal(joined, whole[index][0])
+
+
+def _epoch_order(batches: ShuffledBatches) -> np.ndarray:
+    """The examples of every batch of the current epoch, in the order they are served."""
+    return np.concatenate([batches[index][1] for index in range(len(batches))])
+
+
+def test_each_epoch_has_its_own_order_fixed_by_the_seed_and_the_epoch():
+    n, seed = 29, 11
+    x, y = np.arange(n) * 10, np.arange(n)
+    batches = ShuffledBatches(x, y, batch_size=8, seed=seed)
+    orders = {}
+    for epoch in range(3):
+        batches.ordering_callback().on_epoch_begin(epoch)
+        orders[epoch] = _epoch_order(batches)
+        expected = np.random.default_rng([seed, epoch]).permutation(n)
+        np.testing.assert_array_equal(orders[epoch], expected)
+        np.testing.assert_array_equal(
+            np.concatenate([batches[i][0] for i in range(len(batches))]), expected * 10
+        )
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+    # Another seed, another order; no shuffling, the examples as they are every epoch.
+    other = ShuffledBatches(x, y, batch_size=8, seed=seed + 1)
+    assert not np.array_equal(_epoch_order(other), orders[0])
+    plain = ShuffledBatches(x, y, batch_size=8, seed=seed, shuffle=False)
+    plain.set_epoch(2)
+    np.testing.assert_array_equal(_epoch_order(plain), np.arange(n))
+
+
+def test_a_resumed_run_serves_the_order_of_the_epoch_it_resumes_at():
+    n, seed = 29, 11
+    x, y = np.arange(n), np.arange(n)
+    resumed = ShuffledBatches(x, y, batch_size=8, seed=seed, first_epoch=1)
+    np.testing.assert_array_equal(_epoch_order(resumed), np.random.default_rng([seed, 1]).permutation(n))
+    uninterrupted = ShuffledBatches(x, y, batch_size=8, seed=seed)
+    uninterrupted.set_epoch(1)
+    np.testing.assert_array_equal(_epoch_order(resumed), _epoch_order(uninterrupted))
+    # The augmentation randomness of a batch follows the epoch too.
+    assert resumed.batch_rng(2).random() == np.random.default_rng([seed, 1, 2]).random()
+
+
+def test_class_weights_become_each_examples_weight():
+    y = np.array([0, 2, 1, 2, 0, 1, 1])
+    batches = ShuffledBatches(
+        np.zeros((7, 1)), y, batch_size=7, seed=0, class_weight={0: 0.5, 1: 2.0, 2: 3.0}
+    )
+    _, labels, weights = batches[0]
+    np.testing.assert_array_equal(weights, np.array([0.5, 2.0, 3.0])[labels])
+    # A class without a weight weighs 1, as with fit(class_weight=...) on arrays.
+    _, labels, weights = ShuffledBatches(np.zeros((7, 1)), y, 7, seed=0, class_weight={1: 4.0})[0]
+    np.testing.assert_array_equal(weights, np.where(labels == 1, 4.0, 1.0))

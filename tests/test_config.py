@@ -127,3 +127,42 @@ def test_whole_numbers_in_a_list_of_floats_are_accepted(tmp_path):
     assert config.model.rates == [0.0, 0.5] and isinstance(config.model.rates[0], float)
     with pytest.raises(UserError, match="'model.rates'"):
         load_config(defaults, overrides=["model.rates=[0, 'x']"])
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "expects"),
+    [
+        ("train.epochs=true", "train.epochs", "int"),
+        ("train.early_stopping_patience=false", "train.early_stopping_patience", "int"),
+        ("seed=true", "seed", "int"),
+        ("train.learning_rate=true", "train.learning_rate", "float"),
+        ("model.conv_filters=[8, true]", "model.conv_filters", "int"),
+        ("model.batch_norm=1", "model.batch_norm", "bool"),
+    ],
+)
+def test_a_boolean_is_never_taken_for_a_number_nor_a_number_for_a_boolean(override, key, expects, tmp_path):
+    # Python counts True as the int 1, which would train for one epoch: refused, naming the key.
+    with pytest.raises(UserError) as raised:
+        load_config(MNIST_DEFAULTS, overrides=[override])
+    message = str(raised.value)
+    assert "\n" not in message and f"'{key}'" in message and f"expects {expects}" in message
+    # The same from a variant file.
+    *tables, name = key.split(".")
+    variant = tmp_path / "variant.toml"
+    value = override.partition("=")[2]
+    variant.write_text("".join(f"[{table}]\n" for table in tables) + f"{name} = {value}\n")
+    with pytest.raises(UserError, match=f"'{key}'.*expects {expects}"):
+        load_config(MNIST_DEFAULTS, variant)
+
+
+def test_whole_numbers_become_floats_and_floats_never_become_whole_numbers(tmp_path):
+    variant = tmp_path / "variant.toml"
+    variant.write_text("[train]\nlearning_rate = 2\n")
+    config = load_config(MNIST_DEFAULTS, variant)
+    assert config.train.learning_rate == 2.0 and type(config.train.learning_rate) is float
+    config = load_config(MNIST_DEFAULTS, overrides=["train.epochs=3", "train.learning_rate=3"])
+    assert config.train.epochs == 3 and type(config.train.epochs) is int
+    assert config.train.learning_rate == 3.0 and type(config.train.learning_rate) is float
+    for whole_float in ("train.epochs=3.0", "train.batch_size=64.0"):
+        with pytest.raises(UserError, match="expects int like"):
+            load_config(MNIST_DEFAULTS, overrides=[whole_float])

@@ -18,9 +18,7 @@ from tests.test_registry_and_runs import TOY, toy_project  # noqa: F401  (the fi
 
 def test_runs_lists_every_run_with_its_score_and_changed_keys(toy_project, models_dir, cli):  # noqa: F811
     assert cli("train", TOY, "--name", "small", "--set", "model.units=2").code == 0
-    assert (
-        cli("train", TOY, "--name", "wide", "--set", "model.units=16", "--set", "train.epochs=3").code == 0
-    )
+    assert cli("train", TOY, "--name", "wide", "--set", "model.units=16", "--set", "train.epochs=3").code == 0
     result = cli("runs", TOY, "--json")
     assert result.code == 0, result.stderr
     rows = json.loads(result.stdout)
@@ -32,7 +30,8 @@ def test_runs_lists_every_run_with_its_score_and_changed_keys(toy_project, model
     }
     for row in rows:
         assert row["state"] == "completed" and row["metric"] == "test_accuracy"
-        assert 0 <= row["value"] <= 1 and 0 <= row["baseline"] <= 1
+        recorded = json.loads((models_dir / TOY / row["name"] / "metrics.json").read_text())
+        assert row["value"] == recorded["test_accuracy"] and row["baseline"] == recorded["baseline_accuracy"]
         assert row["data_source"] == "toy points" and row["backend"] == "tensorflow"
     assert wide["epochs"] == 3 and small["epochs"] == 2
 

@@ -128,7 +128,18 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["data_source"] == "toy points"
     assert metrics["n_train"] == 21 and metrics["n_test"] == 22 and metrics["epochs_run"] == 3
-    assert {"test_accuracy", "baseline_accuracy"} <= metrics.keys()
+    # The scores, worked out here from the toy's data and the saved model's weights in NumPy.
+    import keras
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 1)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    kernel, bias, out_kernel, out_bias = keras.saving.load_model(run_dir / "model.keras").get_weights()
+    predicted = (np.maximum(x[42:] @ kernel + bias, 0) @ out_kernel + out_bias).argmax(axis=1)
+    assert metrics["test_accuracy"] == pytest.approx(np.mean(predicted == y[42:]), abs=1e-12)
+    majority = np.bincount(y[:21]).argmax()
+    assert metrics["baseline_accuracy"] == pytest.approx(np.mean(y[42:] == majority), abs=1e-12)
+    assert metrics["baseline_class"] == ["left", "right"][majority]
     # The resolved config, override included, is saved with the run.
     assert "epochs = 3" in (run_dir / "config.toml").read_text()
 
@@ -139,12 +150,17 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
     evaluated = cli("evaluate", TOY)
     assert evaluated.code == 0, evaluated.stderr
     assert "test_accuracy" in evaluated.stdout
-    # Evaluating writes its own folder and leaves the run's metrics.json alone.
+    # Evaluating writes its own folder, with the scores of the same model on the same test split,
+    # and leaves the run's metrics.json alone.
+    [evaluation] = (models_dir / TOY / "evaluations").iterdir()
+    scored = json.loads((evaluation / "metrics.json").read_text())
+    assert scored["test_accuracy"] == metrics["test_accuracy"] and scored["n_test"] == 22
+    assert scored["model"] == str(run_dir / "model.keras")
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
 
 
 def test_interrupted_run_never_becomes_latest_and_resumes(toy_project, models_dir, cli):
-    assert cli("train", TOY, "--name", "good").code == 0
+    assert cli("train", TOY, "--name", "good", "--set", "train.epochs=3").code == 0
     good_run = runs.latest_run(TOY)
     good_model = (good_run / "model.keras").read_bytes()
 
@@ -164,6 +180,15 @@ def test_interrupted_run_never_becomes_latest_and_resumes(toy_project, models_di
     assert runs.latest_run(TOY) == broken and runs.run_state(broken) == runs.COMPLETED
     epochs = [line.split(",")[0] for line in (broken / "history.csv").read_text().splitlines()[1:]]
     assert epochs == ["0", "1", "2"]
+    # Resumed, it ends exactly as the same training run without a break.
+    assert (broken / "history.csv").read_text() == (good_run / "history.csv").read_text()
+    import keras
+
+    resumed_weights = keras.saving.load_model(broken / "model.keras").get_weights()
+    for resumed_weight, good_weight in zip(
+        resumed_weights, keras.saving.load_model(good_run / "model.keras").get_weights(), strict=True
+    ):
+        np.testing.assert_array_equal(resumed_weight, good_weight)
 
 
 def test_a_run_interrupted_before_its_first_epoch_leaves_nothing(toy_project, models_dir, cli):

@@ -372,3 +372,78 @@ def test_a_project_without_a_model_answers_503_saying_how_to_train_one(models_di
         refused = client.post("/api/stock/forecast")
         assert refused.status_code == 503
         assert "stock is not served: no trained stock model" in refused.json()["error"]
+
+
+def _through_upload_limit(limit: int, chunks: list[bytes], content_length: int | None = None) -> dict:
+    """Sends a request body of ``chunks``, each its own ASGI ``http.request`` message (as a
+    chunked upload arrives), through the upload limit to an app that reads the whole body and
+    answers how many bytes it got. Returns the status, the answer, and how many messages were
+    read and whether the app was reached."""
+    import asyncio
+
+    from common.serve import UploadLimit
+
+    headers = [(b"content-type", b"application/octet-stream")]
+    if content_length is not None:
+        headers.append((b"content-length", str(content_length).encode()))
+    scope = {"type": "http", "method": "POST", "path": "/upload", "headers": headers,
+             "query_string": b"", "http_version": "1.1"}  # fmt: skip
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
+        for index, chunk in enumerate(chunks)
+    ]
+    state = {"read": 0, "app_reached": False}
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if state["read"] < len(messages):
+            state["read"] += 1
+            return messages[state["read"] - 1]
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def reads_everything(scope, receive, send) -> None:
+        state["app_reached"] = True
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": json.dumps({"bytes": len(body)}).encode()})
+
+    asyncio.run(UploadLimit(reads_everything, max_bytes=limit)(scope, receive, send))
+    [start] = [message for message in sent if message["type"] == "http.response.start"]
+    body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
+    return {"status": start["status"], "answer": json.loads(body), **state}
+
+
+def test_the_upload_limit_counts_every_chunk_of_a_body_together():
+    # Three chunks of 4 bytes, each under a limit of 10: their sum is over it, refused at the
+    # third, and the fourth is never read.
+    refused = _through_upload_limit(10, [b"a" * 4] * 4)
+    assert refused["status"] == 413 and "larger than" in refused["answer"]["error"]
+    assert refused["read"] == 3
+    # Exactly the limit passes whole; one byte more does not.
+    assert _through_upload_limit(10, [b"a" * 4, b"b" * 4, b"c" * 2]) == {
+        "status": 200, "answer": {"bytes": 10}, "read": 3, "app_reached": True,
+    }  # fmt: skip
+    assert _through_upload_limit(10, [b"a" * 4, b"b" * 4, b"c" * 3])["status"] == 413
+    assert _through_upload_limit(10, [b"a" * 11])["status"] == 413
+    # An empty body, and a last empty message after the data, count nothing.
+    assert _through_upload_limit(10, [b""])["answer"] == {"bytes": 0}
+    assert _through_upload_limit(10, [b"a" * 10, b""])["answer"] == {"bytes": 10}
+
+
+def test_a_content_length_over_the_limit_is_refused_before_the_body_is_read():
+    over = _through_upload_limit(10, [b"a" * 11], content_length=11)
+    assert over["status"] == 413 and over["read"] == 0 and not over["app_reached"]
+    for length in (9, 10):
+        under = _through_upload_limit(10, [b"a" * length], content_length=length)
+        assert under["status"] == 200 and under["answer"] == {"bytes": length}
+    # A Content-Length that understates the body does not get the rest past the count.
+    lying = _through_upload_limit(10, [b"a" * 6, b"b" * 6], content_length=5)
+    assert lying["status"] == 413 and lying["app_reached"]

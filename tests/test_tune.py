@@ -7,11 +7,13 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from common import registry, runs, tuning, workflow
 from tests.conftest import ROOT, assert_one_line_error
+from tests.test_workflow import CURVES, curves  # noqa: F401  (the fixture)
 
 TINY_MNIST = [
     "data.download_timeout=0",
@@ -135,3 +137,27 @@ def test_distributed_search_with_a_chief_and_two_workers_on_localhost(tmp_path):
     assert len(trials) == 3
     table = pd.read_csv(tmp_path / "models" / "stock" / "tune" / "spread" / "results.csv")
     assert len(table) == 3 and set(table["status"]) == {"completed"}
+
+
+def test_the_best_config_is_the_trial_with_the_lowest_validation_loss(curves):  # noqa: F811
+    """Two trials of the toy project, one with 5% of its validation labels wrong, one with 40%."""
+    import tomllib
+
+    table, best_file = tuning.run_search(curves, None, ["train.epochs=2"], "pick", trials=2)
+    # Each trial's score, read from its own run folder: the lowest validation loss of its epochs.
+    scores = {}
+    for run_dir in runs.models_dir().joinpath(CURVES).glob("*-tune-pick-*"):
+        flip = tomllib.loads((run_dir / "config.toml").read_text())["data"]["flip"]
+        val_loss = pd.read_csv(run_dir / "history.csv")["val_loss"]
+        assert val_loss.min() < val_loss.max()  # the lowest is not simply any epoch's
+        scores[flip] = val_loss.min()
+    assert sorted(scores) == [0.05, 0.4]
+    assert scores[0.05] < scores[0.4]  # fewer wrong labels, a lower loss
+    assert tomllib.loads(best_file.read_text()) == {"data": {"flip": 0.05}}
+    assert f"best validation loss {scores[0.05]:.6g}" in best_file.read_text()
+    # The results table, best first, with each trial's own score.
+    saved = pd.read_csv(best_file.parent / "results.csv")
+    assert list(saved["data.flip"]) == [0.05, 0.4]
+    np.testing.assert_allclose(saved["val_loss"], [scores[0.05], scores[0.4]], rtol=1e-12)
+    assert list(saved["status"]) == ["completed", "completed"]
+    assert list(table["data.flip"]) == [0.05, 0.4]

@@ -1,0 +1,277 @@
+"""Early stopping, the best weights and the learning-rate schedules of a training, checked by value
+on a toy run whose validation loss first falls, then rises: every expected number is worked out
+here from the run's recorded losses or by hand, never read back from the code under test."""
+
+from __future__ import annotations
+
+import math
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import projects
+from common import checkpoints, registry, runs
+
+# A name no user would give a project of their own, ahead of the real projects on the path.
+CURVES = "curves_fixture"
+
+CURVES_CONFIG = """
+seed = 3
+[data]
+path = ""
+# Training points; the validation points are as many, a fraction ``flip`` of them mislabelled.
+rows = 48
+flip = 0.25
+[model]
+units = 2
+[train]
+epochs = 12
+batch_size = 16
+learning_rate = 0.3
+optimizer = "sgd"
+loss = "sparse_categorical_crossentropy"
+metrics = ["accuracy"]
+lr_schedule = "constant"
+early_stopping_patience = 0
+plateau_factor = 0.5
+plateau_patience = 0
+tensorboard = false
+[tune]
+algorithm = "random"
+trials = 2
+[tune.space]
+"data.flip" = [0.05, 0.4]
+"""
+
+CURVES_PROJECT = '''
+"""Points left or right of zero; the validation labels are partly flipped, so once the model
+separates the training points ever more sharply its validation loss rises again."""
+import keras
+import numpy as np
+
+from common.data import Splits
+
+
+def points(config, seed, flip):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(config.data.rows, 1)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    flipped = rng.permutation(len(y))[: round(flip * len(y))]
+    y[flipped] = 1 - y[flipped]
+    return x, y
+
+
+def load_data(config, need_training=True):
+    validation = points(config, [config.seed, 1], config.data.flip)
+    return Splits(train=points(config, [config.seed, 0], 0.0), validation=validation,
+                  test=validation, source="curves")
+
+
+def build_model(config, splits):
+    return keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(2, activation="softmax")])
+
+
+def evaluate(model, splits, config, out_dir):
+    return {}
+
+
+def predict(model, inputs, config, options):
+    return []
+'''
+
+
+@pytest.fixture(scope="module")
+def curves(tmp_path_factory):
+    """The toy project ``curves``, in a folder outside the repository; its runs go to a temporary
+    models folder (one for the module, so a run can be shared by tests that only read it)."""
+    base = tmp_path_factory.mktemp("plugins")
+    folder = base / CURVES
+    folder.mkdir()
+    (folder / "config.toml").write_text(textwrap.dedent(CURVES_CONFIG))
+    (folder / "__init__.py").write_text(textwrap.dedent(CURVES_PROJECT))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODELS_DIR", str(tmp_path_factory.mktemp("models")))
+        patch.setattr(projects, "__path__", [str(base), *projects.__path__])
+        yield registry.get_project(CURVES)
+    sys.modules.pop(f"projects.{CURVES}", None)
+
+
+def train(project, *overrides: str):
+    """Trains the project with ``--set``-style overrides; returns its run folder and history."""
+    from common import workflow
+
+    config = project.load_config(None, list(overrides))
+    run_dir = workflow.train(project, config, verbose=0)
+    return run_dir, pd.read_csv(run_dir / checkpoints.HISTORY_FILE)
+
+
+def validation_loss(model_file, project) -> float:
+    """The sparse categorical cross-entropy of a saved one-layer softmax model on the validation
+    split, computed in NumPy from its weights (not by Keras)."""
+    import keras
+
+    kernel, bias = keras.saving.load_model(model_file, compile=False).get_weights()
+    x, y = project.module.load_data(project.load_config(), need_training=True).validation
+    logits = x.astype(np.float64) @ kernel.astype(np.float64) + bias
+    log_p = logits - logits.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(y)), y].mean())
+
+
+def falls_then_rises(val_loss: np.ndarray, best: int, min_delta: float = 1e-4) -> bool:
+    """Each epoch before ``best`` beats the one before by more than ``min_delta``; none after it
+    comes near ``best``'s value (each rises)."""
+    steps = np.diff(val_loss)
+    return bool(np.all(steps[:best] < -min_delta) and np.all(steps[best:] > 0))
+
+
+@pytest.fixture
+def learning_rates(monkeypatch):
+    """Filled during a training with ``(optimizer step, learning rate)`` at the end of every epoch,
+    as the optimizer holds them when the epoch is committed."""
+    seen: list[tuple[int, float]] = []
+    commit = checkpoints.RunRecorder.on_epoch_end
+
+    def record_then_commit(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        seen.append((int(optimizer.iterations.numpy()), float(np.asarray(optimizer.learning_rate))))
+        commit(self, epoch, logs)
+
+    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", record_then_commit)
+    return seen
+
+
+PATIENCE = 3
+
+
+@pytest.fixture(scope="module")
+def stopped_run(curves):
+    """A run stopped early: patience 3 out of 12 epochs at most."""
+    return train(curves, f"train.early_stopping_patience={PATIENCE}")
+
+
+def test_training_stops_patience_epochs_after_the_best(stopped_run):
+    run_dir, history = stopped_run
+    val_loss = history["val_loss"].to_numpy()
+    best = int(np.argmin(val_loss))
+    assert falls_then_rises(val_loss, best)
+    # Stopped after exactly PATIENCE epochs without a better validation loss, well before 12.
+    assert list(history["epoch"]) == list(range(best + PATIENCE + 1))
+    assert len(history) < 12
+    progress = checkpoints.read_progress(run_dir)
+    assert progress["epochs_done"] == best + PATIENCE + 1 and progress["finished"] is True
+    assert progress["best"] == pytest.approx(val_loss[best], rel=1e-12)
+    assert progress["early_stopping"]["best_epoch"] == best
+
+
+def test_the_saved_model_has_the_best_epochs_weights_not_the_last(stopped_run, curves):
+    import keras
+
+    run_dir, history = stopped_run
+    val_loss = history["val_loss"].to_numpy()
+    final = keras.saving.load_model(run_dir / runs.MODEL_FILE).get_weights()
+    best = keras.saving.load_model(run_dir / runs.BEST_CHECKPOINT).get_weights()
+    last = keras.saving.load_model(run_dir / runs.LAST_CHECKPOINT).get_weights()
+    for saved, wanted in zip(final, best, strict=True):
+        np.testing.assert_array_equal(saved, wanted)
+    assert not all(np.array_equal(saved, other) for saved, other in zip(final, last))
+    # Scored independently, the saved model has the lowest validation loss of the run, and the
+    # last checkpoint the last epoch's.
+    assert validation_loss(run_dir / runs.MODEL_FILE, curves) == pytest.approx(val_loss.min(), rel=1e-5)
+    assert validation_loss(run_dir / runs.LAST_CHECKPOINT, curves) == pytest.approx(val_loss[-1], rel=1e-5)
+
+
+def test_patience_zero_trains_every_epoch_at_a_constant_rate(curves, learning_rates):
+    run_dir, history = train(curves, "train.epochs=8")
+    assert list(history["epoch"]) == list(range(8))
+    val_loss = history["val_loss"].to_numpy()
+    assert val_loss[-1] > val_loss.min() + 0.01  # rising, and still no early stop
+    # 48 training points in batches of 16: 3 steps an epoch, all at the configured rate.
+    assert learning_rates == [(3 * (epoch + 1), pytest.approx(0.3, rel=1e-6)) for epoch in range(8)]
+    assert validation_loss(run_dir / runs.MODEL_FILE, curves) == pytest.approx(val_loss[-1], rel=1e-5)
+
+
+def plateau_rates(best: int, epochs: int, rate: float, factor: float, patience: int) -> list[float]:
+    """The rate of each epoch when the validation loss improves until epoch ``best`` and never
+    after: cut by ``factor`` at the end of every ``patience``-th epoch past the best."""
+    return [rate * factor ** max(0, (epoch - 1 - best) // patience) for epoch in range(epochs)]
+
+
+def test_the_plateau_schedule_cuts_the_rate_after_its_patience(curves):
+    run_dir, history = train(
+        curves, "train.lr_schedule=plateau", "train.plateau_patience=3", "train.plateau_factor=0.25",
+        "train.epochs=10",
+    )  # fmt: skip
+    val_loss = history["val_loss"].to_numpy()
+    best = int(np.argmin(val_loss))
+    assert len(history) == 10 and falls_then_rises(val_loss, best)
+    # Early stopping is off, so the default rule would wait 2 epochs: 3 is the key's own.
+    expected = plateau_rates(best, 10, 0.3, 0.25, 3)
+    assert len(set(expected)) >= 3  # the full rate and at least two cuts
+    np.testing.assert_allclose(history["learning_rate"], expected, rtol=1e-6)
+
+
+def test_the_plateau_patience_defaults_to_half_the_early_stopping_patience(curves):
+    run_dir, history = train(
+        curves, "train.lr_schedule=plateau", "train.early_stopping_patience=6", "train.epochs=20"
+    )
+    val_loss = history["val_loss"].to_numpy()
+    best = int(np.argmin(val_loss))
+    assert falls_then_rises(val_loss, best)
+    assert len(history) == best + 6 + 1
+    # Halved (the default factor) after 6 // 2 = 3 epochs without improvement.
+    np.testing.assert_allclose(
+        history["learning_rate"], plateau_rates(best, best + 7, 0.3, 0.5, 3), rtol=1e-6
+    )
+    assert history["learning_rate"].iloc[-1] == pytest.approx(0.15, rel=1e-6)
+
+
+def test_the_cosine_schedule_decays_over_every_step_of_the_run(curves, learning_rates):
+    run_dir, history = train(curves, "train.lr_schedule=cosine", "train.epochs=8")
+    assert len(history) == 8
+    # 3 steps an epoch, 24 in all: after step s the rate is 0.3 * (1 + cos(pi * s / 24)) / 2.
+    expected = [(3 * (epoch + 1), 0.3 * (1 + math.cos(math.pi * (epoch + 1) / 8)) / 2) for epoch in range(8)]
+    assert [step for step, _ in learning_rates] == [step for step, _ in expected]
+    np.testing.assert_allclose(
+        [rate for _, rate in learning_rates], [rate for _, rate in expected], rtol=1e-5, atol=1e-7
+    )
+
+
+def test_every_epoch_of_a_run_is_served_in_its_own_order(curves, monkeypatch):
+    from common.batches import ShuffledBatches
+
+    epochs_set: list[int] = []
+    set_epoch = ShuffledBatches.set_epoch
+
+    def record(self, epoch):
+        epochs_set.append(epoch)
+        set_epoch(self, epoch)
+
+    monkeypatch.setattr(ShuffledBatches, "set_epoch", record)
+    train(curves, "train.epochs=3")
+    # Each epoch's number reaches the batches before it runs (the first also when they are made).
+    assert epochs_set[-3:] == [0, 1, 2] and set(epochs_set) == {0, 1, 2}
+
+
+def test_a_run_resumed_past_its_best_epoch_stops_and_cuts_the_rate_as_the_unbroken_run(curves):
+    """Early stopping's and the plateau's waiting counts survive an interruption."""
+    from common import workflow
+    from common.errors import UserError
+    from tests.conftest import ctrl_c_after_epoch
+
+    settings = ("train.early_stopping_patience=5", "train.lr_schedule=plateau", "train.plateau_patience=2")
+    unbroken_dir, unbroken = train(curves, *settings)
+    best = int(np.argmin(unbroken["val_loss"].to_numpy()))
+    assert len(unbroken) == best + 5 + 1 < 12
+    # Interrupted one epoch after a cut: the plateau has waited 1 epoch, early stopping 3.
+    with ctrl_c_after_epoch(best + 3), pytest.raises(UserError, match="interrupted"):
+        train(curves, *settings)
+    [broken_dir] = [
+        path for path in unbroken_dir.parent.iterdir() if runs.run_state(path) == runs.INTERRUPTED
+    ]
+    config = curves.load_config(broken_dir / runs.CONFIG_FILE)
+    workflow.train(curves, config, resume_dir=broken_dir, verbose=0)
+    pd.testing.assert_frame_equal(pd.read_csv(broken_dir / checkpoints.HISTORY_FILE), unbroken)
