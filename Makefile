@@ -62,8 +62,10 @@ $(addprefix demo-,$(PROJECTS)): demo-%: $(STAMP) ## Open a project's interactive
 serve: $(STAMP) ## Serve every model: web pages and HTTP API on http://127.0.0.1:8000/ (ARGS="--port 8001")
 	$(BIN)/python -m common serve $(ARGS)
 
+# The fast suite on TEST_WORKERS processes (pytest-xdist); TEST_WORKERS=0 runs it in one.
+TEST_WORKERS ?= 2
 test: $(STAMP) ## Run the fast test suite (under 5 minutes on 2 cores)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
 test-slow: $(STAMP) ## Run the slow checks too (real data, longer trainings)
 	$(BIN)/python -m pytest -q -m "slow or not (slow or scaling)" $(ARGS)
