@@ -275,3 +275,31 @@ def test_a_run_resumed_past_its_best_epoch_stops_and_cuts_the_rate_as_the_unbrok
     config = curves.load_config(broken_dir / runs.CONFIG_FILE)
     workflow.train(curves, config, resume_dir=broken_dir, verbose=0)
     pd.testing.assert_frame_equal(pd.read_csv(broken_dir / checkpoints.HISTORY_FILE), unbroken)
+
+
+def test_a_run_interrupted_after_its_last_epoch_saves_the_best_weights_without_training(curves, stopped_run):
+    """Killed while saving after its last epoch (out of epochs, not stopped early): the resume
+    trains nothing more and saves the best epoch's weights, as the unbroken run would have."""
+    import keras
+
+    from common import workflow
+    from common.errors import UserError
+    from tests.conftest import ctrl_c_after_epoch
+
+    best = int(np.argmin(stopped_run[1]["val_loss"].to_numpy()))
+    epochs = best + 2  # runs out of epochs one after the best, before patience 3 would stop it
+    settings = (f"train.early_stopping_patience={PATIENCE}", f"train.epochs={epochs}")
+    with ctrl_c_after_epoch(epochs - 1), pytest.raises(UserError, match="interrupted"):
+        train(curves, *settings)
+    [run_dir] = [path for path in runs.models_dir().joinpath(CURVES).iterdir() if path.name[0].isdigit()]
+    progress = checkpoints.read_progress(run_dir)
+    assert progress["epochs_done"] == epochs and progress["finished"] is True
+    history = pd.read_csv(run_dir / checkpoints.HISTORY_FILE)
+
+    workflow.train(curves, curves.load_config(run_dir / runs.CONFIG_FILE), resume_dir=run_dir, verbose=0)
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / checkpoints.HISTORY_FILE), history)
+    final = keras.saving.load_model(run_dir / runs.MODEL_FILE).get_weights()
+    wanted = keras.saving.load_model(run_dir / runs.BEST_CHECKPOINT).get_weights()
+    for saved, weights in zip(final, wanted, strict=True):
+        np.testing.assert_array_equal(saved, weights)
+    assert runs.run_state(run_dir) == runs.COMPLETED
