@@ -506,6 +506,15 @@ def evaluate_saved(
     """
     model, config, model_file = load_saved(project, model_arg, overrides, need_data=True)
     splits: Splits = project.module.load_data(config, need_training=False)
+    trained_on = runs.read_metrics(model_file.parent)
+    if splits.stand_in and trained_on.get("data_source") and not trained_on.get("stand_in_data"):
+        # A stand-in (an offline sample of the real dataset's own training examples, generated
+        # data) says nothing of a model trained on the real data: its score is no test score.
+        raise UserError(
+            f"{runs._short(model_file)} was trained on {trained_on['data_source']}; scoring it on the stand-in "
+            f"{splits.source} would not measure it on unseen data. Give the real data with --set "
+            f"data.path=..., or score a run trained on the stand-in with --model latest"
+        )
     log.info("data: %s (n_test=%d)", splits.source, len(splits.test[1]))
     if out_dir is None:
         out_dir = runs.new_run_dir(f"{project.name}/evaluations")

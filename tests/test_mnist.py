@@ -652,3 +652,31 @@ def test_evaluate_scores_the_test_digits_beside_the_training_majority(tmp_path):
         {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2}
     )
     assert metrics["per_class"]["1"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
+def test_the_shipped_model_is_not_scored_on_the_offline_digits_it_trained_on(
+    monkeypatch, tmp_path, failing_network, models_dir, cli
+):
+    """The offline fallback's digits are MNIST training digits: a score of the shipped model on
+    them would be a training score, so evaluate refuses in one line and writes nothing."""
+    from common import runs
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
+    monkeypatch.setattr(mnist_data, "DEFAULT_DATA_DIR", tmp_path / "no-mnist")
+    shipped = runs.pretrained_dir("mnist") / "model.keras"
+    result = cli("evaluate", "mnist", "--model", shipped, "--out", tmp_path / "scores")
+    assert_one_line_error(result, "was trained on MNIST", "stand-in", "data.path")
+    assert not (tmp_path / "scores").exists() and not models_dir.exists()
+
+
+def test_a_run_trained_on_the_offline_digits_may_be_scored_on_them(
+    monkeypatch, tmp_path, failing_network, cli
+):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
+    monkeypatch.setattr(mnist_data, "DEFAULT_DATA_DIR", tmp_path / "no-mnist")
+    tiny = ["--set", "model.conv_filters=[4]", "--set", "model.dense_units=8", "--set", "train.epochs=1"]
+    assert cli("train", "mnist", *tiny).code == 0
+    result = cli("evaluate", "mnist", "--model", "latest", "--out", tmp_path / "scores")
+    assert result.code == 0, result.stderr
+    scored = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    assert scored["stand_in_data"] is True and scored["n_test"] == 500
