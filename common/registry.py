@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from common.config import Config, load_config
+from common.config import Config, did_you_mean, load_config
 from common.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,7 +190,9 @@ def get_project(name: str) -> Project:
     """
     folders = _project_folders()
     if name not in folders:
-        raise UserError(f"unknown project '{name}'; available projects: {', '.join(sorted(folders))}")
+        # Project names are lowercase Python names: `train MNIST` means mnist.
+        hint = did_you_mean(name.lower(), sorted(folders))
+        raise UserError(f"unknown project '{name}'{hint}; available projects: {', '.join(sorted(folders))}")
     folder = folders[name]
     defined = _names_defined(folder / "__init__.py")
     missing = [

@@ -11,7 +11,10 @@ the data loader and the model with their own.
 from __future__ import annotations
 
 import keyword
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from string import Template
 
@@ -41,18 +44,34 @@ def create_project(
         raise UserError(f"--like {like!r}: choose one of {', '.join(KINDS)}")
     folder = projects_dir / name
     test_file = tests_dir / f"test_{name}.py"
-    if folder.exists() or test_file.exists():
-        raise UserError(
-            f"new {name}: {folder if folder.exists() else test_file} already exists; choose another name"
-        )
+    # lexists: a dangling symlink counts as taken, so nothing is ever written through one.
+    taken = next((path for path in (folder, test_file) if os.path.lexists(path)), None)
+    if taken is not None:
+        raise UserError(f"new {name}: {taken} already exists; choose another name")
     templates = TEMPLATES_DIR / KINDS[like]
     values = {"name": name, "like": like, "title": name.replace("_", " ").capitalize()}
-    written = []
-    folder.mkdir(parents=True)
-    for template in sorted(templates.glob("*.tmpl")):
-        target = (
-            test_file if template.name == "test.py.tmpl" else folder / template.name.removesuffix(".tmpl")
-        )
-        target.write_text(Template(template.read_text()).substitute(values))
-        written.append(target)
-    return written
+    rendered = {
+        template.name.removesuffix(".tmpl"): Template(template.read_text()).substitute(values)
+        for template in sorted(templates.glob("*.tmpl"))
+    }
+    test_text = rendered.pop("test.py")
+    # All or nothing: the project is written in a hidden folder beside its place and renamed into
+    # it once whole; the test file is created exclusively (never through an existing path).
+    projects_dir.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=projects_dir))
+    test_written = False
+    try:
+        for file_name, text in rendered.items():
+            (partial / file_name).write_text(text)
+        with open(test_file, "x") as file:
+            test_written = True
+            file.write(test_text)
+        os.rename(partial, folder)
+    except BaseException as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        if test_written:
+            test_file.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise UserError(f"new {name}: could not write the project: {error}") from None
+        raise
+    return [folder / file_name for file_name in rendered] + [test_file]

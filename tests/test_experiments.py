@@ -120,3 +120,33 @@ def test_new_refuses_a_bad_or_taken_name(cli):
     assert_one_line_error(cli("new", "My-Project"), "lowercase Python name")
     assert_one_line_error(cli("new", "mnist"), "already exists")
     assert_one_line_error(cli("new", "class"), "lowercase Python name")
+
+
+def test_new_writes_nothing_through_a_symlink_left_at_its_test_file(tmp_path):
+    from common import scaffold
+    from common.errors import UserError
+
+    plugins, tests_dir, outside = tmp_path / "plugins", tmp_path / "tests", tmp_path / "outside.py"
+    tests_dir.mkdir()
+    (tests_dir / "test_sensors.py").symlink_to(outside)  # dangling: exists() would say no
+    with pytest.raises(UserError, match="test_sensors.py already exists"):
+        scaffold.create_project("sensors", "mnist", projects_dir=plugins, tests_dir=tests_dir)
+    assert not outside.exists() and not (plugins / "sensors").exists()
+
+
+def test_a_new_project_that_cannot_be_written_whole_leaves_nothing(tmp_path, monkeypatch):
+    """All or nothing: a failure midway (here the test file's folder is missing) removes what
+    was written, so the name is free to try again."""
+    from common import scaffold
+    from common.errors import UserError
+
+    plugins, tests_dir = tmp_path / "plugins", tmp_path / "no-such-tests-folder"
+    with pytest.raises(UserError, match="could not write the project"):
+        scaffold.create_project("sensors", "stock", projects_dir=plugins, tests_dir=tests_dir)
+    assert list(plugins.iterdir()) == []
+    tests_dir.mkdir()
+    written = scaffold.create_project("sensors", "stock", projects_dir=plugins, tests_dir=tests_dir)
+    assert sorted(path.name for path in (plugins / "sensors").iterdir()) == sorted(
+        path.name for path in written if path.parent == plugins / "sensors"
+    )
+    assert (tests_dir / "test_sensors.py") in written and len(written) == 9

@@ -104,6 +104,12 @@ def test_unknown_project_is_a_one_line_error(cli):
     result = cli("train", "nosuchproject")
     assert result.code == 2
     assert "unknown project 'nosuchproject'" in result.stderr and "mnist" in result.stderr
+    assert "did you mean" not in result.stderr
+
+
+@pytest.mark.parametrize("typed", ["MNIST", "mnsit", "Mnist"])
+def test_a_mistyped_project_gets_a_suggestion(typed, cli):
+    assert_one_line_error(cli("train", typed), f"unknown project '{typed}' (did you mean 'mnist'?)")
 
 
 def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
