@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Queue
+from xml.etree import ElementTree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,15 +150,19 @@ def _command(copy: Path, arguments: list[str]) -> str:
     return f"sh -c {shlex.quote(inner)}"
 
 
-def _tests_by_line(copy: Path, module: str, tests: list[str], timeout: float) -> dict[int, list[str]] | str:
+def _tests_by_line(
+    copy: Path, module: str, tests: list[str], timeout: float
+) -> tuple[dict[int, list[str]], dict[str, float]] | str:
     """Runs ``tests`` once, unmutated, under coverage with one context per test: for each line of
-    ``module``, the tests that ran it. A string says why that failed (the tests fail unmutated)."""
+    ``module``, the tests that ran it, and how long each test took. A string says why that
+    failed (the tests fail unmutated)."""
     from coverage import CoverageData
 
-    data_file = copy / ".coverage-mutation"
+    data_file, report = copy / ".coverage-mutation", copy / ".junit-mutation.xml"
     package = module.split("/")[0]
+    arguments = ["-x", f"--cov={package}", "--cov-context=test", "--cov-report=", f"--junitxml={report}"]
     completed = subprocess.run(
-        _pytest(copy, ["-x", f"--cov={package}", "--cov-context=test", "--cov-report=", *tests]),
+        _pytest(copy, [*arguments, *tests]),
         cwd=copy,
         env={**os.environ, "COVERAGE_FILE": str(data_file)},
         capture_output=True,
@@ -168,18 +173,27 @@ def _tests_by_line(copy: Path, module: str, tests: list[str], timeout: float) ->
         return "the tests fail without any mutation:\n" + (completed.stdout + completed.stderr)[-2000:]
     data = CoverageData(basename=str(data_file))
     data.read()
-    by_line = data.contexts_by_lineno(str((copy / module).resolve()))
-    return {
+    by_line = {
         line: sorted({context.rsplit("|", 1)[0] for context in contexts if "::" in context})
-        for line, contexts in by_line.items()
+        for line, contexts in data.contexts_by_lineno(str((copy / module).resolve())).items()
     }
+    seconds = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        # classname "tests.test_x" (or "tests.test_x.Class"), name "test_y[param]".
+        module_part, _, class_part = case.get("classname", "").partition(".Test")
+        nodeid = module_part.replace(".", "/") + ".py::" + (f"Test{class_part}::" if class_part else "")
+        seconds[nodeid + case.get("name", "")] = float(case.get("time", 0.0))
+    return by_line, seconds
 
 
-def _run_module(module: str, tests: list[str], copy: Path, sample: int, timeout: float) -> ModuleResult:
-    """Each sampled mutant against the tests that run its line (coverage saw them do it); a
-    mutant on a line no test runs in-process, against all of the module's test files (some run
-    the code in a subprocess, which coverage does not see). A survivor of the first kind might
-    still die by a subprocess test: the score errs low, never high."""
+def _run_module(
+    module: str, tests: list[str], copy: Path, sample: int, timeout: float, budget: float
+) -> ModuleResult:
+    """Each sampled mutant against the tests that run its line (coverage saw them do it), the
+    fastest first, as many as fit in ``budget`` seconds of their unmutated time (at least one).
+    A mutant on a line no test runs in-process is a survivor without a run. So the score errs
+    low, never high: a survivor may still die by a test left out of the budget, or by one that
+    runs the code in a subprocess, which coverage does not see."""
     from cosmic_ray.mutating import mutate_and_test
     from cosmic_ray.work_item import TestOutcome
 
@@ -189,26 +203,50 @@ def _run_module(module: str, tests: list[str], copy: Path, sample: int, timeout:
     if not present:
         result.error = f"none of its test files exist: {', '.join(tests)}"
         return result
-    by_line = _tests_by_line(copy, module, present, timeout)
-    if isinstance(by_line, str):
-        result.error = by_line
+    measured = _tests_by_line(copy, module, present, timeout)
+    if isinstance(measured, str):
+        result.error = measured
         return result
+    by_line, seconds = measured
     mutants, _ = _mutants(copy / module, sample)
     for mutation in mutants:
         lines = range(mutation.start_pos[0], mutation.end_pos[0] + 1)
         covering = sorted({test for line in lines for test in by_line.get(line, [])})
-        outcome = mutate_and_test([mutation], _command(copy, ["-x", *(covering or present)]), timeout)
-        killed = outcome.test_outcome != TestOutcome.SURVIVED
-        diff = "\n".join(
-            line
-            for line in (outcome.diff or "").splitlines()
-            if line.startswith(("-", "+")) and line[1:2] != line[0]
-        )
+        covering.sort(key=lambda test: seconds.get(test, budget))
+        chosen, spent = [], 0.0
+        for test in covering:
+            if chosen and spent + seconds.get(test, budget) > budget:
+                break
+            chosen.append(test)
+            spent += seconds.get(test, budget)
+        note, diff = "", ""
+        if chosen:
+            outcome = mutate_and_test([mutation], _command(copy, ["-x", *chosen]), timeout)
+            killed = outcome.test_outcome != TestOutcome.SURVIVED
+            diff = "\n".join(
+                line
+                for line in (outcome.diff or "").splitlines()
+                if line.startswith(("-", "+")) and line[1:2] != line[0]
+            )
+            if not killed:
+                note = (
+                    f"passed the {len(chosen)} of {len(covering)} tests that run its line within the budget"
+                )
+        else:
+            killed, note = False, "no test runs its line in-process"
+            diff = "  " + (copy / module).read_text(encoding="utf-8").splitlines()[mutation.start_pos[0] - 1]
         result.outcomes.append(
-            Outcome(module, mutation.start_pos[0], mutation.operator_name.removeprefix("core/"), killed, diff)
+            Outcome(
+                module,
+                mutation.start_pos[0],
+                mutation.operator_name.removeprefix("core/"),
+                killed,
+                diff,
+                note,
+            )
         )
         mark = "killed  " if killed else "SURVIVED"
-        print(f"  {mark} {module}:{mutation.start_pos[0]} {mutation.operator_name}", flush=True)
+        print(f"  {mark} {module}:{mutation.start_pos[0]} {mutation.operator_name} {note}", flush=True)
     result.seconds = time.monotonic() - start
     return result
 
@@ -239,7 +277,7 @@ def _report(results: list[ModuleResult], wall: float, argv: list[str]) -> str:
         "",
     ]
     for outcome in survivors:
-        lines += [f"- `{outcome.module}:{outcome.line}` {outcome.operator}", "  ```diff"]
+        lines += [f"- `{outcome.module}:{outcome.line}` {outcome.operator}: {outcome.note}", "  ```diff"]
         lines += [f"  {line}" for line in outcome.diff.splitlines()] + ["  ```"]
     errors = [result for result in results if result.error]
     if errors:
@@ -256,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="copies of the repository run side by side")
     parser.add_argument(
         "--timeout", type=float, default=600, help="seconds before a test run counts as killed"
+    )
+    parser.add_argument(
+        "--budget", type=float, default=60, help="seconds of (unmutated) test time per mutant (default 60)"
     )
     parser.add_argument("--write", action="store_true", help="write docs/mutation-report.md")
     parser.add_argument("--list", action="store_true", help="only list the sampled mutants")
@@ -289,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             copy = copies.get()
             try:
                 print(f"{module}: against {', '.join(TARGETS[module])}", flush=True)
-                return _run_module(module, TARGETS[module], copy, args.sample, args.timeout)
+                return _run_module(module, TARGETS[module], copy, args.sample, args.timeout, args.budget)
             finally:
                 copies.put(copy)
 
