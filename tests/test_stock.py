@@ -860,3 +860,13 @@ def test_the_trained_runs_persistence_figures_match_a_hand_computation(trained_r
         f"{dates[242]:%Y-%m-%d}",
         f"{dates[299]:%Y-%m-%d}",
     )
+
+
+def test_evaluating_with_another_window_than_the_model_was_trained_on_is_one_line(trained_run, cli, tmp_path):
+    """A 10-day model scored with data.window=30 would fail deep inside Keras; predict and
+    evaluate both say why in one line."""
+    csv, _, run_dir = trained_run
+    for command in (["evaluate", "stock", "--out", tmp_path / "scores"], ["predict", "stock"]):
+        result = cli(*command, "--model", run_dir, "--set", f"data.path={csv}", "--set", "data.window=30")
+        assert_one_line_error(result, "windows of 10 days", "data.window = 30")
+    assert not (tmp_path / "scores").exists() or not any((tmp_path / "scores").iterdir())

@@ -25,6 +25,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -461,3 +462,14 @@ def make_splits(series: PriceSeries, config: Config) -> Splits:
 
 def _nonzero(std: np.ndarray) -> np.ndarray:
     return np.where(std > 0, std, 1.0)
+
+
+def check_model_input(model: Any, window: int, columns: list[str]) -> None:
+    """A model saved with another window or column count would fail deep in Keras; say why here."""
+    expected = tuple(model.input_shape[1:])
+    if expected != (window, len(columns)):
+        raise UserError(
+            f"the model takes windows of {expected[0]} days x {expected[1]} column(s), but the config "
+            f"gives data.window = {window} and the columns {columns}; use the config.toml saved "
+            "beside the model"
+        )

@@ -24,7 +24,7 @@ import numpy as np
 
 from common.config import Config
 from common.data import Splits
-from projects.stock.data import target_to_price
+from projects.stock.data import check_model_input, target_to_price
 from projects.stock.plots import plot_residuals, plot_test_predictions
 from projects.stock.significance import diebold_mariano, verdict
 
@@ -71,6 +71,7 @@ def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) 
     The validation period's RMSE ratio is reported too (as ``validation_rmse_ratio``): it is the
     figure to compare targets and feature sets by, so the test period never chooses the config.
     """
+    check_model_input(model, config.data.window, splits.info["input_columns"])
     target = splits.info["target"]
     test_days = splits.info["days"]["test"]
     predicted = one_step_prices(model, splits.test[0], test_days["previous"], target)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from common.config import Config
 from common.errors import UserError
-from projects.stock.data import is_volume_column, load_series, target_to_price, to_features
+from projects.stock.data import check_model_input, is_volume_column, load_series, target_to_price, to_features
 
 DEFAULT_DAYS = 5
 MAX_HISTORY = 5000  # True prices given back with a forecast, for a chart: about 20 years.
@@ -113,7 +113,7 @@ def forecast_prices(
     """
     if not 1 <= days <= MAX_DAYS:
         raise UserError(f"--days must be between 1 and {MAX_DAYS}; received: {days}")
-    _check_model_input(model, window, list(frame.columns))
+    check_model_input(model, window, list(frame.columns))
     if len(frame) < window + 1:
         raise UserError(
             f"the series has {len(frame)} days; a forecast needs at least data.window + 1 = {window + 1}"
@@ -140,17 +140,6 @@ def forecast_prices(
         history = pd.concat([history.iloc[1:], next_day.to_frame(date).T])
         forecast[step] = price
     return dates, forecast
-
-
-def _check_model_input(model: keras.Model, window: int, columns: list[str]) -> None:
-    """A model saved with another window or column count would fail deep in Keras; say why here."""
-    expected = tuple(model.input_shape[1:])
-    if expected != (window, len(columns)):
-        raise UserError(
-            f"the model takes windows of {expected[0]} days x {expected[1]} column(s), but the config "
-            f"gives data.window = {window} and the columns {columns}; use the config.toml saved "
-            "beside the model"
-        )
 
 
 def price_decimals(price: float) -> int:
