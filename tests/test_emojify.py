@@ -446,7 +446,7 @@ def test_a_photo_without_a_face_is_an_empty_answer(cli, tiny_model_file, tmp_pat
     ]
     assert (
         cli("predict", "emojify", CHINA, "--model", tiny_model_file).stdout.strip()
-        == f"{CHINA}: no face found"
+        == f"{CHINA}: no face found (--whole reads the picture as one face)"
     )
 
 

@@ -414,7 +414,7 @@ def format_prediction(result: dict) -> str:
     faces = result["faces"]
     written = f" → {result['annotated']}" if "annotated" in result else ""
     if not faces:
-        return f"{result['input']}: no face found{written}"
+        return f"{result['input']}: no face found (--whole reads the picture as one face){written}"
     if result.get("whole_image"):
         face = faces[0]
         label = f"{face['label']} ({face['confidence']:.0%})"
