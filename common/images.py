@@ -52,3 +52,28 @@ def read_image(path: str | Path, mode: str = "L") -> np.ndarray:
         raise UserError(f"{path}: not an image file PIL can read (PNG, JPEG, BMP, ...)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise UserError(f"{path}: the image is truncated or corrupt ({error})") from None
+
+
+def expand_folders(inputs: list[str]) -> list[str]:
+    """Each folder among ``inputs`` replaced by the image files directly inside it (by name, hidden
+    files left out), so ``predict mnist digits/`` reads every digit there.
+
+    Raises:
+        UserError: a folder holds no image file.
+    """
+    extensions = set(Image.registered_extensions())
+    expanded = []
+    for item in inputs:
+        folder = Path(item)
+        if not folder.is_dir():
+            expanded.append(item)
+            continue
+        images = sorted(
+            str(path)
+            for path in folder.iterdir()
+            if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in extensions
+        )
+        if not images:
+            raise UserError(f"{folder}: the folder holds no image file")
+        expanded += images
+    return expanded

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from common import checkpoints, devices, plots, registry, runs, tracking
+from common import checkpoints, devices, images, plots, registry, runs, tracking
 from common.backend import import_keras
 from common.batches import ShuffledBatches
 from common.config import Config
@@ -511,8 +511,8 @@ def evaluate_saved(
         # A stand-in (an offline sample of the real dataset's own training examples, generated
         # data) says nothing of a model trained on the real data: its score is no test score.
         raise UserError(
-            f"{runs._short(model_file)} was trained on {trained_on['data_source']}; scoring it on the stand-in "
-            f"{splits.source} would not measure it on unseen data. Give the real data with --set "
+            f"{runs._short(model_file)} was trained on {trained_on['data_source']}; scoring it on the "
+            f"stand-in {splits.source} would not measure it on unseen data. Give the real data with --set "
             f"data.path=..., or score a run trained on the stand-in with --model latest"
         )
     log.info("data: %s (n_test=%d)", splits.source, len(splits.test[1]))
@@ -530,6 +530,7 @@ def evaluate_saved(
 def predict_saved(project: Project, inputs: list[str], model_arg: str | None, options: Any) -> Iterable[dict]:
     """Runs a saved model on raw inputs through the project's own preprocessing, one result per
     input as it is ready (an unreadable input gives ``{"input", "error"}``)."""
+    inputs = images.expand_folders(inputs)
     model, config, model_file = load_saved(project, model_arg, getattr(options, "set", None), announce=False)
     announcement = runs.describe_model(project.name, model_file, chosen_by_default=model_arg is None)
     # Said once the model has answered something: an input that could not be read gets its

@@ -358,6 +358,18 @@ def test_predict_cli_on_image_files(tmp_path, cli, models_dir, real_digits):
     assert all(0.0 <= row["confidence"] <= 1.0 for row in rows)
     plain = cli("predict", "mnist", paths[0])
     assert plain.stdout.startswith(f"{paths[0]}: {real_digits[1][0]} (")
+    # A folder stands for the images in it, by name; other and hidden files are left out.
+    (tmp_path / "notes.txt").write_text("not a digit")
+    Image.fromarray(draw_on_canvas(real_digits[0][5], rng)).save(tmp_path / ".hidden.png")
+    folder = cli("predict", "mnist", tmp_path, "--json")
+    assert folder.code == 0, folder.stderr
+    assert [json.loads(line) for line in folder.stdout.splitlines()] == sorted(
+        rows, key=lambda row: row["input"]
+    )
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(
+        cli("predict", "mnist", tmp_path / "empty"), "empty: the folder holds no image file"
+    )
 
 
 def test_predict_warns_about_a_number_and_a_photo(tmp_path, cli, caplog, real_digits):
