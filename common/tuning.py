@@ -20,11 +20,12 @@ training through :func:`common.workflow.train`, into an ordinary run folder
 and ``best.toml``. The trials are scored by their best validation loss (never the test split).
 KerasTuner's own state lives in ``models/<project>/tune/<name>/``.
 
-A search that is stopped and started again runs only the trials that are left. The best trial's
-config is written as a variant file, ``models/<project>/tune/<name>/best.toml``: the search's
-``--config`` and ``--set`` with the trial's values, so ``train --config best.toml`` trains with
-exactly the best trial's config (a Hyperband trial's epoch budget aside: it gets
-``train.epochs``).
+Ctrl-C or SIGTERM stops the whole search (exit status 2) with the command that continues it;
+that command reruns the interrupted trial first, resuming its run folder where an epoch was
+committed, then the trials that are left. The best trial's config is written as a variant file,
+``models/<project>/tune/<name>/best.toml``: the search's ``--config`` and ``--set`` with the
+trial's values, so ``train --config best.toml`` trains with exactly the best trial's config (a
+Hyperband trial's epoch budget aside: it gets ``train.epochs``).
 
 Distributed: KerasTuner's chief/worker mode spreads the trials over processes or machines. Start
 the same command with ``KERASTUNER_TUNER_ID=chief`` on one machine and
@@ -39,6 +40,7 @@ import json
 import logging
 import math
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,7 @@ import tomli_w
 
 from common import runs
 from common.config import FREE_TABLES, Config, read_toml
-from common.errors import UserError
+from common.errors import Interrupted, UserError
 from common.registry import Project
 
 ALGORITHMS = ("random", "bayesian", "hyperband")
@@ -146,6 +148,20 @@ def trial_number(trial_id: str) -> int:
     return int(trial_id) + 1
 
 
+def continue_command(
+    project: str, config_file: str | None, overrides: list[str], name: str, trials: int | None
+) -> str:
+    """The command that continues a search where it stopped."""
+    parts = ["python", "-m", "common", "tune", project, "--name", name]
+    if trials is not None:
+        parts += ["--trials", str(trials)]
+    if config_file:
+        parts += ["--config", config_file]
+    for override in overrides:
+        parts += ["--set", override]
+    return shlex.join(parts)
+
+
 def run_search(
     project: Project,
     config_file: str | None,
@@ -153,7 +169,12 @@ def run_search(
     name: str,
     trials: int | None = None,
 ) -> tuple[pd.DataFrame, Path]:
-    """Runs (or continues) a search; returns the results table and the best trial's config file."""
+    """Runs (or continues) a search; returns the results table and the best trial's config file.
+
+    Raises:
+        Interrupted: on Ctrl-C or SIGTERM, with the command that continues the search; the
+            interrupted trial is not counted and runs first when the search is continued.
+    """
     base = project.load_config(config_file, overrides)
     space = search_space(project, base)
     algorithm = base.tune.algorithm
@@ -201,13 +222,18 @@ def run_search(
         options = {"max_epochs": base.train.epochs, "hyperband_iterations": 1}
     oracle = type(oracle_class.__name__, (FirstTheDefaults, oracle_class), {})(**common, **options)
     planned = f" of {max_trials}" if algorithm != "hyperband" else ""
+    current: dict[str, int] = {}
 
     class ConfigTuner(keras_tuner.Tuner):
         """Each trial trains the project with the trial's config values, as `train` would."""
 
+        def on_search_begin(self) -> None:
+            # Saved before the first trial too: a search stopped in it reloads and reruns it.
+            self.save()
+
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict:
             hp = trial.hyperparameters
-            number = trial_number(trial.trial_id)
+            number = current["trial"] = trial_number(trial.trial_id)
             chosen = {key: _trial_value(hp, key, values) for key, values in space.items()}
             trial_overrides = [_override(key, value) for key, value in chosen.items()]
             continue_from = None
@@ -221,10 +247,26 @@ def run_search(
             what = ", ".join(f"{key}={value}" for key, value in chosen.items())
             if first_values is not None and {key: hp.values.get(key) for key in space} == first_values:
                 what += " (the config's own values)"
-            log.info("trial %d%s: %s", number, planned, what)
-            run_dir = workflow.train(
-                project, config, run_name=f"tune-{name}-{trial.trial_id}", continue_from=continue_from
-            )
+            earlier = _trial_run(project.name, name, trial.trial_id)
+            if earlier is not None and read_toml(earlier / runs.CONFIG_FILE) != config.to_dict():
+                earlier = None  # Another search's run of the same name (its state was removed).
+            state = runs.run_state(earlier) if earlier is not None else None
+            try:
+                if state == runs.COMPLETED:  # Stopped after its training, before it was counted.
+                    log.info("trial %d%s: %s; its run %s had finished", number, planned, what, earlier)
+                    run_dir = earlier
+                elif state == runs.INTERRUPTED:
+                    log.info("trial %d%s: %s; resuming its run %s", number, planned, what, earlier)
+                    run_dir = workflow.train(project, config, resume_dir=earlier)
+                else:
+                    log.info("trial %d%s: %s", number, planned, what)
+                    run_dir = workflow.train(
+                        project, config, run_name=f"tune-{name}-{trial.trial_id}", continue_from=continue_from
+                    )
+            except Interrupted:
+                # Not a failed trial: KerasTuner counts any Exception as one and goes on, while
+                # an interrupt escapes it and leaves the trial to be run again.
+                raise KeyboardInterrupt from None
             score = _best_validation_loss(run_dir)
             log.info("trial %d%s: best %s %.6g", number, planned, OBJECTIVE, score)
             return {OBJECTIVE: score}
@@ -236,8 +278,16 @@ def run_search(
         overwrite=False,
         tuner_id=os.environ.get("KERASTUNER_TUNER_ID"),
     )
-    # The progress lines are this module's (numbered as the table is), not KerasTuner's.
-    tuner.search(verbose=0)
+    try:
+        with workflow.terminate_as_interrupt():
+            # The progress lines are this module's (numbered as the table is), not KerasTuner's.
+            tuner.search(verbose=0)
+    except KeyboardInterrupt:
+        where = f" in trial {current['trial']}{planned}" if current else ""
+        command = continue_command(project.name, config_file, overrides, name, trials)
+        raise Interrupted(
+            f"search {name!r} interrupted{where}; that trial runs again first. Continue with: {command}"
+        ) from None
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
         return pd.DataFrame(), directory / "best.toml"
     table = _results(tuner, name, project.name, space)

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import tomllib
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import projects
-from common import registry, runs, tuning, workflow
-from tests.conftest import ROOT, assert_one_line_error
+from common import checkpoints, registry, runs, tuning, workflow
+from tests.conftest import ROOT, assert_one_line_error, ctrl_c_after_epoch
 from tests.test_workflow import CURVES, CURVES_CONFIG, CURVES_PROJECT, curves  # noqa: F401  (the fixture)
 
 TINY_MNIST = [
@@ -63,7 +65,7 @@ def test_tune_runs_trials_as_runs_and_writes_a_reusable_best_config(models_dir, 
 
     monkeypatch.setattr(workflow, "train", interrupt_the_second_trial)
     stopped = cli("tune", "mnist", "--trials", "3", "--name", "sweep", *_sets(TINY_MNIST))
-    assert stopped.code == 130 and "interrupted" in stopped.stderr
+    assert stopped.code == 2 and "interrupted in trial 2 of 3" in stopped.stderr
     monkeypatch.setattr(workflow, "train", train)
     assert len(_trial_runs(models_dir, "mnist", "sweep")) == 1
 
@@ -266,3 +268,54 @@ def test_trial_1_is_the_config_as_it_stands_and_trials_count_from_1_everywhere(
 
 def _trial_dirs(models_dir, project: str, name: str = "numbered") -> list:
     return sorted((models_dir / project).glob(f"*-tune-{name}-*"))
+
+
+@contextmanager
+def sigterm_after_epoch(epoch: int):
+    """Inside the block, the process sends itself SIGTERM (as ``kill PID``) right after epoch
+    ``epoch`` (0-based) of a training was committed to its run folder."""
+    commit = checkpoints.RunRecorder.on_epoch_end
+
+    def commit_then_terminate(self, done, logs=None):
+        commit(self, done, logs)
+        if done == epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    checkpoints.RunRecorder.on_epoch_end = commit_then_terminate
+    try:
+        yield
+    finally:
+        checkpoints.RunRecorder.on_epoch_end = commit
+
+
+@pytest.mark.parametrize("stop", [ctrl_c_after_epoch, sigterm_after_epoch], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_search_stops_and_the_same_command_reruns_the_interrupted_trial(
+    curves,  # noqa: F811
+    models_dir,
+    cli,
+    stop,
+):
+    command = ["tune", CURVES, "--name", "stop", "--trials", "2", "--set", "train.epochs=2"]
+    with stop(0):
+        stopped = cli(*command)
+    assert stopped.code == 2 and "Traceback" not in stopped.stderr
+    assert [line for line in stopped.stderr.splitlines() if line.startswith("error:")] == [
+        "error: search 'stop' interrupted in trial 1 of 2; that trial runs again first. "
+        f"Continue with: python -m common {' '.join(command)}"
+    ]
+    [interrupted] = _trial_dirs(models_dir, CURVES, "stop")
+    assert runs.run_state(interrupted) == runs.INTERRUPTED
+    assert len(pd.read_csv(interrupted / "history.csv")) == 1
+    assert not (tuning.tune_dir(CURVES, "stop") / "results.csv").exists()
+
+    again = cli(*command)
+    assert again.code == 0, again.stderr
+    # Trial 1 resumed in its own run folder (its second epoch added), then trial 2: two trials.
+    trial_dirs = _trial_dirs(models_dir, CURVES, "stop")
+    assert len(trial_dirs) == 2 and interrupted in trial_dirs
+    for path in trial_dirs:
+        assert runs.run_state(path) == runs.COMPLETED
+        assert list(pd.read_csv(path / "history.csv")["epoch"]) == [0, 1]
+    table = pd.read_csv(tuning.tune_dir(CURVES, "stop") / "results.csv")
+    assert sorted(table["trial"]) == [1, 2] and set(table["status"]) == {"completed"}
+    assert set(table["run"]) == {path.name for path in trial_dirs}
