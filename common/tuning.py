@@ -293,7 +293,8 @@ def run_search(
     table = _results(tuner, name, project.name, space)
     runs.write_bytes_atomically(table.to_csv(index=False).encode(), directory / "results.csv")
     best_file = directory / "best.toml"
-    best = tuner.oracle.get_best_trials(1)
+    # KerasTuner falls back on a failed trial (no score) when none completed.
+    best = [trial for trial in tuner.oracle.get_best_trials(1) if trial.status == "COMPLETED"]
     if not best:
         raise UserError(f"no trial of search {name!r} finished; see the run folders of its trials")
     chosen = {key: _trial_value(best[0].hyperparameters, key, values) for key, values in space.items()}

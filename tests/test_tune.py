@@ -102,6 +102,17 @@ def test_a_search_space_that_names_no_config_key_is_one_line(cli, tmp_path):
     assert_one_line_error(cli("tune", "mnist", "--config", str(variant)), "log_uniform")
 
 
+def test_a_search_whose_every_trial_failed_ends_with_one_error_line(curves, cli):  # noqa: F811
+    # No training points: each trial fails before its first epoch.
+    result = cli("tune", CURVES, "--trials", "1", "--name", "lost", "--set", "train.epochs=2",
+                 "--set", "data.rows=0")  # fmt: skip
+    # (KerasTuner prints each failed trial's traceback, as the toy project checks no value.)
+    assert result.code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "error: no trial of search 'lost' finished; see the run folders of its trials"
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
