@@ -15,6 +15,11 @@ class UserError(Exception):
     """
 
 
+class Interrupted(UserError):
+    """A training stopped by Ctrl-C or SIGTERM (its run folder left resumable where an epoch was
+    committed): a caller running several trainings stops them all rather than going on."""
+
+
 def per_input(inputs: Iterable[T], work: Callable[[T], dict]) -> Iterator[dict]:
     """Runs ``work`` on each input in turn, yielding its result, or ``{"input", "error"}`` when
     it raises :class:`UserError`, so one bad file does not cancel the others. Nothing is read

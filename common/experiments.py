@@ -2,14 +2,16 @@
 
 ``python -m common runs mnist`` lists every run folder, newest first: its state, the data it was
 trained on, the headline test score beside its baseline, epochs, time, backend, and the config
-keys it changed from the project's defaults. ``python -m common compare RUN RUN ...`` shows the
-keys that differ between runs, their scores, and one plot of their validation curves. Neither
-imports Keras: both read the files a run leaves (``config.toml``, ``metrics.json``,
-``history.csv``, ``state.json``).
+keys it changed from the project's defaults. A trial of ``tune`` shows its best validation loss
+(what the search chose by) and never its test scores, so no trial is picked by the test split.
+``python -m common compare RUN RUN ...`` shows the keys that differ between runs, their scores,
+and one plot of their validation curves. Neither imports Keras: both read the files a run leaves
+(``config.toml``, ``metrics.json``, ``history.csv``, ``state.json``).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,12 @@ from common.registry import Project
 HEADLINES = (("test_accuracy", "baseline_accuracy"), ("rmse_ratio", None))
 # Metrics for which a smaller number is better; `--sort` puts those first, others largest first.
 _SMALLER_IS_BETTER = ("loss", "rmse", "mae", "mape", "ratio", "seconds", "p_value")
+# A trial of `tune`: ``<time>-tune-<search>-<KerasTuner's trial id, from 0>``.
+_TRIAL_RUN = re.compile(r"\d{8}-\d{6}-tune-(?P<search>.+)-(?P<id>\d+)")
+# What a trial's row keeps of its metrics: its test scores are left out, so no trial is picked
+# by the test split (the search chose by validation loss; its best config is retrained and
+# tested on its own).
+_TRIAL_METRICS = ("epochs_run", "train_seconds", "parameters")
 
 
 def run_folders(project: str) -> list[Path]:
@@ -75,11 +83,31 @@ def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | Non
         "changed": {key: value for key, value in config.items() if defaults.get(key) != value},
         "metrics": {key: value for key, value in metrics.items() if _is_number(value)},
     }
+    trial = tune_trial(run_dir)
+    if trial is not None:
+        search, number = trial
+        history = run_dir / "history.csv"
+        val_loss = pd.read_csv(history)["val_loss"].min() if history.is_file() else None
+        row["tune"] = {"search": search, "trial": number}
+        row["metrics"] = {key: value for key, value in row["metrics"].items() if key in _TRIAL_METRICS}
+        if _is_number(val_loss):
+            row.update(metric="val_loss", value=float(val_loss))
+            row["metrics"]["val_loss"] = float(val_loss)
+        return row
     for metric, baseline in HEADLINES:
         if _is_number(metrics.get(metric)):
             row.update(metric=metric, value=metrics[metric], baseline=metrics.get(baseline, 1.0))
             break
     return row
+
+
+def tune_trial(run_dir: Path) -> tuple[str, int] | None:
+    """``(search name, trial number from 1)`` for a trial of ``tune`` (a run named as one, of a
+    search whose state is in ``models/<project>/tune/``); ``None`` for any other run."""
+    match = _TRIAL_RUN.fullmatch(run_dir.name)
+    if match is None or not (run_dir.parent / "tune" / match["search"]).is_dir():
+        return None
+    return match["search"], int(match["id"]) + 1
 
 
 def list_runs(project: Project, sort: str | None = None) -> list[dict]:
@@ -194,6 +222,9 @@ def _cell(value: Any) -> str:
 def _score(row: dict) -> str:
     if row["value"] is None:
         return ""
+    if "tune" in row:
+        trial = row["tune"]
+        return f"{row['metric']} {row['value']:.4f} (tune trial {trial['trial']} of '{trial['search']}')"
     baseline = f" (baseline {row['baseline']:.4f})" if _is_number(row["baseline"]) else ""
     return f"{row['metric']} {row['value']:.4f}{baseline}"
 

@@ -12,12 +12,20 @@ key and the values to try::
     "model.dropout" = { uniform = [0.1, 0.5] }
     "model.conv_filters" = [[32, 64], [32, 64, 128]]
 
-Every trial is an ordinary training through :func:`common.workflow.train`, into an ordinary run
-folder (``<time>-tune-<name>-<trial>``), so ``runs`` lists it and ``--resume``-style safety holds.
-The trials are scored by their best validation loss (never the test split). KerasTuner's own
-state lives in ``models/<project>/tune/<name>/``: a search that is stopped and started again
-runs only the trials that are left. The best trial's config keys are written as a variant file,
-``models/<project>/tune/<name>/best.toml``, that ``train --config`` accepts.
+Trial 1 is the config as it stands (its ``--config`` and ``--set`` applied) when each of its
+values lies in the space; the others are drawn by the algorithm. Every trial is an ordinary
+training through :func:`common.workflow.train`, into an ordinary run folder
+(``<time>-tune-<name>-<id>``, where ``<id>`` is KerasTuner's id, counted from 0: trial 1 is
+``-0``), so ``runs`` lists it. Trials are numbered from 1 in the progress lines, the results table
+and ``best.toml``. The trials are scored by their best validation loss (never the test split).
+KerasTuner's own state lives in ``models/<project>/tune/<name>/``.
+
+Ctrl-C or SIGTERM stops the whole search (exit status 2) with the command that continues it;
+that command reruns the interrupted trial first, resuming its run folder where an epoch was
+committed, then the trials that are left. The best trial's config is written as a variant file,
+``models/<project>/tune/<name>/best.toml``: the search's ``--config`` and ``--set`` with the
+trial's values, so ``train --config best.toml`` trains with exactly the best trial's config (a
+Hyperband trial's epoch budget aside: it gets ``train.epochs``).
 
 Distributed: KerasTuner's chief/worker mode spreads the trials over processes or machines. Start
 the same command with ``KERASTUNER_TUNER_ID=chief`` on one machine and
@@ -32,6 +40,7 @@ import json
 import logging
 import math
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +48,14 @@ import pandas as pd
 import tomli_w
 
 from common import runs
-from common.config import Config
-from common.errors import UserError
+from common.config import FREE_TABLES, Config, read_toml
+from common.errors import Interrupted, UserError
 from common.registry import Project
 
 ALGORITHMS = ("random", "bayesian", "hyperband")
 OBJECTIVE = "val_loss"
+
+log = logging.getLogger(__name__)
 
 
 def tune_dir(project: str, name: str) -> Path:
@@ -89,22 +100,66 @@ def search_space(project: Project, config: Config) -> dict[str, Any]:
     return space
 
 
-def _hyperparameter(hp: Any, key: str, values: Any) -> Any:
-    """Declares one search dimension in KerasTuner's terms and returns this trial's value."""
+def _declare(hp: Any, key: str, values: Any, current: Any) -> Any:
+    """Declares one search dimension in KerasTuner's terms, with the config's own value as its
+    default where that value lies in the space; returns that default (``_OUTSIDE`` if it does not).
+    Lists of lists (e.g. filter counts) are chosen by their position."""
     if isinstance(values, list):
-        if all(isinstance(value, (int, float, str, bool)) for value in values):
-            return hp.Choice(key, values)
-        # Lists of lists (e.g. filter counts) are chosen by their position.
-        return values[hp.Choice(key, list(range(len(values))))]
+        plain = all(isinstance(value, (int, float, str, bool)) for value in values)
+        options = values if plain else list(range(len(values)))
+        # 1 == 1.0 == True in Python: a default matches a value of its own type only.
+        matches = [
+            option
+            for option, value in zip(options, values)
+            if type(value) is type(current) and value == current
+        ]
+        default = matches[0] if matches else None
+        hp.Choice(key, options, default=default)
+        return default if matches else _OUTSIDE
     [(kind, (low, high))] = values.items()
+    number = isinstance(current, (int, float)) and not isinstance(current, bool)
     if kind == "int":
-        return hp.Int(key, int(low), int(high))
-    return hp.Float(key, float(low), float(high), sampling="log" if kind == "log_uniform" else "linear")
+        inside = number and float(current).is_integer() and low <= current <= high
+        hp.Int(key, int(low), int(high), default=int(current) if inside else None)
+        return int(current) if inside else _OUTSIDE
+    inside = number and low <= current <= high
+    hp.Float(
+        key,
+        float(low),
+        float(high),
+        sampling="log" if kind == "log_uniform" else "linear",
+        default=float(current) if inside else None,
+    )
+    return float(current) if inside else _OUTSIDE
+
+
+_OUTSIDE = object()
 
 
 def _override(key: str, value: Any) -> str:
     """``key=value`` as ``--set`` reads it (a JSON number, string, boolean or list is TOML too)."""
     return f"{key}={json.dumps(value)}"
+
+
+def trial_number(trial_id: str) -> int:
+    """The number a trial is shown with everywhere (progress, table, best.toml), counted from 1.
+    KerasTuner's trial ids count from 0; run folders keep them (``...-tune-<name>-<id>``), as the
+    searches they belong to find their trials' runs by them."""
+    return int(trial_id) + 1
+
+
+def continue_command(
+    project: str, config_file: str | None, overrides: list[str], name: str, trials: int | None
+) -> str:
+    """The command that continues a search where it stopped."""
+    parts = ["python", "-m", "common", "tune", project, "--name", name]
+    if trials is not None:
+        parts += ["--trials", str(trials)]
+    if config_file:
+        parts += ["--config", config_file]
+    for override in overrides:
+        parts += ["--set", override]
+    return shlex.join(parts)
 
 
 def run_search(
@@ -114,7 +169,12 @@ def run_search(
     name: str,
     trials: int | None = None,
 ) -> tuple[pd.DataFrame, Path]:
-    """Runs (or continues) a search; returns the results table and the best trial's config file."""
+    """Runs (or continues) a search; returns the results table and the best trial's config file.
+
+    Raises:
+        Interrupted: on Ctrl-C or SIGTERM, with the command that continues the search; the
+            interrupted trial is not counted and runs first when the search is continued.
+    """
     base = project.load_config(config_file, overrides)
     space = search_space(project, base)
     algorithm = base.tune.algorithm
@@ -134,28 +194,47 @@ def run_search(
 
     from common import workflow
 
+    hyperparameters = keras_tuner.HyperParameters()
+    defaults = {key: _declare(hyperparameters, key, values, base.get(key)) for key, values in space.items()}
+    # The first trial is the config as it stands, when every value of it lies in the space.
+    first_values = (
+        None if any(value is _OUTSIDE for value in defaults.values()) else dict(hyperparameters.values)
+    )
+
+    class FirstTheDefaults:
+        """An oracle whose first trial is the config's own values, before any drawn ones."""
+
+        def _random_values(self) -> dict | None:
+            if first_values is not None and not self._tried_so_far:
+                return dict(first_values)
+            return super()._random_values()
+
     directory = tune_dir(project.name, name)
     directory.parent.mkdir(parents=True, exist_ok=True)
     objective = keras_tuner.Objective(OBJECTIVE, direction="min")
+    common = {"objective": objective, "seed": base.seed, "hyperparameters": hyperparameters}
     if algorithm == "random":
-        oracle = keras_tuner.oracles.RandomSearchOracle(
-            objective=objective, max_trials=max_trials, seed=base.seed
-        )
+        oracle_class, options = keras_tuner.oracles.RandomSearchOracle, {"max_trials": max_trials}
     elif algorithm == "bayesian":
-        oracle = keras_tuner.oracles.BayesianOptimizationOracle(
-            objective=objective, max_trials=max_trials, seed=base.seed
-        )
+        oracle_class, options = keras_tuner.oracles.BayesianOptimizationOracle, {"max_trials": max_trials}
     else:
-        oracle = keras_tuner.oracles.HyperbandOracle(
-            objective=objective, max_epochs=base.train.epochs, seed=base.seed, hyperband_iterations=1
-        )
+        oracle_class = keras_tuner.oracles.HyperbandOracle
+        options = {"max_epochs": base.train.epochs, "hyperband_iterations": 1}
+    oracle = type(oracle_class.__name__, (FirstTheDefaults, oracle_class), {})(**common, **options)
+    planned = f" of {max_trials}" if algorithm != "hyperband" else ""
+    current: dict[str, int] = {}
 
     class ConfigTuner(keras_tuner.Tuner):
         """Each trial trains the project with the trial's config values, as `train` would."""
 
+        def on_search_begin(self) -> None:
+            # Saved before the first trial too: a search stopped in it reloads and reruns it.
+            self.save()
+
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict:
             hp = trial.hyperparameters
-            chosen = {key: _hyperparameter(hp, key, values) for key, values in space.items()}
+            number = current["trial"] = trial_number(trial.trial_id)
+            chosen = {key: _trial_value(hp, key, values) for key, values in space.items()}
             trial_overrides = [_override(key, value) for key, value in chosen.items()]
             continue_from = None
             if "tuner/epochs" in hp.values:  # Hyperband: a budget of epochs, maybe going on.
@@ -165,10 +244,32 @@ def run_search(
                 if previous:
                     continue_from = _trial_run(project.name, name, previous)
             config = project.load_config(config_file, [*overrides, *trial_overrides])
-            run_dir = workflow.train(
-                project, config, run_name=f"tune-{name}-{trial.trial_id}", continue_from=continue_from
-            )
-            return {OBJECTIVE: _best_validation_loss(run_dir)}
+            what = ", ".join(f"{key}={value}" for key, value in chosen.items())
+            if first_values is not None and {key: hp.values.get(key) for key in space} == first_values:
+                what += " (the config's own values)"
+            earlier = _trial_run(project.name, name, trial.trial_id)
+            if earlier is not None and read_toml(earlier / runs.CONFIG_FILE) != config.to_dict():
+                earlier = None  # Another search's run of the same name (its state was removed).
+            state = runs.run_state(earlier) if earlier is not None else None
+            try:
+                if state == runs.COMPLETED:  # Stopped after its training, before it was counted.
+                    log.info("trial %d%s: %s; its run %s had finished", number, planned, what, earlier)
+                    run_dir = earlier
+                elif state == runs.INTERRUPTED:
+                    log.info("trial %d%s: %s; resuming its run %s", number, planned, what, earlier)
+                    run_dir = workflow.train(project, config, resume_dir=earlier)
+                else:
+                    log.info("trial %d%s: %s", number, planned, what)
+                    run_dir = workflow.train(
+                        project, config, run_name=f"tune-{name}-{trial.trial_id}", continue_from=continue_from
+                    )
+            except Interrupted:
+                # Not a failed trial: KerasTuner counts any Exception as one and goes on, while
+                # an interrupt escapes it and leaves the trial to be run again.
+                raise KeyboardInterrupt from None
+            score = _best_validation_loss(run_dir)
+            log.info("trial %d%s: best %s %.6g", number, planned, OBJECTIVE, score)
+            return {OBJECTIVE: score}
 
     tuner = ConfigTuner(
         oracle=oracle,
@@ -177,24 +278,52 @@ def run_search(
         overwrite=False,
         tuner_id=os.environ.get("KERASTUNER_TUNER_ID"),
     )
-    tuner.search(verbose=1 if logging.getLogger("common").isEnabledFor(logging.INFO) else 0)
+    try:
+        with workflow.terminate_as_interrupt():
+            # The progress lines are this module's (numbered as the table is), not KerasTuner's.
+            tuner.search(verbose=0)
+    except KeyboardInterrupt:
+        where = f" in trial {current['trial']}{planned}" if current else ""
+        command = continue_command(project.name, config_file, overrides, name, trials)
+        raise Interrupted(
+            f"search {name!r} interrupted{where}; that trial runs again first. Continue with: {command}"
+        ) from None
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
         return pd.DataFrame(), directory / "best.toml"
     table = _results(tuner, name, project.name, space)
     runs.write_bytes_atomically(table.to_csv(index=False).encode(), directory / "results.csv")
     best_file = directory / "best.toml"
-    best = tuner.oracle.get_best_trials(1)
+    # KerasTuner falls back on a failed trial (no score) when none completed.
+    best = [trial for trial in tuner.oracle.get_best_trials(1) if trial.status == "COMPLETED"]
     if not best:
         raise UserError(f"no trial of search {name!r} finished; see the run folders of its trials")
     chosen = {key: _trial_value(best[0].hyperparameters, key, values) for key, values in space.items()}
+    # The search's own --config and --set, then the best trial's values: what that trial trained
+    # with (a Hyperband trial's epoch budget aside), as the keys it changed from the defaults.
+    best_config = project.load_config(
+        config_file, [*overrides, *(_override(key, value) for key, value in chosen.items())]
+    )
     _write_variant(
         best_file,
-        chosen,
-        f"# The best trial of search {name!r}: trial {best[0].trial_id}, "
+        _changed(read_toml(project.default_config), best_config.to_dict()),
+        f"# The best trial of search {name!r}: trial {trial_number(best[0].trial_id)}, "
         f"best validation loss {best[0].score:.6g}.\n"
+        "# Its config: the search's --config and --set, then the trial's values.\n"
         f"# Train with it: python -m common train {project.name} --config {best_file}\n",
     )
     return table, best_file
+
+
+def _changed(defaults: dict[str, Any], config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The ``"table.key"`` entries of ``config`` whose values differ from ``defaults`` (a free
+    table such as ``tune.space`` as one entry, as a variant file replaces it whole)."""
+    changed: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and f"{prefix}{key}" not in FREE_TABLES:
+            changed.update(_changed(defaults.get(key, {}), value, f"{prefix}{key}."))
+        elif key not in defaults or defaults[key] != value or type(defaults[key]) is not type(value):
+            changed[f"{prefix}{key}"] = value
+    return changed
 
 
 def _trial_value(hp: Any, key: str, values: Any) -> Any:
@@ -222,7 +351,7 @@ def _results(tuner: Any, name: str, project: str, space: dict[str, Any]) -> pd.D
         values = {key: _trial_value(trial.hyperparameters, key, choices) for key, choices in space.items()}
         rows.append(
             {
-                "trial": trial.trial_id,
+                "trial": trial_number(trial.trial_id),
                 "status": str(trial.status).lower(),
                 OBJECTIVE: trial.score,
                 **{

@@ -27,7 +27,7 @@ from common.backend import import_keras
 from common.batches import ShuffledBatches
 from common.config import Config
 from common.data import FileList, Splits
-from common.errors import UserError
+from common.errors import Interrupted, UserError
 from common.registry import Project
 from common.streaming import StreamedBatches, validation_batches
 
@@ -179,7 +179,7 @@ def train(
         if continue_from is not None:
             continue_from = runs.check_continuable(project.name, continue_from)
         run_dir = runs.new_run_dir(project.name, run_name)
-    with runs.RunLock(run_dir), _terminate_as_interrupt():
+    with runs.RunLock(run_dir), terminate_as_interrupt():
         try:
             if resume_dir is None:
                 config.save(run_dir / runs.CONFIG_FILE)
@@ -365,8 +365,8 @@ def _as_user_error(project: Project, run_dir: Path, error: BaseException) -> Bas
     resume = f"python -m common train {project.name} --resume {run_dir}"
     if isinstance(error, KeyboardInterrupt):
         if (run_dir / checkpoints.PROGRESS_FILE).is_file():
-            return UserError(f"training interrupted; 'latest' is unchanged. Continue with: {resume}")
-        return UserError("training interrupted before its first epoch ended; nothing was kept")
+            return Interrupted(f"training interrupted; 'latest' is unchanged. Continue with: {resume}")
+        return Interrupted("training interrupted before its first epoch ended; nothing was kept")
     if isinstance(error, _Diverged):
         return UserError(
             f"training diverged: the loss became NaN or infinite in epoch {error.epoch + 1}; the run is "
@@ -384,7 +384,7 @@ def _as_user_error(project: Project, run_dir: Path, error: BaseException) -> Bas
 
 
 @contextmanager
-def _terminate_as_interrupt():
+def terminate_as_interrupt():
     """``kill PID`` (SIGTERM) stops training like Ctrl-C: the run is left resumable."""
 
     def interrupt(signum, frame):

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import textwrap
+import tomllib
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from common import registry, runs, tuning, workflow
-from tests.conftest import ROOT, assert_one_line_error
-from tests.test_workflow import CURVES, curves  # noqa: F401  (the fixture)
+import projects
+from common import checkpoints, registry, runs, tuning, workflow
+from tests.conftest import ROOT, assert_one_line_error, ctrl_c_after_epoch
+from tests.test_workflow import CURVES, CURVES_CONFIG, CURVES_PROJECT, curves  # noqa: F401  (the fixture)
 
 TINY_MNIST = [
     "data.download_timeout=0",
@@ -59,7 +65,7 @@ def test_tune_runs_trials_as_runs_and_writes_a_reusable_best_config(models_dir, 
 
     monkeypatch.setattr(workflow, "train", interrupt_the_second_trial)
     stopped = cli("tune", "mnist", "--trials", "3", "--name", "sweep", *_sets(TINY_MNIST))
-    assert stopped.code == 130 and "interrupted" in stopped.stderr
+    assert stopped.code == 2 and "interrupted in trial 2 of 3" in stopped.stderr
     monkeypatch.setattr(workflow, "train", train)
     assert len(_trial_runs(models_dir, "mnist", "sweep")) == 1
 
@@ -94,6 +100,17 @@ def test_a_search_space_that_names_no_config_key_is_one_line(cli, tmp_path):
     )
     variant.write_text('[tune.space]\n"train.learning_rate" = { normal = [0.1, 0.01] }\n')
     assert_one_line_error(cli("tune", "mnist", "--config", str(variant)), "log_uniform")
+
+
+def test_a_search_whose_every_trial_failed_ends_with_one_error_line(curves, cli):  # noqa: F811
+    # No training points: each trial fails before its first epoch.
+    result = cli("tune", CURVES, "--trials", "1", "--name", "lost", "--set", "train.epochs=2",
+                 "--set", "data.rows=0")  # fmt: skip
+    # (KerasTuner prints each failed trial's traceback, as the toy project checks no value.)
+    assert result.code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "error: no trial of search 'lost' finished; see the run folders of its trials"
+    )
 
 
 def _free_port() -> int:
@@ -153,7 +170,8 @@ def test_the_best_config_is_the_trial_with_the_lowest_validation_loss(curves):  
         scores[flip] = val_loss.min()
     assert sorted(scores) == [0.05, 0.4]
     assert scores[0.05] < scores[0.4]  # fewer wrong labels, a lower loss
-    assert tomllib.loads(best_file.read_text()) == {"data": {"flip": 0.05}}
+    # The search's --set, then the best trial's value.
+    assert tomllib.loads(best_file.read_text()) == {"data": {"flip": 0.05}, "train": {"epochs": 2}}
     assert f"best validation loss {scores[0.05]:.6g}" in best_file.read_text()
     # The results table, best first, with each trial's own score.
     saved = pd.read_csv(best_file.parent / "results.csv")
@@ -161,3 +179,154 @@ def test_the_best_config_is_the_trial_with_the_lowest_validation_loss(curves):  
     np.testing.assert_allclose(saved["val_loss"], [scores[0.05], scores[0.4]], rtol=1e-12)
     assert list(saved["status"]) == ["completed", "completed"]
     assert list(table["data.flip"]) == [0.05, 0.4]
+
+
+# The toy project of test_workflow, scored on its test split as a real project is.
+SCORED = "curves_scored_fixture"
+SCORED_EVALUATE = """
+def evaluate(model, splits, config, out_dir):
+    x, y = splits.test
+    accuracy = float((model.predict(x, verbose=0).argmax(axis=1) == y).mean())
+    return {"test_accuracy": accuracy, "baseline_accuracy": 0.5}
+"""
+# A space in which the config's own values lie: flip 0.25 among the choices, the rate in range.
+SPACE_WITH_DEFAULTS = """
+[tune.space]
+"data.flip" = [0.4, 0.25, 0.05]
+"train.learning_rate" = { log_uniform = [0.01, 1.0] }
+"""
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    base = tmp_path_factory.mktemp("plugins")
+    folder = base / SCORED
+    folder.mkdir()
+    (folder / "config.toml").write_text(textwrap.dedent(CURVES_CONFIG))
+    source = textwrap.dedent(CURVES_PROJECT)
+    evaluate = source.index("def evaluate(")
+    source = source[:evaluate] + SCORED_EVALUATE.lstrip() + source[source.index("def predict(") - 2 :]
+    (folder / "__init__.py").write_text(source)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(projects, "__path__", [str(base), *projects.__path__])
+        yield registry.get_project(SCORED)
+    sys.modules.pop(f"projects.{SCORED}", None)
+
+
+def test_trial_1_is_the_config_as_it_stands_and_trials_count_from_1_everywhere(
+    scored, models_dir, tmp_path, caplog, cli
+):
+    variant = tmp_path / "space.toml"
+    variant.write_text(SPACE_WITH_DEFAULTS)
+    caplog.set_level(logging.INFO, logger="common")
+    overrides = ["train.epochs=2", "train.learning_rate=0.1"]
+    table, best_file = tuning.run_search(scored, str(variant), overrides, "numbered", trials=2)
+
+    # Each trial's config, by the number it is shown with: run folder "-0" is trial 1.
+    trial_dirs = {int(path.name.rsplit("-", 1)[1]) + 1: path for path in _trial_dirs(models_dir, SCORED)}
+    assert sorted(trial_dirs) == [1, 2]
+    configs = {
+        number: tomllib.loads((path / "config.toml").read_text()) for number, path in trial_dirs.items()
+    }
+    # Trial 1 trains the config as the search was given it (the --set rate, the default flip).
+    assert configs[1]["data"]["flip"] == 0.25 and configs[1]["train"]["learning_rate"] == 0.1
+    assert (configs[2]["data"]["flip"], configs[2]["train"]["learning_rate"]) != (0.25, 0.1)
+    assert all(config["train"]["epochs"] == 2 for config in configs.values())
+
+    progress = [record.getMessage() for record in caplog.records if record.name == "common.tuning"]
+    flip, rate = configs[2]["data"]["flip"], configs[2]["train"]["learning_rate"]
+    assert [line.split(": best val_loss ")[0] for line in progress] == [
+        "trial 1 of 2: data.flip=0.25, train.learning_rate=0.1 (the config's own values)",
+        "trial 1 of 2",
+        f"trial 2 of 2: data.flip={flip}, train.learning_rate={rate}",
+        "trial 2 of 2",
+    ]
+    scores = {
+        number: pd.read_csv(path / "history.csv")["val_loss"].min() for number, path in trial_dirs.items()
+    }
+    assert progress[1] == f"trial 1 of 2: best val_loss {scores[1]:.6g}"
+
+    # The table numbers the trials as the progress did, each beside its own run and values.
+    saved = pd.read_csv(best_file.parent / "results.csv")
+    assert sorted(saved["trial"]) == [1, 2] and list(table["trial"]) == list(saved["trial"])
+    for row in saved.to_dict("records"):
+        assert row["run"] == trial_dirs[row["trial"]].name
+        assert row["data.flip"] == configs[row["trial"]]["data"]["flip"]
+        assert row["val_loss"] == pytest.approx(scores[row["trial"]], rel=1e-12)
+    best = int(saved["trial"].iloc[0])
+    assert scores[best] == min(scores.values())
+
+    # best.toml: the search's --config and --set, then the best trial's values; training from it
+    # resolves to exactly the best trial's config.
+    text = best_file.read_text()
+    assert f"trial {best}, best validation loss {scores[best]:.6g}" in text
+    expected = {
+        "train": {"epochs": 2, "learning_rate": configs[best]["train"]["learning_rate"]},
+        "tune": tomllib.loads(SPACE_WITH_DEFAULTS)["tune"],
+    }
+    if configs[best]["data"]["flip"] != 0.25:
+        expected["data"] = {"flip": configs[best]["data"]["flip"]}
+    assert tomllib.loads(text) == expected
+    assert scored.load_config(str(best_file)).to_dict() == configs[best]
+
+    # `runs` shows a trial's validation loss, never its test score, beside the run.
+    listing = cli("runs", SCORED).stdout.splitlines()
+    for number, path in trial_dirs.items():
+        [line] = [line for line in listing if line.startswith(path.name)]
+        assert f"val_loss {scores[number]:.4f} (tune trial {number} of 'numbered')" in line
+        assert "test_accuracy" not in line
+
+
+def _trial_dirs(models_dir, project: str, name: str = "numbered") -> list:
+    return sorted((models_dir / project).glob(f"*-tune-{name}-*"))
+
+
+@contextmanager
+def sigterm_after_epoch(epoch: int):
+    """Inside the block, the process sends itself SIGTERM (as ``kill PID``) right after epoch
+    ``epoch`` (0-based) of a training was committed to its run folder."""
+    commit = checkpoints.RunRecorder.on_epoch_end
+
+    def commit_then_terminate(self, done, logs=None):
+        commit(self, done, logs)
+        if done == epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    checkpoints.RunRecorder.on_epoch_end = commit_then_terminate
+    try:
+        yield
+    finally:
+        checkpoints.RunRecorder.on_epoch_end = commit
+
+
+@pytest.mark.parametrize("stop", [ctrl_c_after_epoch, sigterm_after_epoch], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_search_stops_and_the_same_command_reruns_the_interrupted_trial(
+    curves,  # noqa: F811
+    models_dir,
+    cli,
+    stop,
+):
+    command = ["tune", CURVES, "--name", "stop", "--trials", "2", "--set", "train.epochs=2"]
+    with stop(0):
+        stopped = cli(*command)
+    assert stopped.code == 2 and "Traceback" not in stopped.stderr
+    assert [line for line in stopped.stderr.splitlines() if line.startswith("error:")] == [
+        "error: search 'stop' interrupted in trial 1 of 2; that trial runs again first. "
+        f"Continue with: python -m common {' '.join(command)}"
+    ]
+    [interrupted] = _trial_dirs(models_dir, CURVES, "stop")
+    assert runs.run_state(interrupted) == runs.INTERRUPTED
+    assert len(pd.read_csv(interrupted / "history.csv")) == 1
+    assert not (tuning.tune_dir(CURVES, "stop") / "results.csv").exists()
+
+    again = cli(*command)
+    assert again.code == 0, again.stderr
+    # Trial 1 resumed in its own run folder (its second epoch added), then trial 2: two trials.
+    trial_dirs = _trial_dirs(models_dir, CURVES, "stop")
+    assert len(trial_dirs) == 2 and interrupted in trial_dirs
+    for path in trial_dirs:
+        assert runs.run_state(path) == runs.COMPLETED
+        assert list(pd.read_csv(path / "history.csv")["epoch"]) == [0, 1]
+    table = pd.read_csv(tuning.tune_dir(CURVES, "stop") / "results.csv")
+    assert sorted(table["trial"]) == [1, 2] and set(table["status"]) == {"completed"}
+    assert set(table["run"]) == {path.name for path in trial_dirs}
