@@ -7,6 +7,7 @@ used only by the tests marked slow.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -870,3 +871,22 @@ def test_evaluating_with_another_window_than_the_model_was_trained_on_is_one_lin
         result = cli(*command, "--model", run_dir, "--set", f"data.path={csv}", "--set", "data.window=30")
         assert_one_line_error(result, "windows of 10 days", "data.window = 30")
     assert not (tmp_path / "scores").exists() or not any((tmp_path / "scores").iterdir())
+
+
+def test_rows_minutes_apart_are_read_with_a_warning_that_each_row_is_a_day(tmp_path, caplog):
+    prices = 100 + np.arange(30, dtype=float)
+    times = pd.date_range("2024-03-01 09:30", periods=30, freq="min")
+    csv = tmp_path / "minutes.csv"
+    pd.DataFrame({"Date": times.strftime("%Y-%m-%d %H:%M:%S"), "Close": prices}).to_csv(csv, index=False)
+    with caplog.at_level(logging.WARNING):
+        table = stock_data.read_price_csv(csv)
+    assert len(table) == 30 and list(table["Close"]) == list(prices)
+    [warning] = [record.getMessage() for record in caplog.records if "intraday" in record.getMessage()]
+    assert "0 days 00:01:00 apart" in warning and "each row as one trading day" in warning
+    caplog.clear()
+    daily = tmp_path / "daily.csv"
+    days = pd.bdate_range("2024-03-01", periods=30)
+    pd.DataFrame({"Date": days.strftime("%Y-%m-%d"), "Close": prices}).to_csv(daily, index=False)
+    with caplog.at_level(logging.WARNING):
+        stock_data.read_price_csv(daily)
+    assert not [record for record in caplog.records if "intraday" in record.getMessage()]

@@ -154,7 +154,16 @@ def read_price_csv(path: str | Path) -> pd.DataFrame:
             f"{path}: date {duplicated[0]:%Y-%m-%d} appears more than once ({len(duplicated)} repeated "
             "date(s) in all); keep one row per trading day"
         )
-    return table.sort_index(kind="stable")
+    table = table.sort_index(kind="stable")
+    spacing = table.index.to_series().diff().median()
+    if len(table) > 1 and spacing < pd.Timedelta(hours=12):
+        log.warning(
+            "%s: rows are %s apart (median): intraday data; the model reads each row as one trading "
+            "day, so a 'day' of its forecast is one row of this file",
+            path,
+            spacing,
+        )
+    return table
 
 
 def parse_dates(values: pd.Series, origin: str | Path) -> pd.Series:
