@@ -103,6 +103,14 @@ def test_models_of_another_split_are_refused(cli, models_dir, tmp_path, trained)
     assert not models_dir.exists()  # no run folder made
     assert sorted(trained["a"].parent.parent.rglob("*")) == before  # the members untouched
 
+    # The ensemble's own config is the first member's plus --set: a --set that changes the split
+    # would score it on examples its members trained on.
+    for override, key in (("seed=7", "seed"), ("data.validation_fraction=0.3", "data.validation_fraction")):
+        leaked = cli("ensemble", "mnist", first, trained["b"], "--set", override)
+        assert_one_line_error(leaked, f"--set {override} changes the split", f"{key}: ")
+        assert not models_dir.exists()
+    assert sorted(trained["a"].parent.parent.rglob("*")) == before
+
     assert_one_line_error(cli("ensemble", "mnist", first), "at least two")
     assert_one_line_error(cli("ensemble", "mnist", first, first), "named twice")
     assert_one_line_error(cli("ensemble", "mnist", first, tmp_path / "nowhere"), "no such file or folder")
