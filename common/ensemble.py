@@ -10,6 +10,8 @@ The members must have been trained on the same split (same ``seed`` and split se
 number of training, validation and test examples): a member trained on another split would have
 seen some of the ensemble's test examples, and its score would be a lie. The same holds for the
 ensemble's own config, the one it is scored with: a ``--set`` that changes the split is refused.
+
+Making an ensemble never changes which model answers by default; ``--promote`` makes it answer.
 """
 
 from __future__ import annotations

@@ -65,9 +65,10 @@ def test_an_ensemble_is_one_saved_model_averaging_its_members(
     import keras
 
     first, second = trained["a"], trained["b"]
-    result = cli("ensemble", "mnist", first, second)
+    result = cli("ensemble", "mnist", first, second, "--promote")
     assert result.code == 0, result.stderr
     ensemble_dir = runs.latest_run("mnist")
+    assert runs.promoted_name("mnist") == ensemble_dir.name  # asked for: it answers by default
     assert ensemble_dir.name.endswith("-ensemble") and runs.run_state(ensemble_dir) == runs.COMPLETED
     assert f"ensemble saved to {ensemble_dir}" in result.stdout
 
