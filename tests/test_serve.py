@@ -362,7 +362,7 @@ def test_serve_command_answers_on_localhost_and_stops_on_sigterm(tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait()
-    assert "mnist: shipped model: models/pretrained/mnist/model.keras" in output
+    assert "mnist: shipped model (no run promoted): models/pretrained/mnist/model.keras" in output
     assert "recorded test_accuracy 0.9950" in output and "stock: shipped model" in output
     assert "Traceback" not in output
 
