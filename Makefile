@@ -53,7 +53,7 @@ list: $(STAMP) ## List the projects and their configs
 $(addprefix train-,$(PROJECTS)): train-%: $(STAMP) ## Train a project: make train-mnist ARGS="--set train.epochs=3"
 	$(BIN)/python -m common train $* $(ARGS)
 
-$(addprefix evaluate-,$(PROJECTS)): evaluate-%: $(STAMP) ## Score the latest model of a project on its test split: make evaluate-mnist ARGS="--set data.path=..."
+$(addprefix evaluate-,$(PROJECTS)): evaluate-%: $(STAMP) ## Score the promoted (else shipped) model on its test split: make evaluate-mnist ARGS="--set data.path=..."
 	$(BIN)/python -m common evaluate $* $(ARGS)
 
 $(addprefix demo-,$(PROJECTS)): demo-%: $(STAMP) ## Open a project's interactive demo: make demo-mnist

@@ -1,11 +1,16 @@
 """The command line: ``python -m common COMMAND``, one command per step of the workflow.
 
-Commands: list, train, evaluate, predict, runs, compare, ensemble, tune, new, demo, serve.
+Commands: list, train, evaluate, predict, runs, promote, compare, ensemble, tune, new, demo, serve.
+
+Which model answers predict, evaluate, the demos and serve: the run promoted with `promote`,
+else the shipped model in models/pretrained/<project>/; --model latest or --model RUN reaches any
+run. Training, tuning and ensembling never change it unless asked (`train --promote`).
 
 Examples:
     python -m common list
     python -m common train mnist --set train.epochs=3
     python -m common runs mnist --sort test_accuracy
+    python -m common promote mnist 20260101-120000
     python -m common ensemble emojify models/emojify/RUN_A models/emojify/RUN_B
     python -m common evaluate mnist --set data.path=data/mnist
     python -m common predict mnist digit.png --json
@@ -21,7 +26,7 @@ import sys
 from pathlib import Path
 
 try:
-    from common import registry
+    from common import registry, runs
     from common.backend import import_keras
     from common.errors import UserError
     from common.runs import strict_json
@@ -36,6 +41,10 @@ except ModuleNotFoundError as missing:
     sys.exit(2)
 
 QUIET_FLAGS = ("-q", "--quiet")
+MODEL_HELP = (
+    "run folder, .keras file, 'latest' (the newest completed run) or 'pretrained' "
+    "(default: the promoted run, else the shipped model)"
+)
 
 log = logging.getLogger("common")
 
@@ -54,6 +63,11 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="a variant TOML file holding only the keys it changes")
     _add_set_argument(train, "override one config key, e.g. --set train.epochs=3 (repeatable)")
     train.add_argument("--name", help="suffix for the run folder's name")
+    train.add_argument(
+        "--promote",
+        action="store_true",
+        help="once the run completes, make it the model predict, evaluate, the demos and serve answer with",
+    )
     start = train.add_mutually_exclusive_group()
     start.add_argument(
         "--resume",
@@ -71,16 +85,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score a saved model on the test split")
     evaluate.add_argument("project")
-    evaluate.add_argument("--model", help="run folder or .keras file (default: latest run)")
+    evaluate.add_argument("--model", help=MODEL_HELP)
     _add_set_argument(evaluate, "override a key of the model's saved config, e.g. data.path")
     evaluate.add_argument("--out", type=Path, help="folder for metrics.json and plots")
 
     predict = commands.add_parser("predict", help="run a saved model on raw inputs")
     predict.add_argument("project")
     predict.add_argument("inputs", nargs="*", metavar="INPUT")
-    predict.add_argument(
-        "--model", help="run folder or .keras file (default: latest run, else the shipped pretrained model)"
-    )
+    predict.add_argument("--model", help=MODEL_HELP)
     predict.add_argument("--json", action="store_true", help="one JSON object per input")
     _add_set_argument(predict, argparse.SUPPRESS)
 
@@ -88,6 +100,21 @@ def _build_parser() -> argparse.ArgumentParser:
     runs_parser.add_argument("project")
     runs_parser.add_argument("--json", action="store_true", help="one JSON list, for scripts")
     runs_parser.add_argument("--sort", metavar="METRIC", help="order by a recorded metric, best first")
+
+    promote = commands.add_parser(
+        "promote",
+        help="choose the run predict, evaluate, the demos and serve answer with (else the shipped model)",
+    )
+    promote.add_argument("project")
+    promote.add_argument(
+        "run",
+        nargs="?",
+        metavar="RUN",
+        help="a completed run: its folder, its name in models/<project>/, or latest",
+    )
+    promote.add_argument(
+        "--clear", action="store_true", help="promote nothing: the shipped model answers again"
+    )
 
     compare = commands.add_parser("compare", help="runs side by side: differing config keys, scores, curves")
     compare.add_argument("project")
@@ -105,6 +132,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "models", nargs="+", metavar="RUN", help="run folders (or .keras files beside their config.toml)"
     )
     ensemble.add_argument("--name", help="suffix for the run folder's name (default: ensemble)")
+    ensemble.add_argument(
+        "--promote", action="store_true", help="make the ensemble the model that answers by default"
+    )
     _add_set_argument(
         ensemble, "override a key of the first model's config, which the ensemble keeps (how it is served)"
     )
@@ -216,7 +246,10 @@ def _run(options: argparse.Namespace) -> int:
 
         for path in scaffold.create_project(options.name, options.like):
             print(f"wrote {_display_path(path)}")
-        print(f"next: make train-{options.name}, then python -m common predict {options.name} ...")
+        print(
+            f"next: python -m common train {options.name} --promote (the run answers from then on), "
+            f"then python -m common predict {options.name} ..."
+        )
         return 0
 
     if options.command == "serve":
@@ -238,6 +271,27 @@ def _run(options: argparse.Namespace) -> int:
             print(table.to_string(index=False))
             print(f"results: {tuning.tune_dir(project.name, options.name) / 'results.csv'}")
             print(f"best config: {best_file} (python -m common train {project.name} --config {best_file})")
+        log.info(
+            "no trial is promoted: predict, evaluate, the demos and serve still answer with %s",
+            runs.default_model_summary(project.name),
+        )
+        return 0
+
+    if options.command == "promote":
+        if options.clear == (options.run is not None):
+            raise UserError(
+                f"promote needs a run or --clear, not {'both' if options.clear else 'neither'}: "
+                f"python -m common promote {project.name} RUN (see `python -m common runs {project.name}`)"
+            )
+        run_dir = None if options.clear else runs.check_promotable(project.name, options.run)
+        if run_dir is not None and runs.is_stand_in(run_dir):
+            log.warning(
+                "%s was trained on a stand-in for the project's data (%s)",
+                run_dir.name,
+                runs.read_metrics(run_dir).get("data_source"),
+            )
+        runs.promote(project.name, run_dir)
+        print(_answering(project.name))
         return 0
 
     if options.command in ("runs", "compare"):
@@ -246,7 +300,11 @@ def _run(options: argparse.Namespace) -> int:
 
         if options.command == "runs":
             rows = experiments.list_runs(project, options.sort)
-            print(strict_json(rows, indent=2) if options.json else experiments.format_runs(rows))
+            if options.json:
+                print(strict_json(rows, indent=2))
+            else:
+                print(experiments.format_runs(rows))
+                print(f"answers by default: {runs.default_model_summary(project.name)}")
             return 0
         run_dirs = experiments.resolve_runs(project, options.runs)
         print(
@@ -278,6 +336,7 @@ def _run(options: argparse.Namespace) -> int:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         print(_summary(metrics))
         print(f"run saved to {run_dir}")
+        _promote_or_say_what_answers(project.name, run_dir, options.promote)
         return 0
 
     if options.command == "demo":
@@ -304,6 +363,7 @@ def _run(options: argparse.Namespace) -> int:
         run_dir = ensemble.build(project, options.models, options.name, options.set)
         print(_summary(json.loads((run_dir / "metrics.json").read_text())))
         print(f"ensemble saved to {run_dir}")
+        _promote_or_say_what_answers(project.name, run_dir, options.promote)
         return 0
 
     if options.command == "predict":
@@ -322,6 +382,30 @@ def _run(options: argparse.Namespace) -> int:
         return 2 if failed else 0
 
     raise UserError(f"unknown command {options.command!r}")
+
+
+def _promote_or_say_what_answers(project: str, run_dir: Path, promote: bool) -> None:
+    """After a run completes: promotes it when asked, else says that what answers is unchanged."""
+    if promote:
+        runs.promote(project, runs.check_promotable(project, str(run_dir)))
+        print(_answering(project))
+    else:
+        log.info(
+            "not promoted: predict, evaluate, the demos and serve still answer with %s "
+            "(to answer with this run: python -m common promote %s %s)",
+            runs.default_model_summary(project),
+            project,
+            run_dir.name,
+        )
+
+
+def _answering(project: str) -> str:
+    """What predict, evaluate, the demos and serve now answer with, its data and recorded score."""
+    answering = runs.default_model_dir(project)
+    if answering is None:
+        return f"{project}: no run is promoted and the project ships no model; predict needs --model"
+    described = runs.describe_model(project, answering / runs.MODEL_FILE)[0]
+    return f"{project}: predict, evaluate, the demos and serve answer with the {described}"
 
 
 def _workflow():

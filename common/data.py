@@ -54,9 +54,8 @@ class Splits:
         validation: ``(x_val, y_val)``, or ``None`` when only evaluating. Never the test split.
             ``x_val`` may be a :class:`FileList` too.
         stand_in: the data is a stand-in for the project's dataset (an offline fallback sample,
-            generated data). Recorded as ``stand_in_data``; a run trained on it never becomes
-            the default model for ``predict``, ``evaluate`` and the demos (see
-            :func:`common.runs.default_model_dir`).
+            generated data). Recorded as ``stand_in_data`` and shown beside the run's score
+            wherever the model is named, so it is never mistaken for a run on the real data.
         class_weight: optional ``{class_index: weight}`` passed to ``fit``.
         info: whatever else the project's model or evaluation needs (class names, scaler...).
     """

@@ -8,7 +8,10 @@ take it like any model: one ``.keras`` file, one forward pass over every member.
 
 The members must have been trained on the same split (same ``seed`` and split settings, the same
 number of training, validation and test examples): a member trained on another split would have
-seen some of the ensemble's test examples, and its score would be a lie.
+seen some of the ensemble's test examples, and its score would be a lie. The same holds for the
+ensemble's own config, the one it is scored with: a ``--set`` that changes the split is refused.
+
+Making an ensemble never changes which model answers by default; ``--promote`` makes it answer.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ def build(project: Project, model_args: list[str], name: str | None, overrides: 
     configs = [project.load_config(config_file, check_paths=False) for _, config_file in found]
     _check_same_split([model_file for model_file, _ in found], configs)
     config = project.load_config(found[0][1], overrides, check_paths=True)
+    _check_overrides_keep_the_split(found[0][0], configs[0], config, overrides)
 
     models = [workflow.load_model_file(model_file, compile=False) for model_file, _ in found]
     model = average(models, name=f"{project.name}_ensemble")
@@ -92,6 +96,13 @@ def build(project: Project, model_args: list[str], name: str | None, overrides: 
         # Scored as `evaluate` scores any saved model, into the run folder.
         metrics, _ = workflow.evaluate_saved(project, str(run_dir), out_dir=run_dir)
         metrics.pop("model")
+        recorded = runs.read_metrics(found[0][0].parent).get("n_test")
+        if recorded is not None and metrics.get("n_test") != recorded:
+            # The data read (another data.path) holds another test split than the members'.
+            raise UserError(
+                f"the ensemble's data gives {metrics.get('n_test')} test examples, its members were tested "
+                f"on {recorded}; score it on the data they were trained on"
+            )
         metrics.update(
             parameters=model.count_params(),
             keras_backend=keras.backend.backend(),
@@ -124,11 +135,39 @@ def _check_same_split(model_files: list[Path], configs: list[Config]) -> None:
             )
 
 
-def _split_of(model_file: Path, config: Config) -> dict:
-    """What decides which examples a model trained, validated and was tested on."""
+def _check_overrides_keep_the_split(
+    first_file: Path, first: Config, final: Config, overrides: list[str]
+) -> None:
+    """The config the ensemble is scored with (the first member's plus ``--set``) splits the data
+    as the members' did: with another split, its test examples would be ones they trained on."""
+    members_split, final_split = _settings_of(first), _settings_of(final)
+    differ = sorted(
+        key
+        for key in members_split.keys() | final_split.keys()
+        if members_split.get(key) != final_split.get(key)
+    )
+    if differ:
+        key = differ[0]
+        raise UserError(
+            f"--set {' '.join(overrides)} changes the split the members were trained on ({key}: "
+            f"{final_split.get(key)!r} against {members_split.get(key)!r} in "
+            f"{first_file.parent / runs.CONFIG_FILE}); "
+            "the ensemble would be scored on examples they trained on. Leave the split keys as they are"
+        )
+
+
+def _settings_of(config: Config) -> dict:
+    """The config keys that decide which examples fall in which split."""
     split = {"seed": config.seed}
     data = config.to_dict().get("data", {})
     split.update({f"data.{key}": value for key, value in data.items() if key not in _NOT_THE_SPLIT})
+    return split
+
+
+def _split_of(model_file: Path, config: Config) -> dict:
+    """What decides which examples a model trained, validated and was tested on: its settings and
+    the split sizes its metrics recorded."""
+    split = _settings_of(config)
     metrics = runs.read_metrics(model_file.parent)
     split.update({key: metrics[key] for key in _SPLIT_SIZES if key in metrics})
     return split

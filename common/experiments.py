@@ -2,11 +2,12 @@
 
 ``python -m common runs mnist`` lists every run folder, newest first: its state, the data it was
 trained on, the headline test score beside its baseline, epochs, time, backend, and the config
-keys it changed from the project's defaults. A trial of ``tune`` shows its best validation loss
-(what the search chose by) and never its test scores, so no trial is picked by the test split.
-``python -m common compare RUN RUN ...`` shows the keys that differ between runs, their scores,
-and one plot of their validation curves. Neither imports Keras: both read the files a run leaves
-(``config.toml``, ``metrics.json``, ``history.csv``, ``state.json``).
+keys it changed from the project's defaults; the promoted run (the one that answers by default)
+is marked. A trial of ``tune`` shows its best validation loss (what the search chose by) and never
+its test scores, so no trial is picked by the test split. ``python -m common compare RUN RUN ...``
+shows the keys that differ between runs, their scores, and one plot of their validation curves.
+Neither imports Keras: both read the files a run leaves (``config.toml``, ``metrics.json``,
+``history.csv``, ``state.json``).
 """
 
 from __future__ import annotations
@@ -67,12 +68,14 @@ def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | Non
     """One row of the runs table for ``run_dir``."""
     defaults = defaults if defaults is not None else flat_config(project.default_config)
     metrics = runs.read_metrics(run_dir)
+    promoted = runs.promoted_name(project.name)
     config = flat_config(run_dir / runs.CONFIG_FILE)
     progress = runs.read_json(run_dir / "progress.json")
     row: dict[str, Any] = {
         "name": run_dir.name,
         "path": str(run_dir),
         "state": runs.run_state(run_dir),
+        "promoted": promoted is not None and run_dir.name == promoted,
         "data_source": metrics.get("data_source"),
         "metric": None,
         "value": None,
@@ -131,7 +134,7 @@ def format_runs(rows: list[dict]) -> str:
     if not rows:
         return "no runs yet"
     columns = {
-        "run": [row["name"] for row in rows],
+        "run": [row["name"] + (" (promoted)" if row.get("promoted") else "") for row in rows],
         "state": [row["state"] for row in rows],
         "score": [_score(row) for row in rows],
         "epochs": [str(row["epochs"]) if row["epochs"] is not None else "" for row in rows],

@@ -1,4 +1,4 @@
-"""Run folders: one per training, their state, atomic saves, and the ``latest`` pointer.
+"""Run folders: one per training, their state, atomic saves, ``latest`` and the promoted run.
 
 ``models/<project>/<run-name>/`` holds ``model.keras``, the resolved ``config.toml``,
 ``history.csv``, ``metrics.json``, checkpoints and plots, and ``state.json``: whether the run is
@@ -7,6 +7,12 @@ process id; a run whose state says running but whose process is gone (killed) re
 interrupted. ``models/<project>/latest`` points to the newest *completed* run: it is moved only
 after everything of a run is saved, so a crash or an interrupt leaves the previous ``latest`` and
 its files untouched.
+
+Which model answers ``predict``, ``evaluate``, the demos and ``serve`` when no ``--model`` is
+given is the user's choice, never a side effect: the run they promoted (``python -m common promote
+PROJECT RUN``, recorded in ``models/<project>/promoted.json``), else the shipped model. Training,
+tuning and ensembling move ``latest`` (``--model latest``) but never what answers, unless asked
+(``train --promote``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ LAST_CHECKPOINT = "checkpoint-last.keras"
 BEST_CHECKPOINT = "checkpoint-best.keras"
 STATE_FILE = "state.json"
 LOCK_FILE = ".lock"
+PROMOTED_FILE = "promoted.json"
 
 RUNNING, INTERRUPTED, COMPLETED, FAILED = "running", "interrupted", "completed", "failed"
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -303,24 +310,114 @@ def read_json(path: Path) -> dict:
         return {}
 
 
-def default_model_dir(project: str) -> Path | None:
-    """The run that answers when no ``--model`` is given. The rule:
+def promoted_name(project: str) -> str | None:
+    """The name of the run recorded as promoted in ``models/<project>/promoted.json``, as written
+    (it may have been deleted since), or ``None`` when none is."""
+    name = read_json(models_dir() / project / PROMOTED_FILE).get("run")
+    return name if isinstance(name, str) and name else None
 
-    1. the newest completed run (``latest``), unless it was trained on a stand-in for the
-       project's data (the offline fallback sample, generated faces);
-    2. else the shipped model in ``models/pretrained/<project>/``;
-    3. else ``latest`` even if trained on a stand-in; else ``None``.
 
-    So training on a fallback never silently replaces a better shipped model; ``--model latest``
-    still reaches that run.
+def promoted_run(project: str) -> Path | None:
+    """The run the user promoted, or ``None`` when none is.
+
+    Raises:
+        UserError: the promoted run is gone or no longer a completed run: answering with another
+            model instead would be the silent switch promotion exists to prevent.
     """
-    latest = latest_run(project)
-    if latest is not None and not is_stand_in(latest):
-        return latest
+    name = promoted_name(project)
+    if name is None:
+        return None
+    run_dir = models_dir() / project / name
+    if (
+        not _RUN_NAME.fullmatch(name)
+        or run_state(run_dir) != COMPLETED
+        or not (run_dir / MODEL_FILE).is_file()
+    ):
+        raise UserError(
+            f"the promoted {project} run {name!r} is no longer a completed run in {run_dir.parent}; "
+            f"promote another (`python -m common promote {project} RUN`), go back to the shipped model "
+            f"(`python -m common promote {project} --clear`), or pass --model"
+        )
+    return run_dir.resolve()
+
+
+def check_promotable(project: str, run_arg: str) -> Path:
+    """The run folder ``promote`` may record: a completed run of this project, named by its
+    folder, its name in ``models/<project>/`` or ``latest``; anything else is a one-line error."""
+    parent = models_dir() / project
+    if run_arg == "latest":
+        run_dir = latest_run(project)
+        if run_dir is None:
+            raise UserError(f"promote latest: no completed {project} run yet")
+    elif "/" not in run_arg and (parent / run_arg).is_dir():
+        run_dir = parent / run_arg
+    else:
+        run_dir = Path(run_arg)
+    if not run_dir.is_dir():
+        raise UserError(
+            f"promote {run_arg}: no such run of {project} (see `python -m common runs {project}`)"
+        )
+    run_dir = run_dir.resolve()
+    if run_dir == pretrained_dir(project).resolve():
+        raise UserError(
+            f"promote {run_arg}: the shipped model answers whenever no run is promoted; "
+            f"`python -m common promote {project} --clear` goes back to it"
+        )
+    if run_dir.parent != parent.resolve() or not (run_dir / CONFIG_FILE).is_file():
+        raise UserError(f"promote {run_arg}: not a run folder of {project} (those are in {parent})")
+    state = run_state(run_dir)
+    if state != COMPLETED or not (run_dir / MODEL_FILE).is_file():
+        advice = (
+            f"finish it with `python -m common train {project} --resume {run_dir}` first"
+            if state == INTERRUPTED
+            else "only a completed run can answer"
+        )
+        raise UserError(f"promote {run_arg}: this run is {state}, not completed; {advice}")
+    return run_dir
+
+
+def promote(project: str, run_dir: Path | None) -> None:
+    """Records ``run_dir`` (checked by :func:`check_promotable`) as the model that answers by
+    default, atomically; ``None`` clears it, so the shipped model answers again."""
+    record = models_dir() / project / PROMOTED_FILE
+    if run_dir is None:
+        record.unlink(missing_ok=True)
+        sync_folder(record.parent)
+        return
+    record.parent.mkdir(parents=True, exist_ok=True)
+    write_json({"run": run_dir.name, "promoted": time.strftime("%Y-%m-%dT%H:%M:%S")}, record)
+
+
+def default_model_dir(project: str) -> Path | None:
+    """The run that answers when no ``--model`` is given. The rule, and the whole of it:
+
+    1. the run the user promoted (:func:`promote`);
+    2. else the shipped model in ``models/pretrained/<project>/``;
+    3. else ``None`` (a new project that ships none, until a run is promoted).
+
+    Training, tuning and ensembling never change it; ``--model latest`` reaches the newest run.
+    """
+    promoted = promoted_run(project)
+    if promoted is not None:
+        return promoted
     shipped = pretrained_dir(project)
     if (shipped / MODEL_FILE).is_file():
         return shipped
-    return latest
+    return None
+
+
+def default_model_summary(project: str) -> str:
+    """What answers by default, in a few words, for the messages of commands that do not answer:
+    ``the promoted run NAME``, ``the shipped model`` or ``no model``."""
+    try:
+        run_dir = default_model_dir(project)
+    except UserError:
+        return f"no model (the promoted run {promoted_name(project)!r} is gone)"
+    if run_dir is None:
+        return "no model (none promoted, none shipped)"
+    if run_dir.resolve() == pretrained_dir(project).resolve():
+        return "the shipped model"
+    return f"the promoted run {run_dir.name}"
 
 
 def resolve_model(project: str, model_arg: str | None) -> tuple[Path, Path | None]:
@@ -338,8 +435,15 @@ def resolve_model(project: str, model_arg: str | None) -> tuple[Path, Path | Non
     if model_arg is None:
         run_dir = default_model_dir(project)
         if run_dir is None:
+            latest = latest_run(project)
+            if latest is None:
+                raise UserError(
+                    f"no trained {project} model yet; run `python -m common train {project} --promote` "
+                    "first, or pass --model PATH"
+                )
             raise UserError(
-                f"no trained {project} model yet; run {train_command} first, or pass --model PATH"
+                f"no {project} model is promoted and the project ships none; promote a run "
+                f"(`python -m common promote {project} {latest.name}`, the newest), or pass --model latest"
             )
     elif model_arg == "latest":
         run_dir = latest_run(project)
@@ -370,11 +474,18 @@ def resolve_model(project: str, model_arg: str | None) -> tuple[Path, Path | Non
 
 
 def describe_model(project: str, model_file: Path, chosen_by_default: bool = False) -> list[str]:
-    """Lines saying which model answers, what it was trained on and its recorded test score;
-    and, for the default model, which newer run it was preferred to and why."""
-    run_dir = model_file.parent
+    """Lines saying which model answers (the promoted run, the shipped model, or the one
+    ``--model`` named), what it was trained on and its recorded test score; and, for the default
+    model, how to reach a newer run that does not answer."""
+    run_dir = model_file.parent.resolve()
     metrics = read_metrics(run_dir)
-    kind = "shipped model" if run_dir.resolve() == pretrained_dir(project).resolve() else "model"
+    promoted = promoted_name(project)
+    if run_dir == pretrained_dir(project).resolve():
+        kind = "shipped model" + (" (no run promoted)" if chosen_by_default else "")
+    elif promoted is not None and run_dir == (models_dir() / project / promoted).resolve():
+        kind = "promoted model"
+    else:
+        kind = "model"
     facts = [f"data: {metrics['data_source']}"] if "data_source" in metrics else []
     for key in ("test_accuracy", "rmse_ratio"):
         if isinstance(metrics.get(key), (int, float)):
@@ -382,10 +493,10 @@ def describe_model(project: str, model_file: Path, chosen_by_default: bool = Fal
             break
     lines = [f"{kind}: {_short(model_file)}" + (f" ({'; '.join(facts)})" if facts else "")]
     latest = latest_run(project)
-    if chosen_by_default and latest is not None and latest.resolve() != run_dir.resolve():
+    if chosen_by_default and latest is not None and latest.resolve() != run_dir:
         lines.append(
-            f"not the newest run {_short(latest)}: it was trained on a stand-in for the real data "
-            "(pass --model latest to use it)"
+            f"the newest run {latest.name} answers only when promoted "
+            f"(`python -m common promote {project} {latest.name}`) or named (--model latest)"
         )
     return lines
 

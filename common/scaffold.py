@@ -4,7 +4,7 @@ It writes ``projects/<name>/`` (config with comments, settings, data, model, eva
 baseline, prediction, README) and ``tests/test_<name>.py`` from the templates in
 ``common/templates/``: an image classifier (like mnist and emojify) that trains offline on the
 digits scikit-learn ships, or a series forecaster (like stock) on a generated series. Right after
-it, ``make train-<name>``, ``predict``, ``runs`` and ``make test`` work; then the user replaces
+it, ``make train-<name> ARGS=--promote``, ``predict``, ``runs`` and ``make test`` work; then the user replaces
 the data loader and the model with their own.
 """
 

@@ -8,8 +8,9 @@ twice. Which route a project gets, what it uploads and which query parameters it
 its optional ``WEB_API`` (see :class:`common.registry.ProjectModule`).
 
 Each model is loaded once at start, by the same default-model rule as ``predict``
-(:func:`common.runs.default_model_dir`). Model calls run in FastAPI's threadpool (the endpoints
-are plain ``def``), one at a time per project (a lock), so the event loop keeps answering.
+(:func:`common.runs.default_model_dir`: the promoted run, else the shipped model). Model calls run
+in FastAPI's threadpool (the endpoints are plain ``def``), one at a time per project (a lock), so
+the event loop keeps answering.
 
 Example:
     python -m common serve --port 8000     # then open http://127.0.0.1:8000/
@@ -71,6 +72,7 @@ class ServedProject:
         return {
             "model": _display(self.model_file),
             "described": runs.describe_model(self.project.name, self.model_file, chosen_by_default=True),
+            "promoted": self.model_file.parent.resolve() != runs.pretrained_dir(self.project.name).resolve(),
             "data_source": metrics.get("data_source"),
             "stand_in_data": bool(metrics.get("stand_in_data")),
             "score": score,

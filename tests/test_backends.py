@@ -91,7 +91,7 @@ def commands(project: str, root: Path) -> tuple[list[str], list[str], list[str]]
         tiny = TINY
         inputs = [str(root / "prices.csv"), "--days", "3"]
     train = ["-q", "train", project, *data, *[arg for key in tiny for arg in ("--set", key)]]
-    return train, ["-q", "evaluate", project, *data], inputs
+    return train, ["-q", "evaluate", project, "--model", "latest", *data], inputs
 
 
 def run_in(backend: str, command_lines: list[list[str]], models_dir: Path) -> list[dict]:
@@ -133,7 +133,7 @@ def train_all(backend: str, root: Path) -> dict[str, dict]:
         lines += [
             train,
             [*evaluate, "--out", str(root / f"eval-{project}-{backend}")],
-            # latest: a run on a stand-in (emojify's synthetic faces) is not the default model.
+            # latest: a run answers by default only once promoted.
             ["-q", "predict", project, *inputs, "--json", "--model", "latest"],
         ]
     results = run_in(backend, lines, models_dir)

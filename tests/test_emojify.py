@@ -673,6 +673,8 @@ def test_tiny_train_evaluate_predict_on_the_synthetic_sample(
     evaluated = cli(
         "evaluate",
         "emojify",
+        "--model",
+        "latest",
         "--set",
         f"data.path={tmp_path / 'fer'}",
         "--set",

@@ -65,9 +65,10 @@ def test_an_ensemble_is_one_saved_model_averaging_its_members(
     import keras
 
     first, second = trained["a"], trained["b"]
-    result = cli("ensemble", "mnist", first, second)
+    result = cli("ensemble", "mnist", first, second, "--promote")
     assert result.code == 0, result.stderr
     ensemble_dir = runs.latest_run("mnist")
+    assert runs.promoted_name("mnist") == ensemble_dir.name  # asked for: it answers by default
     assert ensemble_dir.name.endswith("-ensemble") and runs.run_state(ensemble_dir) == runs.COMPLETED
     assert f"ensemble saved to {ensemble_dir}" in result.stdout
 
@@ -102,6 +103,14 @@ def test_models_of_another_split_are_refused(cli, models_dir, tmp_path, trained)
     assert_one_line_error(result, "another split", "seed")
     assert not models_dir.exists()  # no run folder made
     assert sorted(trained["a"].parent.parent.rglob("*")) == before  # the members untouched
+
+    # The ensemble's own config is the first member's plus --set: a --set that changes the split
+    # would score it on examples its members trained on.
+    for override, key in (("seed=7", "seed"), ("data.validation_fraction=0.3", "data.validation_fraction")):
+        leaked = cli("ensemble", "mnist", first, trained["b"], "--set", override)
+        assert_one_line_error(leaked, f"--set {override} changes the split", f"{key}: ")
+        assert not models_dir.exists()
+    assert sorted(trained["a"].parent.parent.rglob("*")) == before
 
     assert_one_line_error(cli("ensemble", "mnist", first), "at least two")
     assert_one_line_error(cli("ensemble", "mnist", first, first), "named twice")

@@ -422,9 +422,11 @@ def test_tiny_train_save_load_predict_round_trip(tmp_path, cli, models_dir, real
         "model.dense_units=16",
         "--set",
         "train.batch_size=64",
+        "--promote",
     )
     assert result.code == 0, result.stderr
     run_dir = runs.latest_run("mnist")
+    assert runs.promoted_name("mnist") == run_dir.name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_train"] == 360 and metrics["n_validation"] == 40 and metrics["n_test"] == 100
     assert metrics["data_source"].startswith("MNIST from")
@@ -433,7 +435,7 @@ def test_tiny_train_save_load_predict_round_trip(tmp_path, cli, models_dir, real
         assert says(saved_figures[name], f"MNIST from {tmp_path / 'tiny.npz'}"), name
     assert says(saved_figures["confusion_matrix.png"], "n = 100 test examples")
 
-    # Evaluate the saved model on a folder holding only the official-format test files.
+    # Evaluate the promoted model (the default) on a folder holding only the official-format test files.
     idx_dir = tmp_path / "idx"
     idx_dir.mkdir()
     write_idx(idx_dir / "t10k-images-idx3-ubyte.gz", images[500:600])
@@ -453,7 +455,7 @@ def test_tiny_train_save_load_predict_round_trip(tmp_path, cli, models_dir, real
     assert scores["baseline_accuracy"] == pytest.approx(counts.max() / 100)
     assert scores["model"] == str(run_dir / "model.keras")
 
-    # Prediction uses the newest run by default; the model sees what training saw.
+    # Prediction uses the promoted run by default; the model sees what training saw.
     Image.fromarray(255 - images[600]).resize((140, 140)).save(tmp_path / "digit.png")
     predicted = cli("predict", "mnist", tmp_path / "digit.png", "--json")
     assert predicted.code == 0, predicted.stderr

@@ -116,7 +116,7 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
     listed = cli("list")
     assert TOY in listed.stdout and "points left or right" in listed.stdout
 
-    result = cli("train", TOY, "--set", "train.epochs=3", "--name", "first")
+    result = cli("train", TOY, "--set", "train.epochs=3", "--name", "first", "--promote")
     assert result.code == 0, result.stderr
     run_dir = runs.latest_run(TOY)
     assert run_dir is not None and run_dir.name.endswith("-first")
@@ -302,7 +302,7 @@ def test_no_trained_model_says_what_to_do(toy_project, models_dir, cli):
 def test_a_model_predicts_after_its_training_data_has_moved(toy_project, models_dir, cli, tmp_path):
     data_file = tmp_path / "points.csv"
     data_file.write_text("unused by the toy project\n")
-    assert cli("train", TOY, "--set", f"data.path={data_file}").code == 0
+    assert cli("train", TOY, "--set", f"data.path={data_file}", "--promote").code == 0
     data_file.unlink()
     assert cli("predict", TOY, "1.5").code == 0
     # Evaluation reads the data, so there the missing path is an error naming the key.

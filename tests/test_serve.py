@@ -195,11 +195,16 @@ def test_a_project_without_a_page_gets_the_plain_upload_page(shipped_app, monkey
 
 
 def test_stock_forecast_answers_as_predict_does(models_dir, cli, tmp_path):
-    from common import serve
+    from common import runs, serve
 
-    trained = cli("train", "stock", "--set", "train.epochs=1")
+    trained = cli("train", "stock", "--set", "train.epochs=1", "--promote")
     assert trained.code == 0, trained.stderr
+    # A later run, not promoted, does not take its place.
+    assert cli("train", "stock", "--set", "train.epochs=1", "--set", "model.lstm_units=[16]").code == 0
+    promoted = models_dir / "stock" / runs.promoted_name("stock")
+    assert runs.latest_run("stock") != promoted.resolve()
     served, unavailable = serve.load_projects(["stock"])
+    assert served["stock"].model_file.resolve() == (promoted / "model.keras").resolve()
     with TestClient(serve.create_app(served, unavailable), raise_server_exceptions=False) as client:
         response = client.post("/api/stock/forecast", params={"days": 3, "history": 10})
         assert response.status_code == 200, response.text
@@ -357,7 +362,7 @@ def test_serve_command_answers_on_localhost_and_stops_on_sigterm(tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait()
-    assert "mnist: shipped model: models/pretrained/mnist/model.keras" in output
+    assert "mnist: shipped model (no run promoted): models/pretrained/mnist/model.keras" in output
     assert "recorded test_accuracy 0.9950" in output and "stock: shipped model" in output
     assert "Traceback" not in output
 

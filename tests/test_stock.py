@@ -310,7 +310,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory):
     csv = write_yahoo(folder / "prices.csv", random_walk())
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MODELS_DIR", str(folder / "models"))
-        args = ["-q", "train", "stock", "--set", f"data.path={csv}"]
+        args = ["-q", "train", "stock", "--set", f"data.path={csv}", "--promote"]
         for override in TINY:
             args += ["--set", override]
         assert main(args) == 0
@@ -319,7 +319,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def trained_models(trained_run, monkeypatch) -> Path:
-    """Points MODELS_DIR at the shared tiny run, so the CLI finds it as the latest model."""
+    """Points MODELS_DIR at the shared tiny run, promoted, so the CLI answers with it by default."""
     monkeypatch.setenv("MODELS_DIR", str(trained_run[1]))
     return trained_run[1]
 

@@ -93,7 +93,10 @@ def demo(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m common demo emojify")
     parser.add_argument("--image", help="show a still photo instead of the webcam")
     parser.add_argument("--camera", type=int, default=0, help="webcam index (default 0)")
-    parser.add_argument("--model", help="run folder or .keras file (default: latest, else pretrained)")
+    parser.add_argument(
+        "--model",
+        help="run folder, .keras file or latest (default: the promoted run, else the shipped model)",
+    )
     options = parser.parse_args(argv)
 
     from common.images import read_image

@@ -107,7 +107,10 @@ class DrawingPad:
 def demo(argv: list[str]) -> int:
     """Opens the drawing pad; says so in one line when there is no display."""
     parser = argparse.ArgumentParser(prog="python -m common demo mnist")
-    parser.add_argument("--model", help="run folder or .keras file (default: latest, else pretrained)")
+    parser.add_argument(
+        "--model",
+        help="run folder, .keras file or latest (default: the promoted run, else the shipped model)",
+    )
     options = parser.parse_args(argv)
     root = open_tk_window("the drawing pad", "python -m common predict mnist IMAGE")
 

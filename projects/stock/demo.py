@@ -18,7 +18,10 @@ HISTORY_DAYS = 120  # Days before the forecast shown in the lower, zoomed panel.
 def demo(argv: list[str]) -> int:
     """Draws the chart for a saved model; saves it, and shows it when there is a display."""
     parser = argparse.ArgumentParser(prog="python -m common demo stock", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", help="run folder or .keras file (default: latest run)")
+    parser.add_argument(
+        "--model",
+        help="run folder, .keras file or latest (default: the promoted run, else the shipped model)",
+    )
     parser.add_argument("--input", help="a daily CSV (default: the series the model was trained on)")
     parser.add_argument("--days", type=int, default=20, help="trading days to forecast (default 20)")
     parser.add_argument("--out", type=Path, help="where to save the PNG (default: models/stock/demo.png)")
