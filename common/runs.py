@@ -16,11 +16,13 @@ import logging
 import math
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
+from common.files import UnreadableFile, read_regular_file
 from common.registry import ROOT
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,20 @@ def new_run_dir(project: str, name: str | None = None) -> Path:
     raise UserError(f"could not create a new run folder in {parent}")
 
 
+def check_writable(folder: Path, instead: str | None = None) -> None:
+    """Makes ``folder`` if it is missing and checks that a file can be written in it; otherwise
+    one line naming it (``instead``: what else the user can do than set ``MODELS_DIR``)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"cannot write in {folder}: {error.strerror or error}; set MODELS_DIR to a writable folder"
+            + (f" or {instead}" if instead else "")
+        ) from None
+
+
 def write_bytes_atomically(data: bytes, path: Path) -> None:
     """Writes a file so that a kill at any instant leaves either the old file or the new one:
     a temporary file in the same folder, flushed to disk, then renamed over the target."""
@@ -106,12 +122,8 @@ def sync_folder(folder: Path) -> None:
 
 
 def read_state(run_dir: Path) -> dict:
-    """A run's ``state.json`` as written, or ``{}``."""
-    try:
-        state = json.loads((run_dir / STATE_FILE).read_text())
-        return state if isinstance(state, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    """A run's ``state.json`` as written, or ``{}`` when it is missing or unreadable."""
+    return read_json(run_dir / STATE_FILE)
 
 
 def run_state(run_dir: Path) -> str:
@@ -296,11 +308,53 @@ def read_metrics(run_dir: Path) -> dict:
 
 
 def read_json(path: Path) -> dict:
-    """A run folder's JSON file (metrics, progress), or ``{}`` when it is missing or unreadable."""
+    """A run folder's JSON file (metrics, progress, state), or ``{}`` when it is missing or
+    unreadable (see :func:`load_json` for why it could not be read)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return load_json(path)
+    except RunFileError:
         return {}
+
+
+# A run folder's file that cannot be read or is not what the run writes there; the message
+# names the file and why.
+RunFileError = UnreadableFile
+
+# The files a run writes are kilobytes (progress.json: its history and seed states); a larger one
+# was not written by a run.
+MAX_RUN_FILE_BYTES = 64 * 2**20
+
+
+def read_small_file(path: Path, limit: int = MAX_RUN_FILE_BYTES) -> bytes:
+    """A run file's bytes: a :class:`RunFileError` naming it when it is not a regular file (a FIFO
+    is never opened to wait on) or over ``limit`` bytes; a missing one: ``FileNotFoundError``."""
+    return read_regular_file(path, limit)
+
+
+def load_json(path: Path) -> dict:
+    """A run folder's JSON object, read strictly: ``{}`` when the file is missing; a
+    :class:`RunFileError` naming the file when it is not a regular file, too large, not UTF-8, not
+    strict JSON (NaN and Infinity are not JSON, and no run writes them), nested too deep, or not
+    an object."""
+    try:
+        data = read_small_file(path)
+    except FileNotFoundError:
+        return {}
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise RunFileError(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise RunFileError(f"{path}: nested too deep to be a run's JSON") from None
+    except ValueError as error:
+        raise RunFileError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise RunFileError(f"{path}: holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def default_model_dir(project: str) -> Path | None:
