@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -258,10 +259,34 @@ def check_continuable(project: str, run_arg: Path) -> Path:
 
 def continuation_model(run_dir: Path) -> Path:
     """The weights ``--continue-from`` starts from: the completed run's model, or the last
-    checkpoint of an interrupted one."""
+    checkpoint of an interrupted one; its best checkpoint when the last one is damaged."""
     if run_state(run_dir) == INTERRUPTED:
-        return run_dir / LAST_CHECKPOINT
+        last, best = run_dir / LAST_CHECKPOINT, run_dir / BEST_CHECKPOINT
+        if archive_problem(last) is not None and archive_problem(best) is None:
+            log.warning("%s is damaged (%s); starting from %s", last.name, archive_problem(last), best.name)
+            return best
+        return last
     return run_dir / MODEL_FILE
+
+
+def archive_problem(model_file: Path) -> str | None:
+    """Why a ``.keras`` file is not a whole model archive (missing, not a regular file, truncated,
+    not a zip, a member's checksum wrong, no config or weights), or ``None`` when it is one."""
+    import zipfile
+
+    try:
+        if not stat.S_ISREG(model_file.stat().st_mode):
+            return "not a regular file"
+        with zipfile.ZipFile(model_file) as archive:
+            names = set(archive.namelist())
+            if not {"config.json", "model.weights.h5"} <= names:
+                return "not a Keras model archive"
+            broken = archive.testzip()
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, RuntimeError) as error:
+        return f"not a whole model archive ({error})"
+    return f"its {broken} is corrupt" if broken is not None else None
 
 
 def mark_latest(project: str, run_dir: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from common import runs
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, ctrl_c_after_epoch
 from tests.test_registry_and_runs import TOY, toy_project  # noqa: F401  (the fixture)
 
 
@@ -32,6 +32,131 @@ def deadline(seconds: int):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """A new file under the name (the checkpoints may be hard links of one another)."""
+    path.unlink()
+    path.write_bytes(data)
+
+
+@pytest.fixture
+def interrupted(toy_project, models_dir, cli) -> Path:  # noqa: F811
+    """A toy run of 4 epochs interrupted after its second: resumable, both checkpoints whole."""
+    with ctrl_c_after_epoch(1):
+        assert cli("train", TOY, "--name", "stopped", "--set", "train.epochs=4").code == 2
+    [run_dir] = [path for path in (models_dir / TOY).iterdir() if path.name.endswith("-stopped")]
+    assert runs.run_state(run_dir) == runs.INTERRUPTED
+    assert json.loads((run_dir / "progress.json").read_text())["epochs_done"] == 2
+    return run_dir
+
+
+def _first_lines(path: Path, count: int) -> bytes:
+    return "".join(path.read_text().splitlines(keepends=True)[:count]).encode()
+
+
+def _progress_with(**changes):
+    def damage(run_dir: Path) -> None:
+        record = json.loads((run_dir / "progress.json").read_text())
+        _replace(run_dir / "progress.json", json.dumps({**record, **changes}).encode())
+
+    return damage
+
+
+DAMAGE = {
+    "checkpoint-last truncated": (
+        lambda run: _replace(run / runs.LAST_CHECKPOINT, (run / runs.LAST_CHECKPOINT).read_bytes()[:3000]),
+        [runs.LAST_CHECKPOINT, "--continue-from", runs.BEST_CHECKPOINT],
+    ),
+    "checkpoint-last random bytes": (
+        lambda run: _replace(run / runs.LAST_CHECKPOINT, os.urandom(20000)),
+        [runs.LAST_CHECKPOINT, "--continue-from", runs.BEST_CHECKPOINT],
+    ),
+    "progress.json not JSON": (
+        lambda run: _replace(run / "progress.json", b'{"epochs_done": 2, "hist'),
+        ["progress.json", "not valid JSON", "--continue-from", runs.LAST_CHECKPOINT],
+    ),
+    "progress.json a list": (
+        lambda run: _replace(run / "progress.json", b"[]"),
+        ["progress.json", "list", "--continue-from"],
+    ),
+    "epochs_done negative": (_progress_with(epochs_done=-5), ["progress.json", "epochs_done is -5"]),
+    "epochs_done huge": (_progress_with(epochs_done=10**9), ["progress.json", "epochs_done is 1000000000"]),
+    "epochs_done past the history": (
+        _progress_with(epochs_done=3, epoch=2),
+        ["progress.json", "history has 2 rows for 3 epochs"],
+    ),
+    "history.csv short of an epoch": (
+        lambda run: _replace(
+            run / "history.csv",
+            "\n".join((run / "history.csv").read_text().splitlines()[:2]).encode() + b"\n",
+        ),
+        ["history.csv", "holds 1 epochs", "records 2"],
+    ),
+    "progress.json a FIFO": (
+        lambda run: ((run / "progress.json").unlink(), os.mkfifo(run / "progress.json")),
+        ["progress.json", "not a regular file"],
+    ),
+}
+
+
+@pytest.mark.parametrize("damage, fragments", list(DAMAGE.values()), ids=list(DAMAGE))
+def test_resume_refuses_a_damaged_run_in_one_line_and_leaves_it_resumable(
+    damage, fragments, interrupted, models_dir, cli
+):
+    damage(interrupted)
+    before = _files(interrupted)
+    with deadline(60):
+        result = cli("train", TOY, "--resume", str(interrupted))
+    assert_one_line_error(result, f"--resume {interrupted}: cannot resume", *fragments)
+    assert _files(interrupted) == before  # Nothing rewritten, state.json included.
+    state = json.loads(before[runs.STATE_FILE])
+    assert state["state"] == runs.INTERRUPTED and runs.run_state(interrupted) == runs.INTERRUPTED
+    assert not (interrupted / runs.LOCK_FILE).exists()
+    assert runs.latest_run(TOY) is None
+
+
+def test_a_damaged_last_checkpoint_leaves_the_best_one_to_continue_from(interrupted, models_dir, cli):
+    import keras
+
+    best = keras.saving.load_model(interrupted / runs.BEST_CHECKPOINT).get_weights()
+    _replace(interrupted / runs.LAST_CHECKPOINT, os.urandom(20000))
+    assert_one_line_error(cli("train", TOY, "--resume", str(interrupted)), "--continue-from")
+    started_from = []
+    original_fit = keras.Model.fit
+
+    def fit_recording_start(model, *args, **kwargs):
+        started_from.append(model.get_weights())
+        return original_fit(model, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.Model, "fit", fit_recording_start)
+        result = cli("train", TOY, "--continue-from", str(interrupted), "--set", "train.epochs=2")
+    assert result.code == 0, result.stderr
+    assert len(started_from) == 1
+    for started, weights in zip(started_from[0], best, strict=True):
+        assert (started == weights).all()
+    assert runs.run_state(interrupted) == runs.INTERRUPTED
+
+
+def test_a_bug_during_a_resume_leaves_the_run_resumable_not_failed(interrupted, models_dir, cli):
+    import projects.points_fixture as toy
+
+    evaluate = toy.evaluate
+    toy.evaluate = lambda *args: 1 / 0
+    try:
+        with pytest.raises(ZeroDivisionError):
+            cli("train", TOY, "--resume", str(interrupted))
+    finally:
+        toy.evaluate = evaluate
+    assert runs.run_state(interrupted) == runs.INTERRUPTED
+    resumed = cli("train", TOY, "--resume", str(interrupted))
+    assert resumed.code == 0, resumed.stderr
+    assert runs.run_state(interrupted) == runs.COMPLETED
 
 
 # The runs table and compare: one unreadable folder never hides the others ---------------------
