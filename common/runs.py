@@ -17,6 +17,7 @@ import math
 import os
 import re
 import stat
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -154,27 +155,53 @@ def set_state(run_dir: Path, state: str, **details: Any) -> None:
 
 
 def lock_owner(run_dir: Path) -> int | None:
-    """The process id holding a run's lock, if that process is still alive."""
+    """The process id holding a run's lock, if that process is still alive.
+
+    The lock holds the owner's process id and start time: a lock whose id now belongs to a
+    process started at another time (the system reused the id after the owner died) is stale.
+    """
     try:
-        pid = int((run_dir / LOCK_FILE).read_text().strip())
-    except (OSError, ValueError):
+        fields = read_small_file(run_dir / LOCK_FILE, 1024).decode().split()
+        pid = int(fields[0])
+        started = int(fields[1]) if len(fields) > 1 else None
+    except (OSError, RunFileError, ValueError, IndexError):
         return None
     if pid == os.getpid():
         return pid
+    if pid <= 0:
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None
     except PermissionError:
-        return pid  # Alive, owned by another user.
+        pass  # Alive, owned by another user.
+    except OSError:
+        return None
+    if started is not None and process_start_time(pid) not in (None, started):
+        return None  # The id was reused by a process started later.
     return pid
+
+
+def process_start_time(pid: int) -> int | None:
+    """When a process started, in clock ticks since boot (Linux: field 22 of /proc/PID/stat), or
+    ``None`` where the system does not say, and then a lock is judged by its process id alone."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            text = file.read().decode(errors="replace")
+        # The command name (field 2) is in parentheses and may hold spaces: count after its end.
+        return int(text[text.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class RunLock:
     """Held while a process trains into a run folder, so two processes never train one run.
 
-    The lock file holds the owner's process id; a lock whose process is gone is stale and taken
-    over.
+    The lock file holds the owner's process id and start time; a lock whose process is gone (or
+    whose id now names another process) is stale and taken over.
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -193,8 +220,9 @@ class RunLock:
                     ) from None
                 self.path.unlink(missing_ok=True)  # Stale: its process is gone.
                 continue
+            started = process_start_time(os.getpid())
             with os.fdopen(descriptor, "w") as file:
-                file.write(f"{os.getpid()}\n")
+                file.write(f"{os.getpid()}" + (f" {started}" if started is not None else "") + "\n")
             return self
         raise UserError(f"could not lock {self.path.parent}; another process keeps taking it")
 

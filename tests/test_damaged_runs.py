@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -287,3 +288,35 @@ def test_compare_and_tune_with_a_read_only_models_dir_are_one_line(two_runs, mod
     finally:
         os.chmod(models_dir / TOY, 0o755)
         os.chmod(models_dir, 0o755)
+
+
+# Locks: a process id the system reused for another process does not hold the run -------------
+
+
+def test_a_lock_whose_process_id_was_reused_is_stale(interrupted, cli):
+    runs.set_state(interrupted, runs.RUNNING)
+    with subprocess.Popen(["sleep", "60"]) as other:
+        started = runs.process_start_time(other.pid)
+        assert started is not None
+        try:
+            # The lock of the process that held this id before: it started at another time.
+            (interrupted / runs.LOCK_FILE).write_text(f"{other.pid} {started - 1}\n")
+            assert runs.lock_owner(interrupted) is None and runs.run_state(interrupted) == runs.INTERRUPTED
+            # The same id and start time: that process holds the run.
+            (interrupted / runs.LOCK_FILE).write_text(f"{other.pid} {started}\n")
+            assert_one_line_error(cli("train", TOY, "--resume", str(interrupted)), f"process {other.pid}")
+            (interrupted / runs.LOCK_FILE).write_text(f"{other.pid} {started - 1}\n")
+            resumed = cli("train", TOY, "--resume", str(interrupted))
+            assert resumed.code == 0, resumed.stderr
+            assert runs.run_state(interrupted) == runs.COMPLETED
+            assert not (interrupted / runs.LOCK_FILE).exists()
+        finally:
+            other.kill()
+
+
+def test_the_lock_records_the_process_start_time(tmp_path):
+    with runs.RunLock(tmp_path):
+        pid, started = (tmp_path / runs.LOCK_FILE).read_text().split()
+        assert int(pid) == os.getpid() and int(started) == runs.process_start_time(os.getpid())
+        with open(f"/proc/{os.getpid()}/stat") as stat:
+            assert int(stat.read().rsplit(")", 1)[1].split()[19]) == int(started)
