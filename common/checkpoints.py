@@ -42,24 +42,39 @@ _PARTIAL_PROGRESS = f".{PROGRESS_FILE}.partial"
 
 
 def read_progress(run_dir: Path) -> dict | None:
-    """The last committed epoch's record, after finishing or discarding a cut-off commit."""
+    """The last committed epoch's record, after finishing or discarding a cut-off commit; ``None``
+    when no epoch was committed.
+
+    Raises:
+        runs.RunFileError: ``progress.json`` cannot be read, is not strict JSON or not a record
+            a run writes (see :func:`progress_problem`).
+    """
     recover(run_dir)
-    try:
-        return json.loads((run_dir / PROGRESS_FILE).read_text())
-    except (OSError, ValueError):
+    path = run_dir / PROGRESS_FILE
+    if not path.exists() and not path.is_symlink():
         return None
+    record = runs.load_json(path)
+    problem = progress_problem(record)
+    if problem is not None:
+        raise runs.RunFileError(f"{path}: {problem}")
+    return record
 
 
 def recover(run_dir: Path) -> None:
     """Completes the commit that a kill cut short, or discards it if its record was not complete."""
     partial = run_dir / _PARTIAL_PROGRESS
     try:
-        record = json.loads(partial.read_text())
-        files = record["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+        record = runs.load_json(partial) or None
+    except runs.RunFileError:
         record = None
+    if record is not None and (
+        progress_problem(record) is not None
+        or not isinstance(record.get("files"), list)
+        or not set(record["files"]) <= {runs.LAST_CHECKPOINT, runs.BEST_CHECKPOINT}
+    ):
+        record = None  # Not a whole record of a commit: discarded as a torn one.
     if record is not None:
-        for name in files:
+        for name in record["files"]:
             staged = runs.partial_model_path(run_dir / name)
             if staged.exists():
                 os.replace(staged, run_dir / name)
@@ -67,9 +82,70 @@ def recover(run_dir: Path) -> None:
         runs.sync_folder(run_dir)
         _write_history(run_dir, record["history"])
         return
-    partial.unlink(missing_ok=True)
+    if partial.is_file() or partial.is_symlink():
+        partial.unlink()
     for name in (runs.LAST_CHECKPOINT, runs.BEST_CHECKPOINT):
-        runs.partial_model_path(run_dir / name).unlink(missing_ok=True)
+        staged = runs.partial_model_path(run_dir / name)
+        if staged.is_file() or staged.is_symlink():
+            staged.unlink()
+
+
+# An epoch count no training reaches; a larger one in progress.json is damage, not progress.
+MAX_EPOCHS = 10**7
+
+
+def progress_problem(record: Any, epochs: int | None = None) -> str | None:
+    """What is wrong with a ``progress.json`` record, or ``None`` when it is one a run writes:
+    its types, the epoch counts within ``1..epochs`` (the run's ``train.epochs``, when given),
+    the history one row per epoch done, numbers finite."""
+
+    def number(value: Any, none: bool = True) -> bool:
+        if value is None:
+            return none
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_EPOCHS
+
+    if not isinstance(record, dict):
+        return f"holds a JSON {type(record).__name__}, not a progress record"
+    done = record.get("epochs_done")
+    if not count(done) or done < 1:
+        return f"epochs_done is {done!r}, not a count of epochs"
+    if epochs is not None and done > epochs:
+        return f"epochs_done is {done}, more than the run's {epochs} epochs (train.epochs)"
+    if record.get("epoch", done - 1) != done - 1:
+        return f"epoch is {record.get('epoch')!r} but epochs_done is {done}"
+    history = record.get("history")
+    if not isinstance(history, list) or len(history) != done:
+        rows = len(history) if isinstance(history, list) else type(history).__name__
+        return f"its history has {rows} rows for {done} epochs done"
+    for index, row in enumerate(history):
+        if not isinstance(row, dict) or row.get("epoch") != index:
+            return f"row {index} of its history is not epoch {index}'s"
+        if not all(isinstance(key, str) and number(value, none=False) for key, value in row.items()):
+            return f"row {index} of its history holds a value that is not a finite number"
+    if not isinstance(record.get("finished", False), bool):
+        return f"finished is {record.get('finished')!r}, not true or false"
+    if not number(record.get("best")) or not number(record.get("train_seconds", 0.0), none=False):
+        return "best or train_seconds is not a finite number"
+    if record.get("train_seconds", 0.0) < 0:
+        return "train_seconds is negative"
+    seeds = record.get("seed_states", [])
+    if not isinstance(seeds, list) or not all(isinstance(seed, list) for seed in seeds):
+        return "seed_states is not a list of seed states"
+    counts = {"early_stopping": ("wait", "best_epoch"), "plateau": ("wait", "cooldown_counter")}
+    for key, fields in counts.items():
+        saved = record.get(key)
+        if saved is None:
+            continue
+        if (
+            not isinstance(saved, dict)
+            or not number(saved.get("best"))
+            or not all(count(saved.get(field)) for field in fields)
+        ):
+            return f"{key} is not the state of its callback"
+    return None
 
 
 def seed_variables(model: keras.Model) -> list:
@@ -104,7 +180,8 @@ class RunRecorder(keras.callbacks.Callback):
         self.plateau = plateau
         self.resume_from = resume_from
         self.history: list[dict] = list(resume_from["history"]) if resume_from else []
-        self.best = resume_from["best"] if resume_from else math.inf
+        best = resume_from.get("best") if resume_from else None
+        self.best = best if best is not None else math.inf
         self.diverged_epoch: int | None = None
         self.seconds_before = resume_from.get("train_seconds", 0.0) if resume_from else 0.0
         self.started = time.perf_counter()

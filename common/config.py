@@ -18,6 +18,7 @@ from typing import Any
 import tomli_w
 
 from common.errors import UserError
+from common.files import UnreadableFile, read_regular_file
 
 # The optimizers Keras 3 knows by name (``keras.optimizers.get``); a test keeps this in step
 # with the installed Keras. Checked here, before Keras is imported, so a typo costs no time.
@@ -25,6 +26,8 @@ OPTIMIZERS = (
     "adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lamb", "lion", "nadam",
     "rmsprop", "sgd",
 )  # fmt: skip
+# A config file is a few kilobytes; one of megabytes is not a config.
+MAX_CONFIG_BYTES = 4 * 2**20
 LR_SCHEDULES = ("constant", "plateau", "cosine")
 # train.distribution and train.precision (common/devices.py applies them).
 DISTRIBUTIONS = ("none", "data_parallel")
@@ -94,11 +97,18 @@ class Config(Section):
 def read_toml(path: Path) -> dict[str, Any]:
     """Reads a TOML file, turning a missing or malformed file into a one-line error."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file not found: {path}")
     try:
-        with open(path, "rb") as file:
-            return tomllib.load(file)
+        data = read_regular_file(path, MAX_CONFIG_BYTES)
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path}") from None
+    except UnreadableFile as error:
+        raise UserError(f"config file {error}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise UserError(f"config file {path} is not UTF-8 text (at byte {error.start})") from None
+    except RecursionError:
+        raise UserError(f"config file {path} is not valid TOML: nested too deep") from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"config file {path} is not valid TOML: {error}") from None
 

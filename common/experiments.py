@@ -12,6 +12,8 @@ Neither imports Keras: both read the files a run leaves (``config.toml``, ``metr
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import time
 from pathlib import Path
@@ -34,6 +36,9 @@ _TRIAL_RUN = re.compile(r"\d{8}-\d{6}-tune-(?P<search>.+)-(?P<id>\d+)")
 # by the test split (the search chose by validation loss; its best config is retrained and
 # tested on its own).
 _TRIAL_METRICS = ("epochs_run", "train_seconds", "parameters")
+
+# The state shown for a run whose files cannot be read.
+UNREADABLE = "unreadable"
 
 
 def run_folders(project: str) -> list[Path]:
@@ -65,12 +70,18 @@ def flat_config(path: Path) -> dict[str, Any]:
 
 
 def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | None = None) -> dict:
-    """One row of the runs table for ``run_dir``."""
+    """One row of the runs table for ``run_dir``; a run whose files cannot be read is a row with
+    the state ``unreadable`` and ``unreadable`` saying which file and why, so one damaged folder
+    never hides the others."""
     defaults = defaults if defaults is not None else flat_config(project.default_config)
-    metrics = runs.read_metrics(run_dir)
+    try:
+        metrics = runs.load_json(run_dir / runs.METRICS_FILE)
+        config = flat_config(run_dir / runs.CONFIG_FILE)
+        progress = runs.load_json(run_dir / "progress.json")
+        runs.load_json(run_dir / runs.STATE_FILE)
+    except UserError as error:
+        return _unreadable_row(run_dir, str(error))
     promoted = runs.promoted_name(project.name)
-    config = flat_config(run_dir / runs.CONFIG_FILE)
-    progress = runs.read_json(run_dir / "progress.json")
     row: dict[str, Any] = {
         "name": run_dir.name,
         "path": str(run_dir),
@@ -89,8 +100,7 @@ def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | Non
     trial = tune_trial(run_dir)
     if trial is not None:
         search, number = trial
-        history = run_dir / "history.csv"
-        val_loss = pd.read_csv(history)["val_loss"].min() if history.is_file() else None
+        val_loss = _best_val_loss(run_dir)
         row["tune"] = {"search": search, "trial": number}
         row["metrics"] = {key: value for key, value in row["metrics"].items() if key in _TRIAL_METRICS}
         if _is_number(val_loss):
@@ -101,7 +111,21 @@ def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | Non
         if _is_number(metrics.get(metric)):
             row.update(metric=metric, value=metrics[metric], baseline=metrics.get(baseline, 1.0))
             break
+    for key in ("data_source", "backend"):
+        if not isinstance(row[key], (str, type(None))):
+            return _unreadable_row(run_dir, f"{run_dir / runs.METRICS_FILE}: {key} is not text")
+    if not all(value is None or _is_number(value) for value in (row["epochs"], row["train_seconds"])):
+        return _unreadable_row(run_dir, f"{run_dir / runs.METRICS_FILE}: epochs or seconds not a number")
     return row
+
+
+def _best_val_loss(run_dir: Path) -> float | None:
+    """A run's lowest validation loss from its ``history.csv``; ``None`` when it cannot be read."""
+    try:
+        history = pd.read_csv(io.BytesIO(runs.read_small_file(run_dir / "history.csv")))
+        return history["val_loss"].min()
+    except (runs.RunFileError, OSError, KeyError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        return None
 
 
 def tune_trial(run_dir: Path) -> tuple[str, int] | None:
@@ -111,6 +135,27 @@ def tune_trial(run_dir: Path) -> tuple[str, int] | None:
     if match is None or not (run_dir.parent / "tune" / match["search"]).is_dir():
         return None
     return match["search"], int(match["id"]) + 1
+
+
+def _unreadable_row(run_dir: Path, problem: str) -> dict:
+    """The row of a run whose files cannot be read: which file (named within the folder) and why."""
+    problem = problem.replace(f"{run_dir}{os.sep}", "").removeprefix("config file ")
+    return {
+        "name": run_dir.name,
+        "path": str(run_dir),
+        "state": UNREADABLE,
+        "promoted": False,
+        "unreadable": problem,
+        "data_source": None,
+        "metric": None,
+        "value": None,
+        "baseline": None,
+        "epochs": None,
+        "train_seconds": None,
+        "backend": None,
+        "changed": {},
+        "metrics": {},
+    }
 
 
 def list_runs(project: Project, sort: str | None = None) -> list[dict]:
@@ -149,14 +194,21 @@ def format_runs(rows: list[dict]) -> str:
     lines = ["  ".join(name.ljust(widths[name]) for name in columns).rstrip()]
     for index in range(len(rows)):
         lines.append("  ".join(cells[index].ljust(widths[name]) for name, cells in columns.items()).rstrip())
-    return "\n".join(lines)
+    return "\n".join(lines + _unreadable_lines(rows))
+
+
+def _unreadable_lines(rows: list[dict]) -> list[str]:
+    return [f"{row['name']}: unreadable: {row['unreadable']}" for row in rows if row.get("unreadable")]
 
 
 def compare(project: Project, run_dirs: list[Path], out_path: Path) -> str:
     """Configs (differing keys only) and scores of several runs side by side as text, and their
-    validation curves in one PNG at ``out_path``."""
-    rows = [describe_run(project, run_dir) for run_dir in run_dirs]
-    configs = [flat_config(run_dir / runs.CONFIG_FILE) for run_dir in run_dirs]
+    validation curves in one PNG at ``out_path``; a run whose files cannot be read is left out
+    and named, with the file and why."""
+    described = [describe_run(project, run_dir) for run_dir in run_dirs]
+    readable = [(row, run_dir) for row, run_dir in zip(described, run_dirs) if not row.get("unreadable")]
+    rows = [row for row, _ in readable]
+    configs = [flat_config(run_dir / runs.CONFIG_FILE) for _, run_dir in readable]
     keys = sorted({key for config in configs for key in config})
     differing = [key for key in keys if len({repr(config.get(key)) for config in configs}) > 1]
     names = [row["name"] for row in rows]
@@ -167,7 +219,7 @@ def compare(project: Project, run_dirs: list[Path], out_path: Path) -> str:
         )
         frame.index = differing
         lines += ["config keys that differ:", frame.to_string()]
-    else:
+    elif len(rows) > 1:
         lines.append("the runs have the same config")
     metric_names = sorted({key for row in rows for key in row["metrics"]})
     if metric_names:
@@ -176,13 +228,16 @@ def compare(project: Project, run_dirs: list[Path], out_path: Path) -> str:
         )
         frame.index = metric_names
         lines += ["metrics:", frame.to_string()]
-    _plot_validation_curves(run_dirs, names, out_path)
+    lines += _unreadable_lines(described)
+    unplotted = _plot_validation_curves([run_dir for _, run_dir in readable], names, out_path)
+    lines += [f"{name}: no curve: {problem}" for name, problem in unplotted.items()]
     lines.append(f"validation curves: {out_path}")
     return "\n".join(lines)
 
 
 def resolve_runs(project: Project, names: list[str]) -> list[Path]:
-    """Run folders from paths or from names inside ``models/<project>/``."""
+    """Run folders from paths or from names inside ``models/<project>/``; a run of another project
+    is refused (its config keys and scores are not this project's)."""
     if len(names) < 2:
         raise UserError("compare needs two or more runs: python -m common compare mnist RUN RUN ...")
     folders = []
@@ -194,8 +249,26 @@ def resolve_runs(project: Project, names: list[str]) -> list[Path]:
             raise UserError(
                 f"{name}: not a run folder of {project.name} (see `python -m common runs {project.name}`)"
             )
+        other = _project_of(path)
+        if other is not None and other != project.name:
+            raise UserError(
+                f"{name}: a run of the {other} project, not of {project.name}; compare runs of one "
+                f"project: python -m common compare {other} RUN RUN ..."
+            )
         folders.append(path)
     return folders
+
+
+def _project_of(run_dir: Path) -> str | None:
+    """The project a run folder belongs to, as its state records it or as the folder it lies in
+    (``models/<project>/``) says; ``None`` when neither tells."""
+    from common import registry
+
+    recorded = runs.read_state(run_dir).get("project")
+    if isinstance(recorded, str):
+        return recorded
+    parent = run_dir.resolve().parent.name
+    return parent if parent in registry.project_names() else None
 
 
 def default_comparison_path(project: str) -> Path:
@@ -203,16 +276,33 @@ def default_comparison_path(project: str) -> Path:
     return runs.models_dir() / project / "comparisons" / f"{time.strftime('%Y%m%d-%H%M%S')}.png"
 
 
-def _plot_validation_curves(run_dirs: list[Path], names: list[str], out_path: Path) -> None:
+def _plot_validation_curves(run_dirs: list[Path], names: list[str], out_path: Path) -> dict[str, str]:
+    """Plots the runs' validation curves; returns the runs whose ``history.csv`` could not be read,
+    with why."""
     from common import plots
 
-    histories = {}
+    histories, unreadable = {}, {}
     for name, run_dir in zip(names, run_dirs):
         history_file = run_dir / "history.csv"
-        if history_file.is_file():
-            histories[name] = pd.read_csv(history_file)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    plots.plot_validation_curves(histories, out_path)
+        try:
+            history = pd.read_csv(io.BytesIO(runs.read_small_file(history_file)))
+            if "epoch" not in history:
+                raise ValueError("no epoch column")
+            histories[name] = history
+        except FileNotFoundError:
+            continue
+        except runs.RunFileError as error:
+            unreadable[name] = str(error).replace(f"{run_dir}{os.sep}", "")
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
+            unreadable[name] = f"history.csv: not a table ({' '.join(str(error).split())[:200]})"
+    runs.check_writable(out_path.parent, "--out PATH elsewhere")
+    try:
+        plots.plot_validation_curves(histories, out_path)
+    except OSError as error:
+        raise UserError(
+            f"cannot write {out_path}: {error.strerror or error}; pass --out PATH elsewhere"
+        ) from None
+    return unreadable
 
 
 def _cell(value: Any) -> str:

@@ -22,11 +22,15 @@ import logging
 import math
 import os
 import re
+import stat
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
+from common.files import UnreadableFile, read_regular_file
 from common.registry import ROOT
 
 log = logging.getLogger(__name__)
@@ -86,6 +90,20 @@ def new_run_dir(project: str, name: str | None = None) -> Path:
     raise UserError(f"could not create a new run folder in {parent}")
 
 
+def check_writable(folder: Path, instead: str | None = None) -> None:
+    """Makes ``folder`` if it is missing and checks that a file can be written in it; otherwise
+    one line naming it (``instead``: what else the user can do than set ``MODELS_DIR``)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"cannot write in {folder}: {error.strerror or error}; set MODELS_DIR to a writable folder"
+            + (f" or {instead}" if instead else "")
+        ) from None
+
+
 def write_bytes_atomically(data: bytes, path: Path) -> None:
     """Writes a file so that a kill at any instant leaves either the old file or the new one:
     a temporary file in the same folder, flushed to disk, then renamed over the target."""
@@ -113,12 +131,8 @@ def sync_folder(folder: Path) -> None:
 
 
 def read_state(run_dir: Path) -> dict:
-    """A run's ``state.json`` as written, or ``{}``."""
-    try:
-        state = json.loads((run_dir / STATE_FILE).read_text())
-        return state if isinstance(state, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    """A run's ``state.json`` as written, or ``{}`` when it is missing or unreadable."""
+    return read_json(run_dir / STATE_FILE)
 
 
 def run_state(run_dir: Path) -> str:
@@ -148,27 +162,53 @@ def set_state(run_dir: Path, state: str, **details: Any) -> None:
 
 
 def lock_owner(run_dir: Path) -> int | None:
-    """The process id holding a run's lock, if that process is still alive."""
+    """The process id holding a run's lock, if that process is still alive.
+
+    The lock holds the owner's process id and start time: a lock whose id now belongs to a
+    process started at another time (the system reused the id after the owner died) is stale.
+    """
     try:
-        pid = int((run_dir / LOCK_FILE).read_text().strip())
-    except (OSError, ValueError):
+        fields = read_small_file(run_dir / LOCK_FILE, 1024).decode().split()
+        pid = int(fields[0])
+        started = int(fields[1]) if len(fields) > 1 else None
+    except (OSError, RunFileError, ValueError, IndexError):
         return None
     if pid == os.getpid():
         return pid
+    if pid <= 0:
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None
     except PermissionError:
-        return pid  # Alive, owned by another user.
+        pass  # Alive, owned by another user.
+    except OSError:
+        return None
+    if started is not None and process_start_time(pid) not in (None, started):
+        return None  # The id was reused by a process started later.
     return pid
+
+
+def process_start_time(pid: int) -> int | None:
+    """When a process started, in clock ticks since boot (Linux: field 22 of /proc/PID/stat), or
+    ``None`` where the system does not say, and then a lock is judged by its process id alone."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            text = file.read().decode(errors="replace")
+        # The command name (field 2) is in parentheses and may hold spaces: count after its end.
+        return int(text[text.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class RunLock:
     """Held while a process trains into a run folder, so two processes never train one run.
 
-    The lock file holds the owner's process id; a lock whose process is gone is stale and taken
-    over.
+    The lock file holds the owner's process id and start time; a lock whose process is gone (or
+    whose id now names another process) is stale and taken over.
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -187,8 +227,9 @@ class RunLock:
                     ) from None
                 self.path.unlink(missing_ok=True)  # Stale: its process is gone.
                 continue
+            started = process_start_time(os.getpid())
             with os.fdopen(descriptor, "w") as file:
-                file.write(f"{os.getpid()}\n")
+                file.write(f"{os.getpid()}" + (f" {started}" if started is not None else "") + "\n")
             return self
         raise UserError(f"could not lock {self.path.parent}; another process keeps taking it")
 
@@ -253,10 +294,34 @@ def check_continuable(project: str, run_arg: Path) -> Path:
 
 def continuation_model(run_dir: Path) -> Path:
     """The weights ``--continue-from`` starts from: the completed run's model, or the last
-    checkpoint of an interrupted one."""
+    checkpoint of an interrupted one; its best checkpoint when the last one is damaged."""
     if run_state(run_dir) == INTERRUPTED:
-        return run_dir / LAST_CHECKPOINT
+        last, best = run_dir / LAST_CHECKPOINT, run_dir / BEST_CHECKPOINT
+        if archive_problem(last) is not None and archive_problem(best) is None:
+            log.warning("%s is damaged (%s); starting from %s", last.name, archive_problem(last), best.name)
+            return best
+        return last
     return run_dir / MODEL_FILE
+
+
+def archive_problem(model_file: Path) -> str | None:
+    """Why a ``.keras`` file is not a whole model archive (missing, not a regular file, truncated,
+    not a zip, a member's checksum wrong, no config or weights), or ``None`` when it is one."""
+    import zipfile
+
+    try:
+        if not stat.S_ISREG(model_file.stat().st_mode):
+            return "not a regular file"
+        with zipfile.ZipFile(model_file) as archive:
+            names = set(archive.namelist())
+            if not {"config.json", "model.weights.h5"} <= names:
+                return "not a Keras model archive"
+            broken = archive.testzip()
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, RuntimeError) as error:
+        return f"not a whole model archive ({error})"
+    return f"its {broken} is corrupt" if broken is not None else None
 
 
 def mark_latest(project: str, run_dir: Path) -> None:
@@ -303,11 +368,53 @@ def read_metrics(run_dir: Path) -> dict:
 
 
 def read_json(path: Path) -> dict:
-    """A run folder's JSON file (metrics, progress), or ``{}`` when it is missing or unreadable."""
+    """A run folder's JSON file (metrics, progress, state), or ``{}`` when it is missing or
+    unreadable (see :func:`load_json` for why it could not be read)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return load_json(path)
+    except RunFileError:
         return {}
+
+
+# A run folder's file that cannot be read or is not what the run writes there; the message
+# names the file and why.
+RunFileError = UnreadableFile
+
+# The files a run writes are kilobytes (progress.json: its history and seed states); a larger one
+# was not written by a run.
+MAX_RUN_FILE_BYTES = 64 * 2**20
+
+
+def read_small_file(path: Path, limit: int = MAX_RUN_FILE_BYTES) -> bytes:
+    """A run file's bytes: a :class:`RunFileError` naming it when it is not a regular file (a FIFO
+    is never opened to wait on) or over ``limit`` bytes; a missing one: ``FileNotFoundError``."""
+    return read_regular_file(path, limit)
+
+
+def load_json(path: Path) -> dict:
+    """A run folder's JSON object, read strictly: ``{}`` when the file is missing; a
+    :class:`RunFileError` naming the file when it is not a regular file, too large, not UTF-8, not
+    strict JSON (NaN and Infinity are not JSON, and no run writes them), nested too deep, or not
+    an object."""
+    try:
+        data = read_small_file(path)
+    except FileNotFoundError:
+        return {}
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise RunFileError(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise RunFileError(f"{path}: nested too deep to be a run's JSON") from None
+    except ValueError as error:
+        raise RunFileError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise RunFileError(f"{path}: holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def promoted_name(project: str) -> str | None:

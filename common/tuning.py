@@ -186,6 +186,7 @@ def run_search(
     if max_trials < 1:
         raise UserError(f"--trials must be 1 or more; received {max_trials}")
     runs.check_run_name(name)
+    runs.check_writable(tune_dir(project.name, name).parent)
 
     from common.backend import import_keras
 

@@ -7,6 +7,7 @@ same run folders, checkpoints, logs, early stopping and plots.
 from __future__ import annotations
 
 import inspect
+import io
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from common import checkpoints, devices, images, plots, registry, runs, tracking
@@ -180,25 +182,92 @@ def train(
             continue_from = runs.check_continuable(project.name, continue_from)
         run_dir = runs.new_run_dir(project.name, run_name)
     with runs.RunLock(run_dir), terminate_as_interrupt():
+        # What a resume reads is checked before anything is written: a damaged file is one line,
+        # and the run is left exactly as it was, resumable or continuable.
+        progress = check_resume_files(project, run_dir, config) if resume_dir is not None else None
         try:
             if resume_dir is None:
                 config.save(run_dir / runs.CONFIG_FILE)
             runs.set_state(run_dir, runs.RUNNING, project=project.name, pid=os.getpid())
             with devices.placed(config) as placement:
-                return _train_in(
-                    project, config, run_dir, resume_dir is not None, continue_from, verbose, placement
-                )
+                return _train_in(project, config, run_dir, progress, continue_from, verbose, placement)
         except BaseException as error:
             tracking.abort()
             _after_failure(project, run_dir, error, resuming=resume_dir is not None)
             raise _as_user_error(project, run_dir, error) from None
 
 
+def check_resume_files(project: Project, run_dir: Path, config: Config) -> dict | None:
+    """The committed progress record of a run to resume (``None``: no epoch was committed, so it
+    starts from the first), after checking everything the resume will read: ``progress.json``
+    (strict JSON, its types, its epochs within the config's), ``history.csv`` (one row per epoch
+    done), the last checkpoint (it loads, its seed generators are the record's) and the best
+    checkpoint when early stopping restores it.
+
+    Raises:
+        UserError: one line naming the damaged file and what can be done instead.
+    """
+    last, best = run_dir / runs.LAST_CHECKPOINT, run_dir / runs.BEST_CHECKPOINT
+
+    def damaged(problem: str) -> UserError:
+        if any(runs.archive_problem(path) is None for path in (last, best)):
+            start = runs.continuation_model(run_dir)
+            advice = (
+                f"start a new run from its {start.name} with `python -m common train {project.name} "
+                f"--continue-from {run_dir}`, or delete the folder"
+            )
+        else:
+            advice = f"no checkpoint in it can be loaded: delete the folder and train {project.name} anew"
+        return UserError(f"--resume {run_dir}: cannot resume: {problem}; the run is left as it was; {advice}")
+
+    try:
+        progress = checkpoints.read_progress(run_dir)
+    except runs.RunFileError as error:
+        raise damaged(str(error)) from None
+    if progress is None:
+        if last.exists():
+            raise damaged(f"{run_dir / checkpoints.PROGRESS_FILE} is missing beside its {last.name}")
+        return None
+    problem = checkpoints.progress_problem(progress, config.train.epochs)
+    if problem is not None:
+        raise damaged(f"{run_dir / checkpoints.PROGRESS_FILE}: {problem}")
+    history_file = run_dir / checkpoints.HISTORY_FILE
+    try:
+        history = pd.read_csv(io.BytesIO(runs.read_small_file(history_file)))
+        epochs = [int(epoch) for epoch in history["epoch"]]
+    except FileNotFoundError:
+        raise damaged(f"{history_file} is missing") from None
+    except runs.RunFileError as error:
+        raise damaged(str(error)) from None
+    except (ValueError, KeyError, TypeError, pd.errors.ParserError) as error:
+        raise damaged(f"{history_file}: not a history table ({' '.join(str(error).split())[:200]})") from None
+    if epochs != list(range(progress["epochs_done"])):
+        raise damaged(
+            f"{history_file} holds {len(epochs)} epochs, but {checkpoints.PROGRESS_FILE} records "
+            f"{progress['epochs_done']} done"
+        )
+    try:
+        model = load_model_file(last)
+    except UserError as error:
+        raise damaged(str(error) if str(last) in str(error) else f"{last}: {error}") from None
+    shapes = [tuple(variable.shape) for variable in checkpoints.seed_variables(model)]
+    saved = [np.shape(state) for state in progress.get("seed_states", [])]
+    if saved != shapes:
+        raise damaged(f"the seed states in {checkpoints.PROGRESS_FILE} do not fit the model in {last.name}")
+    del model
+    if config.train.early_stopping_patience > 0:
+        try:
+            load_model_file(best, compile=False)
+        except UserError as error:
+            raise damaged(str(error) if str(best) in str(error) else f"{best}: {error}") from None
+    return progress
+
+
 def _train_in(
     project: Project,
     config: Config,
     run_dir: Path,
-    resuming: bool,
+    progress: dict | None,
     continue_from: Path | None,
     verbose: int | None,
     placement: devices.Placement,
@@ -212,7 +281,6 @@ def _train_in(
     if splits.train is None or splits.validation is None:
         raise UserError(f"project {project.name} returned no training or validation split")
     log.info("run folder: %s", run_dir)
-    progress = checkpoints.read_progress(run_dir) if resuming else None
     first_epoch = progress["epochs_done"] if progress else 0
     x_train, y_train = splits.train
     project_batches = getattr(project.module, "training_batches", None)
@@ -337,17 +405,19 @@ class _Diverged(Exception):
 
 
 def _after_failure(project: Project, run_dir: Path, error: BaseException, resuming: bool) -> None:
-    """Leaves the run folder truthful: resumable after an interrupt or a write error once an
-    epoch is committed, failed otherwise, removed when a new run has nothing of value in it."""
+    """Leaves the run folder truthful: failed when its loss diverged (resuming would only diverge
+    again); otherwise resumable once an epoch is committed (an interrupt, a write error, a bug
+    fixed later: its committed files are still whole); removed when a new run has nothing of
+    value in it."""
     committed = (run_dir / checkpoints.PROGRESS_FILE).is_file()
     if not committed and not resuming:
         shutil.rmtree(run_dir, ignore_errors=True)
         return
     try:
-        if isinstance(error, (KeyboardInterrupt, OSError)) or (resuming and isinstance(error, UserError)):
-            runs.set_state(run_dir, runs.INTERRUPTED, message=_reason(error))
-        else:
+        if isinstance(error, _Diverged):
             runs.set_state(run_dir, runs.FAILED, message=_reason(error))
+        else:
+            runs.set_state(run_dir, runs.INTERRUPTED, message=_reason(error))
     except OSError:
         pass  # A full disk may refuse even this; the dead lock then reads as interrupted.
 

@@ -133,7 +133,9 @@ def test_a_cut_off_commit_is_finished_or_discarded(tmp_path):
     """recover() applies a commit whose record was complete and drops one whose was not."""
     run_dir = tmp_path
     (run_dir / runs.LAST_CHECKPOINT).write_bytes(b"epoch 0")
-    (run_dir / checkpoints.PROGRESS_FILE).write_text(json.dumps({"epochs_done": 1, "history": []}))
+    (run_dir / checkpoints.PROGRESS_FILE).write_text(
+        json.dumps({"epochs_done": 1, "history": [{"epoch": 0, "loss": 1.0}]})
+    )
     runs.partial_model_path(run_dir / runs.LAST_CHECKPOINT).write_bytes(b"epoch 1")
     (run_dir / ".progress.json.partial").write_text('{"epochs_done": 2, "hist')  # torn
     assert checkpoints.read_progress(run_dir)["epochs_done"] == 1
