@@ -81,6 +81,7 @@ OPERATORS = re.compile(
     r")$"
 )
 SKIP_PRAGMA = "pragma: no mutate"
+IMPORT_TIME = "(import)"
 
 
 @dataclass
@@ -173,8 +174,10 @@ def _tests_by_line(
         return "the tests fail without any mutation:\n" + (completed.stdout + completed.stderr)[-2000:]
     data = CoverageData(basename=str(data_file))
     data.read()
+    # A line run while the tests were being collected (a module-level constant, a def, an import)
+    # has the empty context: every test that uses the module depends on it.
     by_line = {
-        line: sorted({context.rsplit("|", 1)[0] for context in contexts if "::" in context})
+        line: sorted({context.rsplit("|", 1)[0] if "::" in context else IMPORT_TIME for context in contexts})
         for line, contexts in data.contexts_by_lineno(str((copy / module).resolve())).items()
     }
     seconds = {}
@@ -189,8 +192,9 @@ def _tests_by_line(
 def _run_module(
     module: str, tests: list[str], copy: Path, sample: int, timeout: float, budget: float
 ) -> ModuleResult:
-    """Each sampled mutant against the tests that run its line (coverage saw them do it), the
-    fastest first, as many as fit in ``budget`` seconds of their unmutated time (at least one).
+    """Each sampled mutant against the tests that run its line (coverage saw them do it; for a
+    line run at import, every test that reaches the module), the fastest first, as many as fit in
+    ``budget`` seconds of their unmutated time (at least one).
     A mutant on a line no test runs in-process is a survivor without a run. So the score errs
     low, never high: a survivor may still die by a test left out of the budget, or by one that
     runs the code in a subprocess, which coverage does not see."""
@@ -211,7 +215,10 @@ def _run_module(
     mutants, _ = _mutants(copy / module, sample)
     for mutation in mutants:
         lines = range(mutation.start_pos[0], mutation.end_pos[0] + 1)
-        covering = sorted({test for line in lines for test in by_line.get(line, [])})
+        covering = {test for line in lines for test in by_line.get(line, [])}
+        if IMPORT_TIME in covering:
+            covering = {test for tests_of_line in by_line.values() for test in tests_of_line}
+        covering = sorted(covering - {IMPORT_TIME})
         covering.sort(key=lambda test: seconds.get(test, budget))
         chosen, spent = [], 0.0
         for test in covering:
