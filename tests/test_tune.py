@@ -18,6 +18,8 @@ import pytest
 
 import projects
 from common import checkpoints, registry, runs, tuning, workflow
+from common.config import Config
+from common.errors import UserError
 from tests.conftest import ROOT, assert_one_line_error, ctrl_c_after_epoch
 from tests.test_workflow import CURVES, CURVES_CONFIG, CURVES_PROJECT, curves  # noqa: F401  (the fixture)
 
@@ -175,6 +177,7 @@ def test_the_best_config_is_the_trial_with_the_lowest_validation_loss(curves):  
     assert f"best validation loss {scores[0.05]:.6g}" in best_file.read_text()
     # The results table, best first, with each trial's own score.
     saved = pd.read_csv(best_file.parent / "results.csv")
+    assert list(saved.columns[:2]) == ["trial", "status"]  # the table's own columns, no index
     assert list(saved["data.flip"]) == [0.05, 0.4]
     np.testing.assert_allclose(saved["val_loss"], [scores[0.05], scores[0.4]], rtol=1e-12)
     assert list(saved["status"]) == ["completed", "completed"]
@@ -330,3 +333,39 @@ def test_an_interrupted_search_stops_and_the_same_command_reruns_the_interrupted
     table = pd.read_csv(tuning.tune_dir(CURVES, "stop") / "results.csv")
     assert sorted(table["trial"]) == [1, 2] and set(table["status"]) == {"completed"}
     assert set(table["run"]) == {path.name for path in trial_dirs}
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ("", "[tune.space] is empty"),
+        ('"data.flip" = []', "'data.flip': give one or more values to try"),
+        ('"data.flip" = {}', "'data.flip': expected a list or a one-entry table; received {}"),
+        ('"data.flip" = { uniform = [0.1, 0.4], int = [1, 2] }', "expected a list or a one-entry table"),
+        ('"data.flip" = { uniform = [0.4, 0.1] }', "'data.flip': use a list of values, or one of"),
+        ('"data.flip" = { uniform = [0.1, 0.1] }', "'data.flip': use a list of values, or one of"),
+        ('"data.flip" = { normal = [0.1, 0.4] }', "'data.flip': use a list of values, or one of"),
+        ('"train.learning_rate" = { log_uniform = [0.0, 1.0] }', "log_uniform needs a low bound above 0"),
+        ('"train.learning_rate" = { log_uniform = [-1.0, 1.0] }', "log_uniform needs a low bound above 0"),
+        ('"data" = [1, 2]', "'data', a table; name one of its keys"),
+        ('"data.nope" = [1, 2]', "'data.nope', which is not a config key of curves_fixture"),
+    ],
+)
+def test_each_malformed_search_space_entry_is_one_line_naming_it(space, message, curves):  # noqa: F811
+    values = curves.load_config().to_dict()
+    values["tune"]["space"] = tomllib.loads(space)
+    with pytest.raises(UserError) as raised:
+        tuning.search_space(curves, Config(values))
+    assert message in str(raised.value)
+
+
+def test_well_formed_search_spaces_are_accepted_as_written(curves):  # noqa: F811
+    values = curves.load_config().to_dict()
+    space = {
+        "data.flip": [0.05, 0.4],
+        "train.learning_rate": {"log_uniform": [0.01, 1.0]},
+        "train.epochs": {"int": [1, 3]},
+        "data.rows": {"uniform": [10, 20]},
+    }
+    values["tune"]["space"] = space
+    assert tuning.search_space(curves, Config(values)) == space
