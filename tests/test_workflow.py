@@ -257,7 +257,10 @@ def test_every_epoch_of_a_run_is_served_in_its_own_order(curves, monkeypatch):
 
 
 def test_a_run_resumed_past_its_best_epoch_stops_and_cuts_the_rate_as_the_unbroken_run(curves):
-    """Early stopping's and the plateau's waiting counts survive an interruption."""
+    """Early stopping's and the plateau's waiting counts, and its best weights, survive an
+    interruption."""
+    import keras
+
     from common import workflow
     from common.errors import UserError
     from tests.conftest import ctrl_c_after_epoch
@@ -275,6 +278,11 @@ def test_a_run_resumed_past_its_best_epoch_stops_and_cuts_the_rate_as_the_unbrok
     config = curves.load_config(broken_dir / runs.CONFIG_FILE)
     workflow.train(curves, config, resume_dir=broken_dir, verbose=0)
     pd.testing.assert_frame_equal(pd.read_csv(broken_dir / checkpoints.HISTORY_FILE), unbroken)
+    # Stopped after the resume, it restores the best epoch's weights (before it): the unbroken run's.
+    resumed = keras.saving.load_model(broken_dir / runs.MODEL_FILE).get_weights()
+    wanted = keras.saving.load_model(unbroken_dir / runs.MODEL_FILE).get_weights()
+    for saved, weights in zip(resumed, wanted, strict=True):
+        np.testing.assert_array_equal(saved, weights)
 
 
 def test_a_run_interrupted_after_its_last_epoch_saves_the_best_weights_without_training(curves, stopped_run):
