@@ -335,3 +335,24 @@ def test_predict_says_why_the_shipped_model_answers_only_when_it_was_not_named(
     assert [record.getMessage() for record in caplog.records if record.name == "common.workflow"] == [
         f"shipped model: {shipped}"
     ]
+
+
+@pytest.mark.parametrize(
+    "owner, given_to",
+    [
+        ("stock", "mnist"),
+        ("mnist", "stock"),
+        ("mnist", "emojify"),
+        ("emojify", "stock"),
+        ("stock", "emojify"),
+    ],
+)
+def test_a_model_of_another_project_is_named_as_its_projects_whichever_name_sorts_first(
+    owner, given_to, models_dir, cli
+):
+    model = ROOT / "models" / "pretrained" / owner
+    assert_one_line_error(
+        cli("evaluate", given_to, "--model", str(model)),
+        f"{model / 'model.keras'} is a model of the {owner} project, not of {given_to}; "
+        f"use `python -m common <command> {owner} --model ...`",
+    )
