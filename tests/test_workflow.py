@@ -311,3 +311,26 @@ def test_a_run_interrupted_after_its_last_epoch_saves_the_best_weights_without_t
     for saved, weights in zip(final, wanted, strict=True):
         np.testing.assert_array_equal(saved, weights)
     assert runs.run_state(run_dir) == runs.COMPLETED
+
+
+def test_validation_batches_for_data_parallel_devices_are_whole_multiples_of_them_in_order():
+    """Under JAX's data-parallel training every batch divides by the number of devices: the
+    validation split is served in order, in batches of 32 rounded up to a multiple, the last
+    trimmed to one (here 67 examples: 32, 32 and 2 of the last 3 on two devices; 33 and 33 on
+    three, the single example left being fewer than three); on one device, the arrays as they are."""
+    from common import workflow
+    from common.data import Splits
+
+    x, y = np.arange(67, dtype="float32").reshape(67, 1), np.arange(67)
+    splits = Splits(test=(x, y), source="counting", train=(x, y), validation=(x, y))
+    assert workflow._validation_data(splits) is splits.validation
+    for devices, sizes in ((2, [32, 32, 2]), (3, [33, 33])):
+        batches = workflow._validation_data(splits, devices)
+        served = [batches[index] for index in range(len(batches))]
+        assert [len(batch_y) for _, batch_y in served] == sizes
+        np.testing.assert_array_equal(
+            np.concatenate([batch_y for _, batch_y in served]), np.arange(sum(sizes))
+        )
+        np.testing.assert_array_equal(
+            np.concatenate([batch_x for batch_x, _ in served])[:, 0], np.arange(sum(sizes))
+        )
