@@ -305,3 +305,54 @@ def test_predict_reads_each_photo_only_when_its_turn_comes(tmp_path):
     assert "faces" in next(results)
     second.unlink()
     assert "no such file" in next(results)["error"]
+
+
+def test_predict_says_why_the_shipped_model_answers_only_when_it_was_not_named(
+    models_dir, untrained_mnist_run, tmp_path, caplog
+):
+    """Not named, the shipped model answers because no run is promoted, and the newer run is
+    pointed to; named with --model, it answers because it was asked for, and nothing more is said."""
+    import logging
+
+    from common.__main__ import main
+
+    digit = _digit_one(tmp_path)
+    newer = _fake_run(models_dir, "mnist", "20260101-000003", untrained_mnist_run, {"stand_in_data": True})
+    caplog.set_level(logging.INFO, logger="common")
+    recorded = json.loads((ROOT / "models" / "pretrained" / "mnist" / "metrics.json").read_text())
+    shipped = (
+        f"models/pretrained/mnist/model.keras (data: {recorded['data_source']}; "
+        f"recorded test_accuracy {recorded['test_accuracy']:.4f})"
+    )
+    assert main(["predict", "mnist", str(digit), "--json"]) == 0
+    assert [record.getMessage() for record in caplog.records if record.name == "common.workflow"] == [
+        f"shipped model (no run promoted): {shipped}",
+        f"the newest run {newer.name} answers only when promoted "
+        f"(`python -m common promote mnist {newer.name}`) or named (--model latest)",
+    ]
+    caplog.clear()
+    assert main(["predict", "mnist", str(digit), "--json", "--model", "pretrained"]) == 0
+    assert [record.getMessage() for record in caplog.records if record.name == "common.workflow"] == [
+        f"shipped model: {shipped}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "owner, given_to",
+    [
+        ("stock", "mnist"),
+        ("mnist", "stock"),
+        ("mnist", "emojify"),
+        ("emojify", "stock"),
+        ("stock", "emojify"),
+    ],
+)
+def test_a_model_of_another_project_is_named_as_its_projects_whichever_name_sorts_first(
+    owner, given_to, models_dir, cli
+):
+    model = ROOT / "models" / "pretrained" / owner
+    assert_one_line_error(
+        cli("evaluate", given_to, "--model", str(model)),
+        f"{model / 'model.keras'} is a model of the {owner} project, not of {given_to}; "
+        f"use `python -m common <command> {owner} --model ...`",
+    )

@@ -291,3 +291,56 @@ def test_sigterm_stops_like_ctrl_c_and_leaves_the_run_resumable(tmp_path):
     assert [line for line in stderr.splitlines() if line.startswith("error:")][0].find("--resume") > 0
     [run_dir] = list(models_dir.glob("mnist/2*"))
     assert runs.run_state(run_dir) == runs.INTERRUPTED and not (run_dir / runs.LOCK_FILE).exists()
+
+
+def _tiny_model_file(path: Path) -> Path:
+    import keras
+
+    keras.Sequential([keras.Input((1,)), keras.layers.Dense(2)]).save(path)
+    return path
+
+
+def test_a_model_files_unpacked_sizes_are_refused_just_over_their_limits(tmp_path, monkeypatch):
+    """The limits are 64 MB for any of its JSON files, 16 GB in all; here lowered to a tiny model
+    file's own sizes: at them it loads, a byte under them it is refused in one line."""
+    from common import workflow
+    from common.errors import UserError
+
+    assert (workflow.MAX_MODEL_JSON_BYTES, workflow.MAX_MODEL_BYTES) == (67_108_864, 17_179_869_184)
+    model_file = _tiny_model_file(tmp_path / "model.keras")
+    with zipfile.ZipFile(model_file) as archive:
+        sizes = {entry.filename: entry.file_size for entry in archive.infolist()}
+    json_name, json_size = max(((n, s) for n, s in sizes.items() if n.endswith(".json")), key=lambda x: x[1])
+
+    monkeypatch.setattr(workflow, "MAX_MODEL_JSON_BYTES", json_size)
+    monkeypatch.setattr(workflow, "MAX_MODEL_BYTES", sum(sizes.values()))
+    assert [w.shape for w in workflow.load_model_file(model_file).get_weights()] == [(1, 2), (2,)]
+    monkeypatch.setattr(workflow, "MAX_MODEL_JSON_BYTES", json_size - 1)
+    with pytest.raises(UserError) as refused:
+        workflow.load_model_file(model_file)
+    assert str(refused.value) == (
+        f"{model_file}: its {json_name} unpacks to 0 MB (a model's is well under 0 MB); refused"
+    )
+    monkeypatch.setattr(workflow, "MAX_MODEL_JSON_BYTES", json_size)
+    monkeypatch.setattr(workflow, "MAX_MODEL_BYTES", sum(sizes.values()) - 1)
+    with pytest.raises(UserError) as refused:
+        workflow.load_model_file(model_file)
+    assert str(refused.value) == f"{model_file}: unpacks to over 0 GB; refused"
+
+
+def test_a_model_file_that_fails_to_load_for_another_reason_says_so_not_that_it_holds_code(tmp_path):
+    from common import workflow
+    from common.errors import UserError
+
+    model_file = _tiny_model_file(tmp_path / "model.keras")
+    with zipfile.ZipFile(model_file) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["config.json"] = b'{"class_name": "NoSuchLayerAnywhere", "config": {}}'
+    with zipfile.ZipFile(model_file, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(UserError) as error:
+        workflow.load_model_file(model_file)
+    message = str(error.value)
+    assert message.startswith(f"could not load model {model_file}: ") and "NoSuchLayerAnywhere" in message
+    assert "\n" not in message and "Python code" not in message

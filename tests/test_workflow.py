@@ -257,7 +257,10 @@ def test_every_epoch_of_a_run_is_served_in_its_own_order(curves, monkeypatch):
 
 
 def test_a_run_resumed_past_its_best_epoch_stops_and_cuts_the_rate_as_the_unbroken_run(curves):
-    """Early stopping's and the plateau's waiting counts survive an interruption."""
+    """Early stopping's and the plateau's waiting counts, and its best weights, survive an
+    interruption."""
+    import keras
+
     from common import workflow
     from common.errors import UserError
     from tests.conftest import ctrl_c_after_epoch
@@ -275,6 +278,11 @@ def test_a_run_resumed_past_its_best_epoch_stops_and_cuts_the_rate_as_the_unbrok
     config = curves.load_config(broken_dir / runs.CONFIG_FILE)
     workflow.train(curves, config, resume_dir=broken_dir, verbose=0)
     pd.testing.assert_frame_equal(pd.read_csv(broken_dir / checkpoints.HISTORY_FILE), unbroken)
+    # Stopped after the resume, it restores the best epoch's weights (before it): the unbroken run's.
+    resumed = keras.saving.load_model(broken_dir / runs.MODEL_FILE).get_weights()
+    wanted = keras.saving.load_model(unbroken_dir / runs.MODEL_FILE).get_weights()
+    for saved, weights in zip(resumed, wanted, strict=True):
+        np.testing.assert_array_equal(saved, weights)
 
 
 def test_a_run_interrupted_after_its_last_epoch_saves_the_best_weights_without_training(curves, stopped_run):
@@ -303,3 +311,26 @@ def test_a_run_interrupted_after_its_last_epoch_saves_the_best_weights_without_t
     for saved, weights in zip(final, wanted, strict=True):
         np.testing.assert_array_equal(saved, weights)
     assert runs.run_state(run_dir) == runs.COMPLETED
+
+
+def test_validation_batches_for_data_parallel_devices_are_whole_multiples_of_them_in_order():
+    """Under JAX's data-parallel training every batch divides by the number of devices: the
+    validation split is served in order, in batches of 32 rounded up to a multiple, the last
+    trimmed to one (here 67 examples: 32, 32 and 2 of the last 3 on two devices; 33 and 33 on
+    three, the single example left being fewer than three); on one device, the arrays as they are."""
+    from common import workflow
+    from common.data import Splits
+
+    x, y = np.arange(67, dtype="float32").reshape(67, 1), np.arange(67)
+    splits = Splits(test=(x, y), source="counting", train=(x, y), validation=(x, y))
+    assert workflow._validation_data(splits) is splits.validation
+    for devices, sizes in ((2, [32, 32, 2]), (3, [33, 33])):
+        batches = workflow._validation_data(splits, devices)
+        served = [batches[index] for index in range(len(batches))]
+        assert [len(batch_y) for _, batch_y in served] == sizes
+        np.testing.assert_array_equal(
+            np.concatenate([batch_y for _, batch_y in served]), np.arange(sum(sizes))
+        )
+        np.testing.assert_array_equal(
+            np.concatenate([batch_x for batch_x, _ in served])[:, 0], np.arange(sum(sizes))
+        )
