@@ -61,3 +61,44 @@ def test_the_state_record_keeps_earlier_keys_and_drops_an_old_message(tmp_path):
     assert record["state"] == runs.INTERRUPTED and record["signal"] == "SIGTERM" and record["epoch"] == 3
     assert "message" not in record
     assert runs.read_state(tmp_path) == record
+
+
+def test_strict_json_writes_a_path_as_its_text_and_refuses_other_objects(tmp_path):
+    from pathlib import Path
+
+    import pytest
+
+    data = {"model": Path("models/run/model.keras"), "n_test": 3, "ratio": 0.5, "names": ["a", None]}
+    assert runs.strict_json(data, sort_keys=True) == (
+        '{"model": "models/run/model.keras", "n_test": 3, "names": ["a", null], "ratio": 0.5}'
+    )
+    runs.write_json(data, tmp_path / "metrics.json")
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {
+        "model": "models/run/model.keras", "n_test": 3, "ratio": 0.5, "names": ["a", None],
+    }  # fmt: skip
+    with pytest.raises(TypeError, match="^cannot write object to JSON$"):
+        runs.strict_json({"other": object()})
+
+
+def test_describe_model_names_the_shipped_the_promoted_and_any_other_model(models_dir):
+    shipped = runs.pretrained_dir("mnist") / "model.keras"
+    data = runs.read_metrics(shipped.parent)["data_source"]
+    assert runs.describe_model("mnist", shipped) == [
+        f"shipped model: models/pretrained/mnist/model.keras (data: {data}; recorded test_accuracy 0.9950)"
+    ]
+    assert runs.describe_model("mnist", shipped, chosen_by_default=True)[0].startswith(
+        "shipped model (no run promoted): models/pretrained/mnist/model.keras ("
+    )
+    run = models_dir / "mnist" / "mine"
+    run.mkdir(parents=True)
+    (run / runs.METRICS_FILE).write_text('{"test_accuracy": 0.5}')
+    assert runs.describe_model("mnist", run / "model.keras") == [
+        f"model: {run / 'model.keras'} (recorded test_accuracy 0.5000)"
+    ]
+    # A model file beside the shipped folder (its path sorts after it) is no shipped model either.
+    beside = runs.pretrained_dir("mnist").parent / "zz-other" / "model.keras"
+    assert runs.describe_model("mnist", beside) == ["model: models/pretrained/zz-other/model.keras"]
+    runs.promote("mnist", run)
+    assert runs.describe_model("mnist", run / "model.keras") == [
+        f"promoted model: {run / 'model.keras'} (recorded test_accuracy 0.5000)"
+    ]
