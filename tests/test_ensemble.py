@@ -143,3 +143,35 @@ def test_emojify_serves_an_ensemble_on_larger_squares_and_mirrors():
     served = serving_model(ensemble, config)
     np.testing.assert_allclose(served.predict_on_batch(pixels), expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(expected, serving_model(first, config).predict_on_batch(pixels), atol=1e-4)
+
+
+def test_every_member_after_the_first_is_checked_against_the_first_split(cli, models_dir, trained):
+    """Three members where only the second was trained on another split: refused, naming it."""
+    first, other_seed, same_split = trained["a"], trained["c"], trained["b"]
+    result = cli("ensemble", "mnist", first, other_seed, same_split)
+    assert_one_line_error(result, "another split")
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line == (
+        f"error: {other_seed / 'model.keras'} was trained on another split than {first / 'model.keras'} "
+        "(seed: 7 against 42); average only models trained on the same split, or one of them has seen "
+        "the others' test examples"
+    )
+    assert not models_dir.exists()
+
+
+def test_an_ensemble_takes_exactly_its_members_input_shape():
+    import keras
+
+    from common.ensemble import average
+
+    def member() -> keras.Model:
+        return keras.Sequential(
+            [keras.Input((6, 5, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(), keras.layers.Dense(3)]
+        )
+
+    first, second = member(), member()
+    ensemble = average([first, second])
+    assert ensemble.input_shape == (None, 6, 5, 1) and ensemble.output_shape == (None, 3)
+    pixels = np.arange(2 * 6 * 5, dtype="float32").reshape(2, 6, 5, 1) / 60
+    expected = (first.predict_on_batch(pixels) + second.predict_on_batch(pixels)) / 2
+    np.testing.assert_allclose(ensemble.predict_on_batch(pixels), expected, rtol=1e-5, atol=1e-6)

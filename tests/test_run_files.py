@@ -61,3 +61,103 @@ def test_the_state_record_keeps_earlier_keys_and_drops_an_old_message(tmp_path):
     assert record["state"] == runs.INTERRUPTED and record["signal"] == "SIGTERM" and record["epoch"] == 3
     assert "message" not in record
     assert runs.read_state(tmp_path) == record
+
+
+def test_strict_json_writes_a_path_as_its_text_and_refuses_other_objects(tmp_path):
+    from pathlib import Path
+
+    import pytest
+
+    data = {"model": Path("models/run/model.keras"), "n_test": 3, "ratio": 0.5, "names": ["a", None]}
+    assert runs.strict_json(data, sort_keys=True) == (
+        '{"model": "models/run/model.keras", "n_test": 3, "names": ["a", null], "ratio": 0.5}'
+    )
+    runs.write_json(data, tmp_path / "metrics.json")
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {
+        "model": "models/run/model.keras", "n_test": 3, "ratio": 0.5, "names": ["a", None],
+    }  # fmt: skip
+    with pytest.raises(TypeError, match="^cannot write object to JSON$"):
+        runs.strict_json({"other": object()})
+
+
+def test_describe_model_names_the_shipped_the_promoted_and_any_other_model(models_dir):
+    shipped = runs.pretrained_dir("mnist") / "model.keras"
+    data = runs.read_metrics(shipped.parent)["data_source"]
+    assert runs.describe_model("mnist", shipped) == [
+        f"shipped model: models/pretrained/mnist/model.keras (data: {data}; recorded test_accuracy 0.9950)"
+    ]
+    assert runs.describe_model("mnist", shipped, chosen_by_default=True)[0].startswith(
+        "shipped model (no run promoted): models/pretrained/mnist/model.keras ("
+    )
+    run = models_dir / "mnist" / "mine"
+    run.mkdir(parents=True)
+    (run / runs.METRICS_FILE).write_text('{"test_accuracy": 0.5}')
+    assert runs.describe_model("mnist", run / "model.keras") == [
+        f"model: {run / 'model.keras'} (recorded test_accuracy 0.5000)"
+    ]
+    # A model file beside the shipped folder (its path sorts after it) is no shipped model either.
+    beside = runs.pretrained_dir("mnist").parent / "zz-other" / "model.keras"
+    assert runs.describe_model("mnist", beside) == ["model: models/pretrained/zz-other/model.keras"]
+    runs.promote("mnist", run)
+    assert runs.describe_model("mnist", run / "model.keras") == [
+        f"promoted model: {run / 'model.keras'} (recorded test_accuracy 0.5000)"
+    ]
+
+
+def _dead_pid_below_ours() -> int:
+    """A process id lower than this process's that names no living process."""
+    for pid in range(os.getpid() - 1, 1, -1):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            continue
+    raise AssertionError("every lower process id is alive")
+
+
+def test_a_lock_of_a_dead_process_with_a_lower_id_is_stale_and_taken_over(tmp_path):
+    dead = _dead_pid_below_ours()
+    (tmp_path / runs.LOCK_FILE).write_text(f"{dead}\n")
+    assert runs.lock_owner(tmp_path) is None
+    with runs.RunLock(tmp_path):
+        assert (tmp_path / runs.LOCK_FILE).read_text() == (
+            f"{os.getpid()} {runs.process_start_time(os.getpid())}\n"
+        )
+    assert not (tmp_path / runs.LOCK_FILE).exists()
+
+
+def test_a_lock_of_a_live_process_with_a_lower_id_blocks_and_a_reused_lower_id_does_not(tmp_path):
+    import subprocess
+
+    import pytest
+
+    from common.errors import UserError
+
+    with subprocess.Popen(["sleep", "60"]) as other:
+        try:
+            (tmp_path / runs.LOCK_FILE).write_text("1\n")  # init: alive, and started before us
+            assert runs.lock_owner(tmp_path) == 1
+            with pytest.raises(UserError) as refused:
+                runs.RunLock(tmp_path).__enter__()
+            assert str(refused.value) == (
+                f"{tmp_path} is being trained by process 1; wait for it or stop it first"
+            )
+            assert (tmp_path / runs.LOCK_FILE).read_text() == "1\n"  # not taken
+            # pid 1 with another start time: the id now names another process.
+            started = runs.process_start_time(1)
+            (tmp_path / runs.LOCK_FILE).write_text(f"1 {started + 1}\n")
+            assert runs.lock_owner(tmp_path) is None
+            (tmp_path / runs.LOCK_FILE).write_text(f"{other.pid} {runs.process_start_time(other.pid)}\n")
+            assert runs.lock_owner(tmp_path) == other.pid
+        finally:
+            other.kill()
+
+
+def test_a_process_entering_its_own_lock_again_takes_it_over(tmp_path):
+    mine = f"{os.getpid()} {runs.process_start_time(os.getpid())}\n"
+    with runs.RunLock(tmp_path):
+        assert runs.lock_owner(tmp_path) == os.getpid()
+        with runs.RunLock(tmp_path):
+            assert (tmp_path / runs.LOCK_FILE).read_text() == mine
+        assert not (tmp_path / runs.LOCK_FILE).exists()  # the inner exit released it

@@ -452,3 +452,96 @@ def test_a_content_length_over_the_limit_is_refused_before_the_body_is_read():
     # A Content-Length that understates the body does not get the rest past the count.
     lying = _through_upload_limit(10, [b"a" * 6, b"b" * 6], content_length=5)
     assert lying["status"] == 413 and lying["app_reached"]
+
+
+def test_an_answer_already_begun_is_not_followed_by_a_second_413():
+    """An app that starts answering before it reads the body: once the body goes over the limit,
+    the answer it began stands alone; a 413 sent after it would be a second response."""
+    import asyncio
+
+    from common.serve import UploadLimit
+
+    scope = {"type": "http", "method": "POST", "path": "/upload", "headers": [],
+             "query_string": b"", "http_version": "1.1"}  # fmt: skip
+    chunks = iter([{"type": "http.request", "body": b"a" * 11, "more_body": False}])
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return next(chunks)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def answers_first(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await receive()  # Over the limit: interrupted here.
+        await send({"type": "http.response.body", "body": b"never sent"})
+
+    asyncio.run(UploadLimit(answers_first, max_bytes=10)(scope, receive, send))
+    assert sent == [{"type": "http.response.start", "status": 200, "headers": []}]
+
+
+def _served(tmp_path: Path, name: str, predict) -> dict:
+    """A project ``name`` whose model call is ``predict``, as create_app serves it."""
+    from common import serve
+
+    project = SimpleNamespace(
+        name=name, folder=tmp_path, summary=lambda: f"{name} model", module=SimpleNamespace(predict=predict)
+    )
+    return {
+        name: serve.ServedProject(project, None, None, tmp_path / "model.keras", dict(serve.DEFAULT_WEB_API))
+    }
+
+
+def test_a_404_keeps_a_routes_own_detail_and_an_unknown_route_gets_the_projects_message(
+    monkeypatch, tmp_path
+):
+    from common import serve
+
+    monkeypatch.setattr(serve, "_swagger_ui_folder", lambda: None)
+    answers = _served(tmp_path, "answers", lambda model, inputs, config, options: [{"answer": 1}])
+    with TestClient(serve.create_app(answers)) as client:
+        unknown = client.get("/api/nosuch/predict")
+        assert unknown.status_code == 404
+        assert unknown.json() == {"error": "no such page or API route: /api/nosuch/predict"}
+        wrong_method = client.get("/api/answers/predict")
+        assert wrong_method.status_code == 405 and wrong_method.json() == {"error": "Method Not Allowed"}
+        no_docs = client.get("/docs")
+        assert no_docs.status_code == 404
+        assert no_docs.json() == {
+            "error": "no local Swagger UI (pip install swagger-ui-bundle-v2); see /openapi.json"
+        }
+
+
+def test_only_a_404_says_no_such_route_a_route_saying_not_found_otherwise_keeps_its_status():
+    from fastapi import FastAPI
+    from starlette.exceptions import HTTPException
+
+    from common import serve
+
+    app = FastAPI()
+    serve._add_error_handlers(app)
+
+    @app.get("/gone")
+    def gone() -> dict:
+        raise HTTPException(400, "Not Found")
+
+    with TestClient(app) as client:
+        refused = client.get("/gone")
+    assert refused.status_code == 400 and refused.json() == {"error": "Not Found"}
+
+
+def test_an_exception_in_a_model_call_answers_500_naming_only_its_type(tmp_path):
+    from common import serve
+
+    def broken_predict(model, inputs, config, options):
+        raise RuntimeError(f"secret detail from {inputs[0]}")
+
+    with TestClient(
+        serve.create_app(_served(tmp_path, "broken", broken_predict)), raise_server_exceptions=False
+    ) as client:
+        failed = client.post(
+            "/api/broken/predict", files={"file": ("x.bin", b"abc", "application/octet-stream")}
+        )
+    assert failed.status_code == 500
+    assert failed.json() == {"error": "internal error: RuntimeError"}
