@@ -1021,3 +1021,39 @@ def test_evaluate_scores_the_served_model_beside_the_training_majority(tmp_path)
         {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1}
     )
     assert metrics["synthetic_data"] is False and metrics["mirror_average"] is True
+
+
+SYNTHETIC_WARNING = (
+    "these scores are on the synthetic sample of drawn faces, not on FER2013: they show the "
+    "pipeline works, not how well the model reads real faces"
+)
+
+
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_scores_on_the_synthetic_sample_warn_and_say_so_in_the_report(tmp_path, caplog, synthetic):
+    from projects.emojify.evaluate import evaluate, format_report
+
+    happy, sad = class_index("happy"), class_index("sad")
+    # Faces painted 3 and 4 read as happy (3) and sad (4): both right.
+    x_test = np.broadcast_to(np.array([happy, sad], np.uint8)[:, None, None, None], (2, 48, 48, 1)).copy()
+    splits = Splits(
+        train=None,
+        validation=None,
+        test=(x_test, np.array([happy, sad])),
+        source="two painted faces",
+        info={"class_names": list(CLASS_NAMES), "synthetic": synthetic},
+    )
+    with caplog.at_level(logging.WARNING, logger="projects.emojify.evaluate"):
+        metrics = evaluate(emotion_by_brightness_model(), splits, config_with(), tmp_path)
+    assert metrics["synthetic_data"] is synthetic and metrics["test_accuracy"] == 1.0
+    warnings = [
+        record.getMessage() for record in caplog.records if record.name == "projects.emojify.evaluate"
+    ]
+    assert warnings == ([SYNTHETIC_WARNING] if synthetic else [])
+    table = format_report(metrics).splitlines()
+    assert len(table) == 1 + 7 + synthetic
+    assert table[0] == "     class precision  recall     f1 support"
+    assert table[1 + happy] == "     happy     1.000   1.000  1.000       1"
+    assert table[7:] == ["   neutral     0.000   0.000  0.000       0"] + (
+        ["(synthetic sample of drawn faces, not FER2013)"] if synthetic else []
+    )
