@@ -1057,3 +1057,41 @@ def test_scores_on_the_synthetic_sample_warn_and_say_so_in_the_report(tmp_path, 
     assert table[7:] == ["   neutral     0.000   0.000  0.000       0"] + (
         ["(synthetic sample of drawn faces, not FER2013)"] if synthetic else []
     )
+
+
+def test_streaming_lists_the_folders_faces_and_refuses_the_csv_in_one_line(tmp_path):
+    write_folder_layout(tmp_path / "fer", {"test": numbered_faces(7, first=500)})
+    config = config_with(f"data.path={tmp_path / 'fer'}", "data.streaming=true")
+    splits = emojify_data.load_data(config, need_training=False)
+    assert splits.sizes() == {"n_test": 7}
+    # The seven files decoded: faces 500-506, each with its emotion, number % 7.
+    numbers = face_numbers(splits.test[0])
+    assert sorted(numbers) == list(range(500, 507))
+    assert splits.test[1].tolist() == [number % 7 for number in numbers]
+    (tmp_path / "csv").mkdir()
+    write_csv_layout(tmp_path / "csv" / "fer2013.csv", {"test": numbered_faces(7)})
+    csv_config = config_with(f"data.path={tmp_path / 'csv'}", "data.streaming=true")
+    with pytest.raises(UserError) as raised:
+        emojify_data.load_data(csv_config, need_training=False)
+    assert str(raised.value) == (
+        "config key 'data.streaming' reads image folders (Kaggle's train/<emotion>/*.png), one face per "
+        f"file; {tmp_path / 'csv' / 'fer2013.csv'} is FER2013's CSV: set data.streaming = false to read "
+        "it into memory"
+    )
+
+
+def test_a_streamed_face_of_another_size_or_colour_is_read_as_in_memory(tmp_path):
+    images, _ = numbered_faces(1, first=300)
+    gradient = np.add.outer(np.arange(60), np.arange(60)).astype(np.uint8)
+    Image.fromarray(gradient).save(tmp_path / "large.png")  # 60x60 grey: resized to 48x48
+    Image.fromarray(np.stack([images[0]] * 3, axis=-1)).save(tmp_path / "colour.png")  # 48x48 RGB
+    for name in ("large.png", "colour.png"):
+        face = emojify_data.decode_face(str(tmp_path / name))
+        assert face.shape == (48, 48, 1) and face.dtype == np.uint8, name
+        np.testing.assert_array_equal(face[..., 0], emojify_data.read_face(tmp_path / name))
+    # Grey = RGB mean for equal channels: the colour copy keeps face 300's two number pixels.
+    assert face_numbers(emojify_data.decode_face(str(tmp_path / "colour.png"))[None]) == [300]
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(UserError) as raised:
+        emojify_data.decode_face(str(tmp_path / "notes.png"))
+    assert str(raised.value) == f"{tmp_path / 'notes.png'}: not an image file PIL can read"
