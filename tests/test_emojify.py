@@ -1095,3 +1095,33 @@ def test_a_streamed_face_of_another_size_or_colour_is_read_as_in_memory(tmp_path
     with pytest.raises(UserError) as raised:
         emojify_data.decode_face(str(tmp_path / "notes.png"))
     assert str(raised.value) == f"{tmp_path / 'notes.png'}: not an image file PIL can read"
+
+
+def test_emotion_codes_below_zero_are_refused_and_the_range_ends_accepted(tmp_path):
+    pixels = " ".join(["0"] * 2304)
+    (tmp_path / "ends.csv").write_text(f"emotion,pixels\n0,{pixels}\n6,{pixels}\n")
+    assert emojify_data.read_csv(tmp_path / "ends.csv")["y_train"].tolist() == [0, 6]
+    (tmp_path / "negative.csv").write_text(f"emotion,pixels\n-1,{pixels}\n2,{pixels}\n")
+    with pytest.raises(UserError) as raised:
+        emojify_data.read_csv(tmp_path / "negative.csv")
+    assert (
+        str(raised.value)
+        == f"{tmp_path / 'negative.csv'}: column 'emotion' must hold the codes 0-6; found -1-2"
+    )
+
+
+def test_the_decoded_faces_are_cached_in_a_cache_dir_made_with_its_parents(tmp_path, caplog):
+    write_csv_layout(
+        tmp_path / "fer2013.csv", {"train": numbered_faces(7), "test": numbered_faces(7, first=100)}
+    )
+    cache_dir = tmp_path / "not" / "yet" / "cache"
+    with caplog.at_level(logging.INFO, logger=emojify_data.__name__):
+        arrays, _ = emojify_data.load_arrays(
+            config_with(f"data.path={tmp_path / 'fer2013.csv'}", f"data.cache_dir={cache_dir}")
+        )
+    target = emojify_data.cache_file(tmp_path / "fer2013.csv", "csv", cache_dir)
+    assert sorted(path.name for path in cache_dir.iterdir()) == [target.name]
+    assert f"decoded faces cached in {target}" in [record.getMessage() for record in caplog.records]
+    with np.load(target) as archive:
+        assert face_numbers(archive["x_test"][..., None]) == list(range(100, 107))
+    assert face_numbers(arrays["x_train"][..., None]) == list(range(7))
