@@ -125,3 +125,36 @@ def test_the_report_prints_every_class_row_rounded():
         "       cat     0.500   0.500  0.500       2",
         "       dog     0.667   0.500  0.571       4",
     ]
+
+
+def test_the_mistakes_shown_are_the_wrong_answers_most_confident_first(tmp_path, monkeypatch):
+    from common import plots
+
+    drawn = {}
+    monkeypatch.setattr(
+        plots,
+        "plot_image_grid",
+        lambda images, captions, out_path, title, empty_text: drawn.update(
+            images=images, captions=captions, name=out_path.name, title=title
+        ),
+    )
+    x = inputs_predicting(PREDICTED, 3)
+    # Example 3 (a dog read as fox) is a tenth as bright: softmax(1, 0, 0) gives the fox
+    # e / (e + 2) = 58%; the others, softmax(10, 0, 0), give e^10 / (e^10 + 2) = 99.99%.
+    x[3] *= 0.1
+    evaluate_classifier(
+        picking_model(3), x, Y_TEST, Y_TRAIN, NAMES, tmp_path, max_mistakes=2, data_source="toy"
+    )
+    # Wrong: 2 (dog read as cat), 3 (dog read as fox) and 5 (cat read as dog); the two surest
+    # mistakes are 2 and 5, in that order (equal confidence keeps the test order).
+    assert drawn["name"] == "mistakes.png"
+    assert drawn["title"] == "3 of 8 test examples misclassified; the 2 most confident shown\ntoy"
+    assert drawn["captions"] == ["true dog\npred cat (100%)", "true cat\npred dog (100%)"]
+    np.testing.assert_array_equal(drawn["images"], x[[2, 5]])
+    evaluate_classifier(picking_model(3), x, Y_TEST, Y_TRAIN, NAMES, tmp_path)
+    assert drawn["title"] == "3 of 8 test examples misclassified; all shown"
+    assert drawn["captions"] == [
+        "true dog\npred cat (100%)",
+        "true cat\npred dog (100%)",
+        "true dog\npred fox (58%)",
+    ]

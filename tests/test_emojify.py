@@ -1021,3 +1021,107 @@ def test_evaluate_scores_the_served_model_beside_the_training_majority(tmp_path)
         {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1}
     )
     assert metrics["synthetic_data"] is False and metrics["mirror_average"] is True
+
+
+SYNTHETIC_WARNING = (
+    "these scores are on the synthetic sample of drawn faces, not on FER2013: they show the "
+    "pipeline works, not how well the model reads real faces"
+)
+
+
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_scores_on_the_synthetic_sample_warn_and_say_so_in_the_report(tmp_path, caplog, synthetic):
+    from projects.emojify.evaluate import evaluate, format_report
+
+    happy, sad = class_index("happy"), class_index("sad")
+    # Faces painted 3 and 4 read as happy (3) and sad (4): both right.
+    x_test = np.broadcast_to(np.array([happy, sad], np.uint8)[:, None, None, None], (2, 48, 48, 1)).copy()
+    splits = Splits(
+        train=None,
+        validation=None,
+        test=(x_test, np.array([happy, sad])),
+        source="two painted faces",
+        info={"class_names": list(CLASS_NAMES), "synthetic": synthetic},
+    )
+    with caplog.at_level(logging.WARNING, logger="projects.emojify.evaluate"):
+        metrics = evaluate(emotion_by_brightness_model(), splits, config_with(), tmp_path)
+    assert metrics["synthetic_data"] is synthetic and metrics["test_accuracy"] == 1.0
+    warnings = [
+        record.getMessage() for record in caplog.records if record.name == "projects.emojify.evaluate"
+    ]
+    assert warnings == ([SYNTHETIC_WARNING] if synthetic else [])
+    table = format_report(metrics).splitlines()
+    assert len(table) == 1 + 7 + synthetic
+    assert table[0] == "     class precision  recall     f1 support"
+    assert table[1 + happy] == "     happy     1.000   1.000  1.000       1"
+    assert table[7:] == ["   neutral     0.000   0.000  0.000       0"] + (
+        ["(synthetic sample of drawn faces, not FER2013)"] if synthetic else []
+    )
+
+
+def test_streaming_lists_the_folders_faces_and_refuses_the_csv_in_one_line(tmp_path):
+    write_folder_layout(tmp_path / "fer", {"test": numbered_faces(7, first=500)})
+    config = config_with(f"data.path={tmp_path / 'fer'}", "data.streaming=true")
+    splits = emojify_data.load_data(config, need_training=False)
+    assert splits.sizes() == {"n_test": 7}
+    # The seven files decoded: faces 500-506, each with its emotion, number % 7.
+    numbers = face_numbers(splits.test[0])
+    assert sorted(numbers) == list(range(500, 507))
+    assert splits.test[1].tolist() == [number % 7 for number in numbers]
+    (tmp_path / "csv").mkdir()
+    write_csv_layout(tmp_path / "csv" / "fer2013.csv", {"test": numbered_faces(7)})
+    csv_config = config_with(f"data.path={tmp_path / 'csv'}", "data.streaming=true")
+    with pytest.raises(UserError) as raised:
+        emojify_data.load_data(csv_config, need_training=False)
+    assert str(raised.value) == (
+        "config key 'data.streaming' reads image folders (Kaggle's train/<emotion>/*.png), one face per "
+        f"file; {tmp_path / 'csv' / 'fer2013.csv'} is FER2013's CSV: set data.streaming = false to read "
+        "it into memory"
+    )
+
+
+def test_a_streamed_face_of_another_size_or_colour_is_read_as_in_memory(tmp_path):
+    images, _ = numbered_faces(1, first=300)
+    gradient = np.add.outer(np.arange(60), np.arange(60)).astype(np.uint8)
+    Image.fromarray(gradient).save(tmp_path / "large.png")  # 60x60 grey: resized to 48x48
+    Image.fromarray(np.stack([images[0]] * 3, axis=-1)).save(tmp_path / "colour.png")  # 48x48 RGB
+    for name in ("large.png", "colour.png"):
+        face = emojify_data.decode_face(str(tmp_path / name))
+        assert face.shape == (48, 48, 1) and face.dtype == np.uint8, name
+        np.testing.assert_array_equal(face[..., 0], emojify_data.read_face(tmp_path / name))
+    # Grey = RGB mean for equal channels: the colour copy keeps face 300's two number pixels.
+    assert face_numbers(emojify_data.decode_face(str(tmp_path / "colour.png"))[None]) == [300]
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(UserError) as raised:
+        emojify_data.decode_face(str(tmp_path / "notes.png"))
+    assert str(raised.value) == f"{tmp_path / 'notes.png'}: not an image file PIL can read"
+
+
+def test_emotion_codes_below_zero_are_refused_and_the_range_ends_accepted(tmp_path):
+    pixels = " ".join(["0"] * 2304)
+    (tmp_path / "ends.csv").write_text(f"emotion,pixels\n0,{pixels}\n6,{pixels}\n")
+    assert emojify_data.read_csv(tmp_path / "ends.csv")["y_train"].tolist() == [0, 6]
+    (tmp_path / "negative.csv").write_text(f"emotion,pixels\n-1,{pixels}\n2,{pixels}\n")
+    with pytest.raises(UserError) as raised:
+        emojify_data.read_csv(tmp_path / "negative.csv")
+    assert (
+        str(raised.value)
+        == f"{tmp_path / 'negative.csv'}: column 'emotion' must hold the codes 0-6; found -1-2"
+    )
+
+
+def test_the_decoded_faces_are_cached_in_a_cache_dir_made_with_its_parents(tmp_path, caplog):
+    write_csv_layout(
+        tmp_path / "fer2013.csv", {"train": numbered_faces(7), "test": numbered_faces(7, first=100)}
+    )
+    cache_dir = tmp_path / "not" / "yet" / "cache"
+    with caplog.at_level(logging.INFO, logger=emojify_data.__name__):
+        arrays, _ = emojify_data.load_arrays(
+            config_with(f"data.path={tmp_path / 'fer2013.csv'}", f"data.cache_dir={cache_dir}")
+        )
+    target = emojify_data.cache_file(tmp_path / "fer2013.csv", "csv", cache_dir)
+    assert sorted(path.name for path in cache_dir.iterdir()) == [target.name]
+    assert f"decoded faces cached in {target}" in [record.getMessage() for record in caplog.records]
+    with np.load(target) as archive:
+        assert face_numbers(archive["x_test"][..., None]) == list(range(100, 107))
+    assert face_numbers(arrays["x_train"][..., None]) == list(range(7))

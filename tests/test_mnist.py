@@ -694,3 +694,41 @@ def test_a_run_trained_on_the_offline_digits_may_be_scored_on_them(
     assert result.code == 0, result.stderr
     scored = json.loads((tmp_path / "scores" / "metrics.json").read_text())
     assert scored["stand_in_data"] is True and scored["n_test"] == 500
+
+
+def test_a_failure_recorded_long_ago_does_not_block_and_the_wait_is_logged_in_minutes(
+    tmp_path, failing_network, caplog
+):
+    target = tmp_path / "datasets" / "mnist.npz"
+    marker = target.with_name("mnist.npz.download-failed")
+    marker.parent.mkdir(parents=True)
+    # A failure at 1000 s after the epoch (1970) is decades old: the download is tried again.
+    marker.write_text("1000.0\nnetwork is unreachable\n")
+    with caplog.at_level(logging.INFO, logger=mnist_data.__name__):
+        assert mnist_data._download(target, timeout=5) is False
+    assert len(failing_network) == 1
+    messages = [record.getMessage() for record in caplog.records]
+    # DOWNLOAD_RETRY_AFTER is 3600 s: 60 minutes.
+    assert any(message.endswith("; not tried again for 60 minutes") for message in messages), messages
+    # The new failure replaced the old record: now it blocks, 0 minutes into the hour.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=mnist_data.__name__):
+        assert mnist_data._download(target, timeout=5) is False
+    assert len(failing_network) == 1
+    assert [record.getMessage() for record in caplog.records] == [
+        "not downloading MNIST: it failed 0 minutes ago; it is tried again after 60 minutes, "
+        f"or at once if you delete {marker}"
+    ]
+
+
+def test_an_idx_header_without_dimensions_holds_no_bytes(tmp_path):
+    from common.errors import UserError
+
+    path = tmp_path / "scalar-idx1-ubyte"
+    # Magic 0x00000800: unsigned bytes, zero dimensions, so no data; one stray byte follows.
+    path.write_bytes(bytes([0, 0, 8, 0, 7]))
+    with pytest.raises(UserError) as raised:
+        mnist_data.read_idx(path)
+    assert str(raised.value) == (
+        f"{path}: IDX header says shape () (0 bytes) but the file holds 1; it is truncated or corrupt"
+    )
