@@ -58,7 +58,7 @@ TARGETS: dict[str, list[str]] = {
     "common/classification.py": ["tests/test_classification.py", "tests/test_mnist.py"],
     "projects/mnist/data.py": ["tests/test_mnist.py"],
     "projects/mnist/evaluate.py": ["tests/test_mnist.py"],
-    "projects/emojify/data.py": ["tests/test_emojify.py"],
+    "projects/emojify/data.py": ["tests/test_emojify.py", "tests/test_streaming.py"],
     "projects/emojify/evaluate.py": ["tests/test_emojify.py"],
     "projects/stock/data.py": ["tests/test_stock.py"],
     "projects/stock/evaluate.py": ["tests/test_stock.py"],
