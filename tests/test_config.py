@@ -166,3 +166,34 @@ def test_whole_numbers_become_floats_and_floats_never_become_whole_numbers(tmp_p
     for whole_float in ("train.epochs=3.0", "train.batch_size=64.0"):
         with pytest.raises(UserError, match="expects int like"):
             load_config(MNIST_DEFAULTS, overrides=[whole_float])
+
+
+EMOJIFY_DEFAULTS = registry.PROJECTS_DIR / "emojify" / "config.toml"
+
+
+@pytest.mark.parametrize(
+    ("key", "accepted", "refused", "requirement"),
+    [
+        ("train.early_stopping_patience", [0, 3], [-1], "must be 0 (off) or more epochs"),
+        ("train.cpu_devices", [1, 2], [0], "must be 1 (the CPU as one device) or more"),
+        ("train.momentum", [0.0, 0.99], [-0.1, 1.0], "must lie in [0, 1) (0 = off)"),
+        ("train.weight_decay", [0.0, 0.01], [-0.001], "must be 0 (off) or more"),
+        ("train.plateau_factor", [0.01, 0.99], [0.0, 1.0], "must lie between 0 and 1"),
+        ("train.plateau_patience", [0, 2], [-1], "must be 0 (the default rule) or more epochs"),
+    ],
+)
+def test_each_training_key_is_checked_at_the_edges_of_its_range(key, accepted, refused, requirement):
+    for value in accepted:
+        assert load_config(EMOJIFY_DEFAULTS, overrides=[f"{key}={value}"]).get(key) == value
+    for value in refused:
+        with pytest.raises(UserError) as raised:
+            load_config(EMOJIFY_DEFAULTS, overrides=[f"{key}={value}"])
+        assert str(raised.value) == f"config key '{key}' {requirement}; received: {value!r}"
+
+
+def test_a_config_without_a_required_key_names_it(tmp_path):
+    defaults = tmp_path / "config.toml"
+    defaults.write_text('seed = 1\n[data]\npath = ""\n[train]\nbatch_size = 8\nlearning_rate = 0.1\n')
+    with pytest.raises(UserError) as raised:
+        load_config(defaults)
+    assert str(raised.value) == "config is missing the required key 'train.epochs'"

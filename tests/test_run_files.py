@@ -7,6 +7,8 @@ import errno
 import json
 import os
 
+import pytest
+
 from common import runs
 
 
@@ -161,3 +163,69 @@ def test_a_process_entering_its_own_lock_again_takes_it_over(tmp_path):
         with runs.RunLock(tmp_path):
             assert (tmp_path / runs.LOCK_FILE).read_text() == mine
         assert not (tmp_path / runs.LOCK_FILE).exists()  # the inner exit released it
+
+
+def _progress(**changes):
+    """A progress record as a run writes it after 2 of 4 epochs, with ``changes``."""
+    record = {
+        "epoch": 1,
+        "epochs_done": 2,
+        "finished": False,
+        "best": 0.5,
+        "history": [{"epoch": 0, "loss": 0.9, "val_loss": 0.6}, {"epoch": 1, "loss": 0.7, "val_loss": 0.5}],
+        "train_seconds": 3.5,
+        "files": ["checkpoint-last.keras"],
+        "seed_states": [[1, 2]],
+        "early_stopping": {"wait": 0, "best": 0.5, "best_epoch": 1},
+        "plateau": None,
+    }
+    record.update(changes)
+    return record
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"epochs_done": 0}, "epochs_done is 0, not a count of epochs"),
+        ({"epochs_done": True}, "epochs_done is True, not a count of epochs"),
+        ({"epochs_done": 10**7 + 1}, "epochs_done is 10000001, not a count of epochs"),
+        ({"epochs_done": 5, "epoch": 4}, "epochs_done is 5, more than the run's 4 epochs (train.epochs)"),
+        ({"epoch": 0}, "epoch is 0 but epochs_done is 2"),
+        ({"history": {"0": {}}}, "its history has dict rows for 2 epochs done"),
+        ({"history": [{"epoch": 0, "loss": 0.9}]}, "its history has 1 rows for 2 epochs done"),
+        ({"history": [{"epoch": 0}, {"epoch": 2}]}, "row 1 of its history is not epoch 1's"),
+        ({"history": [{"epoch": 0}, "row"]}, "row 1 of its history is not epoch 1's"),
+        ({"history": [{"epoch": 0, "loss": None}, {"epoch": 1}]}, "row 0 of its history holds a value"),
+        (
+            {"history": [{"epoch": 0}, {"epoch": 1, "loss": float("nan")}]},
+            "row 1 of its history holds a value",
+        ),
+        ({"finished": 1}, "finished is 1, not true or false"),
+        ({"best": float("inf")}, "best or train_seconds is not a finite number"),
+        ({"best": "0.5"}, "best or train_seconds is not a finite number"),
+        ({"train_seconds": None}, "best or train_seconds is not a finite number"),
+        ({"train_seconds": -1.0}, "train_seconds is negative"),
+        ({"seed_states": [1, 2]}, "seed_states is not a list of seed states"),
+        ({"seed_states": "x"}, "seed_states is not a list of seed states"),
+        ({"early_stopping": {"wait": -1, "best": 0.5, "best_epoch": 1}}, "early_stopping is not the state"),
+        ({"early_stopping": {"wait": 0, "best": 0.5}}, "early_stopping is not the state of its callback"),
+        ({"plateau": {"wait": 0, "best": 0.5, "cooldown_counter": 0.5}}, "plateau is not the state"),
+        ({"plateau": []}, "plateau is not the state of its callback"),
+    ],
+)
+def test_each_kind_of_damaged_progress_record_is_named(changes, problem):
+    from common import checkpoints
+
+    found = checkpoints.progress_problem(_progress(**changes), epochs=4)
+    assert found is not None and found.startswith(problem), found
+
+
+def test_a_progress_record_as_a_run_writes_it_has_no_problem():
+    from common import checkpoints
+
+    assert checkpoints.progress_problem(_progress(), epochs=4) is None
+    assert checkpoints.progress_problem(_progress(), epochs=2) is None  # done exactly at the end
+    assert checkpoints.progress_problem(_progress(), epochs=None) is None
+    plateau = {"wait": 1, "best": None, "cooldown_counter": 0}
+    assert checkpoints.progress_problem(_progress(plateau=plateau, best=None), epochs=4) is None
+    assert checkpoints.progress_problem([], epochs=4) == "holds a JSON list, not a progress record"
