@@ -51,7 +51,7 @@ TARGETS: dict[str, list[str]] = {
     ],
     "common/checkpoints.py": [*_RUN_TESTS, "tests/test_emojify.py"],
     "common/batches.py": ["tests/test_batches.py", "tests/test_workflow.py", "tests/test_streaming.py"],
-    "common/workflow.py": [*_RUN_TESTS, "tests/test_cli.py"],
+    "common/workflow.py": [*_RUN_TESTS, "tests/test_cli.py", "tests/test_streaming.py"],
     "common/ensemble.py": ["tests/test_ensemble.py"],
     "common/tuning.py": ["tests/test_tune.py"],
     "common/serve.py": ["tests/test_serve.py"],

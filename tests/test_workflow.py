@@ -285,9 +285,13 @@ def test_a_run_resumed_past_its_best_epoch_stops_and_cuts_the_rate_as_the_unbrok
         np.testing.assert_array_equal(saved, weights)
 
 
-def test_a_run_interrupted_after_its_last_epoch_saves_the_best_weights_without_training(curves, stopped_run):
-    """Killed while saving after its last epoch (out of epochs, not stopped early): the resume
-    trains nothing more and saves the best epoch's weights, as the unbroken run would have."""
+@pytest.mark.parametrize("patience", [PATIENCE, 1])
+def test_a_run_interrupted_after_its_last_epoch_saves_the_best_weights_without_training(
+    curves, stopped_run, patience
+):
+    """Killed while saving after its last epoch (out of epochs, or stopped early one epoch after
+    the best with patience 1): the resume trains nothing more and saves the best epoch's weights,
+    as the unbroken run would have."""
     import keras
 
     from common import workflow
@@ -295,8 +299,8 @@ def test_a_run_interrupted_after_its_last_epoch_saves_the_best_weights_without_t
     from tests.conftest import ctrl_c_after_epoch
 
     best = int(np.argmin(stopped_run[1]["val_loss"].to_numpy()))
-    epochs = best + 2  # runs out of epochs one after the best, before patience 3 would stop it
-    settings = (f"train.early_stopping_patience={PATIENCE}", f"train.epochs={epochs}")
+    epochs = best + 2  # the last epoch is one after the best
+    settings = (f"train.early_stopping_patience={patience}", f"train.epochs={epochs}")
     with ctrl_c_after_epoch(epochs - 1), pytest.raises(UserError, match="interrupted"):
         train(curves, *settings)
     [run_dir] = [path for path in runs.models_dir().joinpath(CURVES).iterdir() if path.name[0].isdigit()]
@@ -334,3 +338,19 @@ def test_validation_batches_for_data_parallel_devices_are_whole_multiples_of_the
         np.testing.assert_array_equal(
             np.concatenate([batch_x for batch_x, _ in served])[:, 0], np.arange(sum(sizes))
         )
+
+
+def test_a_run_interrupted_before_its_last_epoch_trains_that_epoch_on_resume(curves):
+    """Only the last epoch's commit counts as finished: one before it resumes into the last."""
+    from common import workflow
+    from common.errors import UserError
+    from tests.conftest import ctrl_c_after_epoch
+
+    with ctrl_c_after_epoch(2), pytest.raises(UserError, match="interrupted"):
+        train(curves, "train.epochs=4")
+    [run_dir] = [path for path in runs.models_dir().joinpath(CURVES).iterdir() if path.name[0].isdigit()]
+    progress = checkpoints.read_progress(run_dir)
+    assert progress["epochs_done"] == 3 and progress["finished"] is False
+    workflow.train(curves, curves.load_config(run_dir / runs.CONFIG_FILE), resume_dir=run_dir, verbose=0)
+    assert list(pd.read_csv(run_dir / checkpoints.HISTORY_FILE)["epoch"]) == [0, 1, 2, 3]
+    assert checkpoints.read_progress(run_dir)["finished"] is True
