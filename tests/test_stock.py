@@ -961,3 +961,21 @@ def test_the_split_is_logged_with_the_last_label_day_of_each_period(caplog) -> N
         f"36 windows of 3 days: train to {dates[25]:%Y-%m-%d}, validation to {dates[32]:%Y-%m-%d}, "
         f"test to {dates[39]:%Y-%m-%d}"
     )
+
+
+def test_the_report_prints_every_score_beside_persistence() -> None:
+    metrics = {
+        "test_start": "2020-02-19", "test_end": "2020-02-27", "rmse": 1.5, "baseline_rmse": 2.0,
+        "rmse_ratio": 0.75, "mae": 1.25, "baseline_mae": 1.5, "mape": 0.5, "baseline_mape": 0.75,
+        "directional_accuracy": 0.6, "baseline_directional_accuracy": 0.5, "dm_p_value": 0.2,
+    }  # fmt: skip
+    assert format_report(metrics).split("\n") == [
+        "one-step-ahead forecasts, test period 2020-02-19 to 2020-02-27",
+        "                       model   persistence",
+        "RMSE                  1.5000        2.0000",
+        "MAE                   1.2500        1.5000",
+        "MAPE %                 0.500         0.750",
+        "direction right        60.0%         50.0%",
+        '(persistence makes no up/down call; its direction column is the constant call "up")',
+        "rmse / baseline_rmse = 0.7500: indistinguishable from persistence (Diebold-Mariano p = 0.2)",
+    ]
