@@ -979,3 +979,15 @@ def test_the_report_prints_every_score_beside_persistence() -> None:
         '(persistence makes no up/down call; its direction column is the constant call "up")',
         "rmse / baseline_rmse = 0.7500: indistinguishable from persistence (Diebold-Mariano p = 0.2)",
     ]
+
+
+def test_dm_refuses_errors_of_either_length_mismatch_and_a_constant_gap_has_no_statistic() -> None:
+    for errors, baseline_errors in (([1.0, 2.0, 3.0], [1.0, 2.0]), ([1.0, 2.0], [1.0, 2.0, 3.0])):
+        with pytest.raises(ValueError) as raised:
+            diebold_mariano(errors, baseline_errors)
+        assert str(raised.value) == (
+            "errors and baseline_errors must have the same length; received: "
+            f"{len(errors)} and {len(baseline_errors)}"
+        )
+    # The model's squared error is 3 smaller every day: certain, with no finite statistic.
+    assert diebold_mariano(np.ones(4), np.full(4, 2.0)) == {"dm_statistic": None, "dm_p_value": 0.0}
