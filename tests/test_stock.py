@@ -890,3 +890,104 @@ def test_rows_minutes_apart_are_read_with_a_warning_that_each_row_is_a_day(tmp_p
     with caplog.at_level(logging.WARNING):
         stock_data.read_price_csv(daily)
     assert not [record for record in caplog.records if "intraday" in record.getMessage()]
+
+
+def test_an_empty_date_is_one_error_naming_the_first_empty_line(tmp_path: Path) -> None:
+    csv = tmp_path / "gaps.csv"
+    csv.write_text("Date,Close\n2024-01-02,1\n,2\n2024-01-04,3\n,4\n")
+    with pytest.raises(UserError) as raised:
+        stock_data.read_price_csv(csv)
+    assert str(raised.value) == f"{csv}: empty date on line 3; every row needs a date"
+
+
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        # Volumes 9, 99, 999 are log(1 + v) = log 10, 2 log 10, 3 log 10: levels from day 2 for
+        # the price target, day-to-day changes otherwise.
+        ("price", [[11.0, 2 * math.log(10)], [12.1, 3 * math.log(10)]]),
+        ("log_return", [[math.log(1.1), math.log(10)], [math.log(1.1), math.log(10)]]),
+        ("return", [[0.1, math.log(10)], [0.1, math.log(10)]]),
+    ],
+)
+def test_features_put_prices_and_volumes_on_the_targets_scale(target, expected) -> None:
+    frame = pd.DataFrame({"Close": [10.0, 11.0, 12.1], "Volume": [9.0, 99.0, 999.0]})
+    features = stock_data.to_features(frame, target)
+    assert features.shape == (2, 2)
+    np.testing.assert_allclose(features, expected, rtol=1e-12)
+
+
+def test_prices_come_back_from_each_target_and_an_unknown_target_is_refused() -> None:
+    previous = np.array([10.0, 20.0])
+    np.testing.assert_array_equal(stock_data.target_to_price([11.0, 19.0], previous, "price"), [11.0, 19.0])
+    np.testing.assert_allclose(stock_data.target_to_price([0.1, -0.5], previous, "return"), [11.0, 10.0])
+    np.testing.assert_allclose(
+        stock_data.target_to_price([math.log(1.1), 0.0], previous, "log_return"), [11.0, 20.0]
+    )
+    # Names that sort before and after "price" alike.
+    for target in ("level", "volume"):
+        with pytest.raises(ValueError) as raised:
+            stock_data.target_to_price([1.0, 2.0], previous, target)
+        assert str(raised.value) == (f"target must be one of log_return, return, price; received: '{target}'")
+
+
+@pytest.mark.parametrize(
+    "fractions, sizes, needed",
+    [
+        # 20 days, window 3: 16 windows. Training binds: 20 / (1 - 0.25 - 0.25) = 40 windows.
+        (("0.25", "0.25"), "8 training, 4 validation and 4 test", 40),
+        # Validation binds: (5 + 0.5) / 0.125 = 44 windows (training needs 20 / 0.625 = 32).
+        (("0.125", "0.25"), "10 training, 2 validation and 4 test", 44),
+    ],
+)
+def test_a_short_series_is_told_how_many_days_it_needs(fractions, sizes, needed) -> None:
+    config = stock_config(
+        "", "data.window=3", f"data.validation_fraction={fractions[0]}", f"data.test_fraction={fractions[1]}"
+    )
+    with pytest.raises(UserError) as raised:
+        stock_data.make_splits(hand_series(100.0 + np.arange(20)), config)
+    assert str(raised.value) == (
+        f"hand-made series: too few rows for data.window = 3: 20 days give {sizes} windows; at least "
+        f"20, 5 and 5 are needed. Use a series of at least {needed + 3 + 1} days or a smaller data.window"
+    )
+
+
+def test_the_split_is_logged_with_the_last_label_day_of_each_period(caplog) -> None:
+    dates = pd.bdate_range("2020-01-01", periods=HAND_DAYS)
+    with caplog.at_level(logging.INFO, logger="projects.stock.data"):
+        stock_data.make_splits(hand_series(hand_prices()), stock_config("", *HAND, "data.target=price"))
+    [message] = [record.getMessage() for record in caplog.records if "windows of" in record.getMessage()]
+    assert message == (
+        f"36 windows of 3 days: train to {dates[25]:%Y-%m-%d}, validation to {dates[32]:%Y-%m-%d}, "
+        f"test to {dates[39]:%Y-%m-%d}"
+    )
+
+
+def test_the_report_prints_every_score_beside_persistence() -> None:
+    metrics = {
+        "test_start": "2020-02-19", "test_end": "2020-02-27", "rmse": 1.5, "baseline_rmse": 2.0,
+        "rmse_ratio": 0.75, "mae": 1.25, "baseline_mae": 1.5, "mape": 0.5, "baseline_mape": 0.75,
+        "directional_accuracy": 0.6, "baseline_directional_accuracy": 0.5, "dm_p_value": 0.2,
+    }  # fmt: skip
+    assert format_report(metrics).split("\n") == [
+        "one-step-ahead forecasts, test period 2020-02-19 to 2020-02-27",
+        "                       model   persistence",
+        "RMSE                  1.5000        2.0000",
+        "MAE                   1.2500        1.5000",
+        "MAPE %                 0.500         0.750",
+        "direction right        60.0%         50.0%",
+        '(persistence makes no up/down call; its direction column is the constant call "up")',
+        "rmse / baseline_rmse = 0.7500: indistinguishable from persistence (Diebold-Mariano p = 0.2)",
+    ]
+
+
+def test_dm_refuses_errors_of_either_length_mismatch_and_a_constant_gap_has_no_statistic() -> None:
+    for errors, baseline_errors in (([1.0, 2.0, 3.0], [1.0, 2.0]), ([1.0, 2.0], [1.0, 2.0, 3.0])):
+        with pytest.raises(ValueError) as raised:
+            diebold_mariano(errors, baseline_errors)
+        assert str(raised.value) == (
+            "errors and baseline_errors must have the same length; received: "
+            f"{len(errors)} and {len(baseline_errors)}"
+        )
+    # The model's squared error is 3 smaller every day: certain, with no finite statistic.
+    assert diebold_mariano(np.ones(4), np.full(4, 2.0)) == {"dm_statistic": None, "dm_p_value": 0.0}
