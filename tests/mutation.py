@@ -40,18 +40,29 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Each module where a promise lives, with the fast test files that may reach it. Generous: each
 # mutant runs only the tests among these that execute its line.
-_RUN_TESTS = ["tests/test_workflow.py", "tests/test_registry_and_runs.py", "tests/test_resume.py"]
+_RUN_TESTS = [
+    "tests/test_workflow.py",
+    "tests/test_registry_and_runs.py",
+    "tests/test_resume.py",
+    "tests/test_damaged_runs.py",
+    "tests/test_run_files.py",
+]
 TARGETS: dict[str, list[str]] = {
     "common/config.py": ["tests/test_config.py", "tests/test_cli.py"],
     "common/runs.py": [
         *_RUN_TESTS,
-        "tests/test_run_files.py",
+        "tests/test_promote.py",
         "tests/test_experiments.py",
         "tests/test_cli.py",
     ],
     "common/checkpoints.py": [*_RUN_TESTS, "tests/test_emojify.py"],
     "common/batches.py": ["tests/test_batches.py", "tests/test_workflow.py", "tests/test_streaming.py"],
-    "common/workflow.py": [*_RUN_TESTS, "tests/test_cli.py", "tests/test_streaming.py"],
+    "common/workflow.py": [
+        *_RUN_TESTS,
+        "tests/test_promote.py",
+        "tests/test_cli.py",
+        "tests/test_streaming.py",
+    ],
     "common/ensemble.py": ["tests/test_ensemble.py"],
     "common/tuning.py": ["tests/test_tune.py"],
     "common/serve.py": ["tests/test_serve.py"],
