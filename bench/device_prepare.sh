@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepares, here (where pip reaches a package index), what bench/device.sh needs on the lent GPU
+# Prepares, here (where pip reaches a package index), what bench/device.sh needs on a GPU
 # machine, which reaches none and receives only this repository's tree (64 MiB at most):
 #
 #     bash bench/device_prepare.sh
