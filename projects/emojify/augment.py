@@ -5,8 +5,8 @@ Augmentation layers inside the model cost the CPU a third of its training speed 
 second instead of 181, measured on the emojify training), and draw their randomness from the
 backend's seed generators. Here one affine warp per face does the rescale, rotation, crop and
 shift at once, and batch ``b`` of epoch ``e`` draws all its randomness from
-``default_rng([seed, e, b])``: what a batch holds is a function of the seed, the epoch and its index alone, so a resumed run trains on
-exactly the faces the uninterrupted one would have.
+``default_rng([seed, e, b])``: what a batch holds is a function of the seed, the epoch and its
+index alone, so a resumed run trains on exactly the faces the uninterrupted one would have.
 
 The model sees ``augment.crop``-pixel crops in training and, through its own centre crop (or the
 serving model's corner crops), the same size at inference; it still takes whole 48x48 faces.
