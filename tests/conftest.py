@@ -161,3 +161,22 @@ def ctrl_c_after_epoch(epoch: int) -> Iterator[None]:
         yield
     finally:
         checkpoints.RunRecorder.on_epoch_end = commit
+
+
+def brightness_model(side: int, classes: int):
+    """A real Keras model that reads a ``side`` x ``side`` image whose pixels average ``v`` as
+    class ``v``: the logit of class k is 20 k v - 10 k^2, largest at k = v (a mirrored image reads
+    the same)."""
+    import keras
+    import numpy as np
+
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(side, side, 1)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(classes, activation="softmax"),
+        ]
+    )
+    ks = np.arange(classes, dtype="float32")
+    model.set_weights([20 * ks[None, :], -10 * ks**2])
+    return model

@@ -23,7 +23,14 @@ from common.registry import PROJECTS_DIR
 from projects.emojify import data as emojify_data
 from projects.emojify.classes import CLASS_NAMES, class_index
 from projects.emojify.synthetic import draw_face, synthetic_faces
-from tests.conftest import SHARED_DATA, assert_one_line_error, ctrl_c_after_epoch, run_subprocess, says
+from tests.conftest import (
+    SHARED_DATA,
+    assert_one_line_error,
+    brightness_model,
+    ctrl_c_after_epoch,
+    run_subprocess,
+    says,
+)
 
 DEFAULTS = PROJECTS_DIR / "emojify" / "config.toml"
 FER_TRAIN = SHARED_DATA / "fer2013" / "train"
@@ -972,20 +979,7 @@ def test_the_held_out_test_split_follows_the_seed(tmp_path):
 
 
 def emotion_by_brightness_model():
-    """A real Keras model that reads a face whose pixels average ``v`` as emotion ``v``: the logit
-    of class k is 20 k v - 10 k^2, largest at k = v. A mirrored face reads the same."""
-    import keras
-
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(48, 48, 1)),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(7, activation="softmax"),
-        ]
-    )
-    classes = np.arange(7, dtype="float32")
-    model.set_weights([20 * classes[None, :], -10 * classes**2])
-    return model
+    return brightness_model(48, 7)
 
 
 def test_evaluate_scores_the_served_model_beside_the_training_majority(tmp_path):

@@ -23,7 +23,7 @@ from common.config import load_config
 from common.registry import PROJECTS_DIR
 from projects.mnist import data as mnist_data
 from projects.mnist.preprocess import to_mnist, unlike_one_digit
-from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess, says
+from tests.conftest import SHARED_DATA, assert_one_line_error, brightness_model, run_subprocess, says
 from tests.drawn_digits import draw_on_canvas, drawn_digit_accuracy
 
 MNIST_DIR = SHARED_DATA / "mnist"
@@ -628,20 +628,7 @@ def test_without_a_test_split_a_stratified_part_is_held_out_the_same_way_at_trai
 
 
 def digit_by_brightness_model():
-    """A real Keras model that reads an image whose pixels average ``v`` as the digit ``v``: the
-    logit of class k is 20 k v - 10 k^2, largest at k = v."""
-    import keras
-
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(28, 28, 1)),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
-    classes = np.arange(10, dtype="float32")
-    model.set_weights([20 * classes[None, :], -10 * classes**2])
-    return model
+    return brightness_model(28, 10)
 
 
 def test_evaluate_scores_the_test_digits_beside_the_training_majority(tmp_path):
