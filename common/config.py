@@ -176,6 +176,7 @@ def validate(config: Config, base_dir: Path | None = None, check_paths: bool = T
         ("weight_decay", lambda value: value >= 0, "must be 0 (off) or more"),
         ("plateau_factor", lambda value: 0 < value < 1, "must lie between 0 and 1"),
         ("plateau_patience", lambda value: value >= 0, "must be 0 (the default rule) or more epochs"),
+        ("seed", lambda value: -1 <= value < 2**32, "must be -1 (the top-level seed) or 0 to 2**32 - 1"),
     ):
         if key in train:
             require(check(train[key]), f"train.{key}", requirement, train[key])
@@ -187,6 +188,16 @@ def validate(config: Config, base_dir: Path | None = None, check_paths: bool = T
                 f"config key 'data.path' points to {data_path!r}, which does not exist; "
                 "fix the path or leave it empty for the project's default data"
             )
+
+
+def training_seed(config: Config) -> int:
+    """The seed of what training draws: the initial weights, the batch order, the augmentation and
+    dropout. ``train.seed`` where a config sets it (0 or more), else the top-level ``seed``, which
+    also draws the splits. Networks that differ only in ``train.seed`` are independent networks
+    trained on the same split, so ``ensemble`` accepts them."""
+    if "seed" in config.train and config.train.seed >= 0:
+        return config.train.seed
+    return config.seed
 
 
 def require(condition: bool, key: str, requirement: str, value: Any) -> None:

@@ -27,7 +27,7 @@ import pandas as pd
 from common import checkpoints, devices, images, plots, registry, runs, tracking
 from common.backend import import_keras
 from common.batches import ShuffledBatches
-from common.config import Config
+from common.config import Config, training_seed
 from common.data import FileList, Splits
 from common.errors import Interrupted, UserError
 from common.registry import Project
@@ -272,8 +272,12 @@ def _train_in(
     verbose: int | None,
     placement: devices.Placement,
 ) -> Path:
+    # The data is drawn from the top-level seed, training from train.seed: independent networks
+    # (train.seed apart) see the same split even where a project's loader draws from global state.
     keras.utils.set_random_seed(config.seed)
     splits: Splits = project.module.load_data(config, need_training=True)
+    seed = training_seed(config)
+    keras.utils.set_random_seed(seed)
     sizes = ", ".join(f"{k}={v}" for k, v in splits.sizes().items())
     if splits.streamed:
         sizes += "; streamed: read from disk batch by batch, never all in memory"
@@ -288,11 +292,11 @@ def _train_in(
         batches = project_batches(config, splits, first_epoch)
     elif splits.streamed:
         batches = StreamedBatches(
-            x_train, y_train, config.train.batch_size, config.seed, first_epoch, splits.class_weight
+            x_train, y_train, config.train.batch_size, seed, first_epoch, splits.class_weight
         )
     else:
         batches = ShuffledBatches(
-            x_train, y_train, config.train.batch_size, config.seed, first_epoch, splits.class_weight
+            x_train, y_train, config.train.batch_size, seed, first_epoch, splits.class_weight
         )
     even = devices.batch_multiple(placement)
     if placement.processes > 1:

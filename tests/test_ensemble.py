@@ -26,11 +26,9 @@ def real_digits():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, real_digits) -> dict[str, Path]:
-    """A tiny MNIST run "a"; "b", a copy of it whose weights moved (as another run's would, on the
-    same split); and "c", a copy whose config says it was trained with another seed (so on another
-    split). One training keeps the fast suite fast."""
-    import keras
-
+    """Tiny MNIST runs "a" and "b", independent networks on one split (they differ only in
+    ``train.seed``); and "c", a copy of "a" whose config says it was trained with another
+    top-level seed (so on another split)."""
     from common.__main__ import main
 
     folder = tmp_path_factory.mktemp("ensemble")
@@ -45,12 +43,9 @@ def trained(tmp_path_factory, real_digits) -> dict[str, Path]:
             == 0
         )
         made = {"a": runs.latest_run("mnist")}
-    made["b"] = folder / "members" / "mnist" / "b"
-    shutil.copytree(made["a"], made["b"])
-    model = keras.saving.load_model(made["b"] / "model.keras")
-    noise = np.random.default_rng(1)
-    model.set_weights([w + noise.normal(0, 0.05, w.shape).astype(w.dtype) for w in model.get_weights()])
-    model.save(made["b"] / "model.keras")
+        train_b = ["-q", "train", "mnist", "--name", "b", "--set", "train.seed=7"]
+        assert main([*train_b, *[a for key in settings for a in ("--set", key)]]) == 0
+        made["b"] = runs.latest_run("mnist")
     made["c"] = folder / "members" / "mnist" / "c"
     shutil.copytree(made["a"], made["c"])
     config = made["c"] / "config.toml"
@@ -64,7 +59,7 @@ def test_an_ensemble_is_one_saved_model_averaging_its_members(
 ):
     import keras
 
-    first, second = trained["a"], trained["b"]
+    first, second = members_dirs = trained["a"], trained["b"]
     result = cli("ensemble", "mnist", first, second, "--promote")
     assert result.code == 0, result.stderr
     ensemble_dir = runs.latest_run("mnist")
@@ -81,6 +76,10 @@ def test_an_ensemble_is_one_saved_model_averaging_its_members(
     # mean's on the test split (examples 400-500).
     images, labels = real_digits[0][400:500, :, :, None], real_digits[1][400:500]
     members = [keras.saving.load_model(run / "model.keras") for run in (first, second)]
+    # Independent networks: train.seed gave them other weights, the split stayed the same.
+    assert not np.allclose(members[0].get_weights()[0], members[1].get_weights()[0])
+    sizes = [{k: v for k, v in runs.read_metrics(run).items() if k.startswith("n_")} for run in members_dirs]
+    assert sizes[0] == sizes[1] == {"n_train": 360, "n_validation": 40, "n_test": 100}
     expected = np.mean([member.predict_on_batch(images) for member in members], axis=0)
     ensemble = keras.saving.load_model(ensemble_dir / "model.keras")
     np.testing.assert_allclose(ensemble.predict_on_batch(images), expected, rtol=1e-5, atol=1e-6)

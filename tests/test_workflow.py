@@ -14,6 +14,7 @@ import pytest
 
 import projects
 from common import checkpoints, registry, runs
+from tests.conftest import assert_one_line_error
 
 # A name no user would give a project of their own, ahead of the real projects on the path.
 CURVES = "curves_fixture"
@@ -28,6 +29,7 @@ flip = 0.25
 [model]
 units = 2
 [train]
+seed = -1
 epochs = 12
 batch_size = 16
 learning_rate = 0.3
@@ -254,6 +256,49 @@ def test_every_epoch_of_a_run_is_served_in_its_own_order(curves, monkeypatch):
     train(curves, "train.epochs=3")
     # Each epoch's number reaches the batches before it runs (the first also when they are made).
     assert epochs_set[-3:] == [0, 1, 2] and set(epochs_set) == {0, 1, 2}
+
+
+def test_train_seed_draws_the_weights_and_batches_but_not_the_split(curves, monkeypatch):
+    """Independent networks on one split: ``train.seed`` moves the initial weights and the batch
+    order, never the data, even where a loader draws from the global random state; -1 (and
+    the top-level seed's own value) trains exactly as before."""
+    import keras
+
+    from common.batches import ShuffledBatches
+
+    load = curves.module.load_data
+    seen: dict[str, list] = {"draws": [], "seeds": []}
+
+    def load_drawing_from_global_state(config, need_training=True):
+        seen["draws"].append(np.random.random())
+        return load(config, need_training)
+
+    made = ShuffledBatches.__init__
+
+    def record_seed(self, x, y, batch_size, seed, *args, **kwargs):
+        seen["seeds"].append(seed)
+        made(self, x, y, batch_size, seed, *args, **kwargs)
+
+    monkeypatch.setattr(curves.module, "load_data", load_drawing_from_global_state)
+    monkeypatch.setattr(ShuffledBatches, "__init__", record_seed)
+    weights = {}
+    for train_seed in (-1, 3, 11):
+        run_dir, _ = train(curves, "train.epochs=2", f"train.seed={train_seed}")
+        weights[train_seed] = keras.saving.load_model(run_dir / "model.keras").get_weights()
+    assert seen["draws"] == [seen["draws"][0]] * 3  # the data saw the top-level seed's state each time
+    assert seen["seeds"] == [3, 3, 11]  # the top-level seed is 3
+    for same, other in zip(weights[-1], weights[3]):
+        np.testing.assert_array_equal(same, other)
+    assert not np.allclose(weights[-1][0], weights[11][0])
+
+
+def test_train_seed_must_be_minus_one_or_a_seed(curves, cli):
+    for value in ("-2", str(2**32)):
+        assert_one_line_error(
+            cli("train", CURVES, "--set", f"train.seed={value}"),
+            f"config key 'train.seed' must be -1 (the top-level seed) or 0 to 2**32 - 1; received: {value}",
+        )
+    assert curves.load_config(None, [f"train.seed={2**32 - 1}"]).train.seed == 2**32 - 1
 
 
 def test_a_run_resumed_past_its_best_epoch_stops_and_cuts_the_rate_as_the_unbroken_run(curves):

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from common.batches import EpochOrder, ShuffledBatches
-from common.config import Config
+from common.config import Config, training_seed
 from common.data import FileList, Splits
 from common.streaming import StreamedBatches
 
@@ -33,7 +33,8 @@ def training_batches(config: Config, splits: Splits, first_epoch: int) -> EpochO
     read from the image files batch by batch when the split is streamed (``data.streaming``),
     with the same order and augmentation, so the batches are the same."""
     x_train, y_train = splits.train
-    arguments = (x_train, y_train, config.train.batch_size, config.seed, first_epoch, splits.class_weight)
+    seed = training_seed(config)
+    arguments = (x_train, y_train, config.train.batch_size, seed, first_epoch, splits.class_weight)
     if isinstance(x_train, FileList):
         settings = config.augment
 
