@@ -139,6 +139,29 @@ def _build_parser() -> argparse.ArgumentParser:
         ensemble, "override a key of the first model's config, which the ensemble keeps (how it is served)"
     )
 
+    distill = commands.add_parser(
+        "distill",
+        help="train the project's network to answer like a teacher model (an ensemble, say): "
+        "train with distill.teacher set",
+    )
+    distill.add_argument("project")
+    distill.add_argument(
+        "--teacher",
+        required=True,
+        metavar="RUN",
+        help="the teaching model's run folder (or latest, pretrained), trained on the same split",
+    )
+    distill.add_argument("--config", help="a variant TOML file for the student, holding the keys it changes")
+    _add_set_argument(distill, "override one of the student's config keys (repeatable)")
+    distill.add_argument("--name", default="distilled", help="suffix for the run folder's name")
+    distill.add_argument("--promote", action="store_true", help="make the student answer by default")
+    distill.add_argument(
+        "--continue-from",
+        type=Path,
+        metavar="RUN_DIR",
+        help="start the student from a run's weights (its config, then --config's keys and --set)",
+    )
+
     tune = commands.add_parser(
         "tune", help="search the config's [tune.space] with KerasTuner, trial by trial"
     )
@@ -313,6 +336,16 @@ def _run(options: argparse.Namespace) -> int:
             )
         )
         return 0
+
+    if options.command == "distill":
+        # Training with a teacher: `train --set distill.teacher=RUN`; --resume is train's own.
+        if "distill" not in project.load_config():
+            raise UserError(
+                f"project {project.name} has no [distill] table in its config.toml; distillation teaches a "
+                "classifier's probabilities (see projects/emojify/config.toml)"
+            )
+        options.set = [*options.set, f"distill.teacher={json.dumps(options.teacher)}"]
+        options.command, options.resume = "train", None
 
     if options.command == "train":
         # The whole config is checked before Keras is imported, any data read or any folder made.

@@ -180,6 +180,10 @@ def validate(config: Config, base_dir: Path | None = None, check_paths: bool = T
     ):
         if key in train:
             require(check(train[key]), f"train.{key}", requirement, train[key])
+    if "distill" in config:
+        distill = config.distill
+        require(0 <= distill.alpha <= 1, "distill.alpha", "must lie in [0, 1]", distill.alpha)
+        require(distill.temperature > 0, "distill.temperature", "must be greater than 0", distill.temperature)
     data_path = config.get("data.path")
     if data_path and check_paths:
         resolved = Path(base_dir or ".") / Path(data_path).expanduser()

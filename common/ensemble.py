@@ -140,7 +140,7 @@ def _check_overrides_keep_the_split(
 ) -> None:
     """The config the ensemble is scored with (the first member's plus ``--set``) splits the data
     as the members' did: with another split, its test examples would be ones they trained on."""
-    members_split, final_split = _settings_of(first), _settings_of(final)
+    members_split, final_split = split_settings(first), split_settings(final)
     differ = sorted(
         key
         for key in members_split.keys() | final_split.keys()
@@ -156,7 +156,7 @@ def _check_overrides_keep_the_split(
         )
 
 
-def _settings_of(config: Config) -> dict:
+def split_settings(config: Config) -> dict:
     """The config keys that decide which examples fall in which split."""
     split = {"seed": config.seed}
     data = config.to_dict().get("data", {})
@@ -167,7 +167,7 @@ def _settings_of(config: Config) -> dict:
 def _split_of(model_file: Path, config: Config) -> dict:
     """What decides which examples a model trained, validated and was tested on: its settings and
     the split sizes its metrics recorded."""
-    split = _settings_of(config)
+    split = split_settings(config)
     metrics = runs.read_metrics(model_file.parent)
     split.update({key: metrics[key] for key in _SPLIT_SIZES if key in metrics})
     return split

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from common import checkpoints, devices, images, plots, registry, runs, tracking
+from common import checkpoints, devices, distill, images, plots, registry, runs, tracking
 from common.backend import import_keras
 from common.batches import ShuffledBatches
 from common.config import Config, training_seed
@@ -174,6 +174,7 @@ def train(
     devices.check(config)
     check_keras_names(config)
     tracking.check_available(config)
+    config = distill.pin_teacher(project, config)
     if resume_dir is not None:
         run_dir = runs.check_resumable(project.name, resume_dir)
     else:
@@ -276,6 +277,8 @@ def _train_in(
     # (train.seed apart) see the same split even where a project's loader draws from global state.
     keras.utils.set_random_seed(config.seed)
     splits: Splits = project.module.load_data(config, need_training=True)
+    if distill.distilling(config):
+        distill.check_split_sizes(config, splits.sizes())
     seed = training_seed(config)
     keras.utils.set_random_seed(seed)
     sizes = ", ".join(f"{k}={v}" for k, v in splits.sizes().items())
@@ -309,11 +312,12 @@ def _train_in(
     else:
         if continue_from is not None:
             start = runs.continuation_model(continue_from)
-            model = load_model_file(start, compile=False)
+            model = distill.student_of(load_model_file(start, compile=False))
             log.info("starting from the weights of %s", start)
         else:
             model = project.module.build_model(config, splits)
             devices.check_output_dtype(model, placement.precision)
+        model = distill.wrap(model, config)
         compile_model(model, config, steps_per_epoch=len(batches))
 
     started = time.perf_counter()
@@ -343,6 +347,7 @@ def _train_in(
         raise _Diverged(recorder.diverged_epoch)
     train_seconds = seconds_before + time.perf_counter() - started
 
+    model = distill.student_of(model)  # A distilled run keeps its student alone.
     runs.save_model_atomically(model, run_dir / runs.MODEL_FILE)
     plots.plot_learning_curves(
         run_dir / checkpoints.HISTORY_FILE,
@@ -371,6 +376,8 @@ def _train_in(
     )
     if continue_from is not None:
         metrics["continued_from"] = str(continue_from)
+    if distill.distilling(config):
+        metrics["distilled_from"] = config.distill.teacher
     runs.write_json(metrics, run_dir / runs.METRICS_FILE)
     runs.set_state(run_dir, runs.COMPLETED)
     tracking.finish(config, run_dir, metrics)

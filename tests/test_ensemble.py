@@ -174,3 +174,25 @@ def test_an_ensemble_takes_exactly_its_members_input_shape():
     pixels = np.arange(2 * 6 * 5, dtype="float32").reshape(2, 6, 5, 1) / 60
     expected = (first.predict_on_batch(pixels) + second.predict_on_batch(pixels)) / 2
     np.testing.assert_allclose(ensemble.predict_on_batch(pixels), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_ensemble_teaches_one_network_of_a_members_size(cli, models_dir, trained):
+    """``distill`` with an ensemble as the teacher: the student is one network, of a member's size,
+    trained on the members' split and scored like any run."""
+    import keras
+
+    assert cli("ensemble", "mnist", trained["a"], trained["b"]).code == 0
+    teacher = runs.latest_run("mnist")
+    data = trained["a"].parent.parent.parent / "tiny.npz"  # the members' data (the fixture's)
+    settings = [f"data.path={data}", "train.epochs=1", "model.conv_filters=[4]", "model.dense_units=8"]
+    result = cli("distill", "mnist", "--teacher", teacher, *[a for key in settings for a in ("--set", key)])
+    assert result.code == 0, result.stderr
+    student_dir = runs.latest_run("mnist")
+    assert student_dir.name.endswith("-distilled") and runs.run_state(student_dir) == runs.COMPLETED
+    member = keras.saving.load_model(trained["a"] / "model.keras", compile=False)
+    student = keras.saving.load_model(student_dir / "model.keras", compile=False)
+    assert student.count_params() == member.count_params()
+    assert [type(layer) for layer in student.layers] == [type(layer) for layer in member.layers]
+    metrics = runs.read_metrics(student_dir)
+    assert metrics["distilled_from"] == str(teacher / "model.keras") and metrics["n_test"] == 100
+    assert runs.promoted_name("mnist") is None  # only --promote makes it answer

@@ -41,6 +41,10 @@ early_stopping_patience = 0
 plateau_factor = 0.5
 plateau_patience = 0
 tensorboard = false
+[distill]
+teacher = ""
+temperature = 4.0
+alpha = 0.1
 [tune]
 algorithm = "random"
 trials = 2
