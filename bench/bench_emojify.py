@@ -53,7 +53,7 @@ def load_model(
     if (pretrained / "model.keras").is_file():
         config = load_config(DEFAULTS, pretrained / "config.toml", ["data.path="])
         return (
-            keras.saving.load_model(pretrained / "model.keras"),
+            keras.saving.load_model(pretrained / "model.keras", compile=False),
             config,
             f"shipped model {shown(pretrained)}",
         )

@@ -330,7 +330,7 @@ def load_classifier(data: Path):
     if not (pretrained / "model.keras").is_file():
         return None, "no shipped model: emotion accuracy not measured"
     config = load_config(DEFAULTS, pretrained / "config.toml", [f"data.path={data}"])
-    trained = keras.saving.load_model(pretrained / "model.keras")
+    trained = keras.saving.load_model(pretrained / "model.keras", compile=False)
     model = serving_model(trained, config)
     views = "mirror-averaged" if config.model.mirror_average else "one pass"
     networks = len(ensemble.members(trained))

@@ -173,7 +173,7 @@ def local_model(model_file) -> keras.Model:
     """The saved model loaded into this process alone, outside the cluster's distribution (for
     evaluating and predicting after training on a cluster)."""
     keras.distribution.set_distribution(None)
-    return keras.saving.load_model(model_file)
+    return keras.saving.load_model(model_file, compile=False)
 
 
 def _join_cluster() -> None:

@@ -512,7 +512,10 @@ def load_saved(
     if announce:
         for line in runs.describe_model(project.name, model_file, chosen_by_default=model_arg is None):
             log.info("%s", line)
-    return load_model_file(model_file), config, model_file
+    # Without the optimizer, loss and metrics: answering needs none of them, and a compile config
+    # saved under another backend may import that backend (PyTorch's, when a model trained under it
+    # is loaded under TensorFlow, crashed the process).
+    return load_model_file(model_file, compile=False), config, model_file
 
 
 # A .keras file is a zip archive: its config.json and metadata.json describe the layers (a few

@@ -405,7 +405,9 @@ def test_predict_warns_about_a_number_and_a_photo(tmp_path, cli, caplog, real_di
 # The whole workflow, tiny ------------------------------------------------------------------
 
 
-def test_tiny_train_save_load_predict_round_trip(tmp_path, cli, models_dir, real_digits, saved_figures):
+def test_tiny_train_save_load_predict_round_trip(
+    tmp_path, cli, models_dir, real_digits, saved_figures, monkeypatch
+):
     images, labels = real_digits
     np.savez(
         tmp_path / "tiny.npz",
@@ -440,6 +442,15 @@ def test_tiny_train_save_load_predict_round_trip(tmp_path, cli, models_dir, real
         assert says(saved_figures[name], f"MNIST from {tmp_path / 'tiny.npz'}"), name
     assert says(saved_figures["confusion_matrix.png"], "n = 100 test examples")
 
+    # Answering never compiles the model: a compile config saved under another backend may import
+    # that backend (a PyTorch-trained model crashed TensorFlow's process that way).
+    import keras
+
+    def refuse(self, config):
+        raise AssertionError("an inference path compiled the loaded model")
+
+    monkeypatch.setattr(keras.Model, "compile_from_config", refuse)
+
     # Evaluate the promoted model (the default) on a folder holding only the official-format test files.
     idx_dir = tmp_path / "idx"
     idx_dir.mkdir()
@@ -451,9 +462,8 @@ def test_tiny_train_save_load_predict_round_trip(tmp_path, cli, models_dir, real
     assert scores["n_test"] == 100
     # The saved model's answers on those 100 digits; with no training labels to hand, the baseline
     # is the test split's own most frequent digit.
-    import keras
-
-    answers = keras.saving.load_model(run_dir / "model.keras").predict(images[500:600, :, :, None], verbose=0)
+    saved = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    answers = saved.predict(images[500:600, :, :, None], verbose=0)
     assert scores["test_accuracy"] == pytest.approx(np.mean(answers.argmax(axis=1) == labels[500:600]))
     counts = np.bincount(labels[500:600], minlength=10)
     assert scores["baseline_class"] == str(counts.argmax())
