@@ -367,9 +367,10 @@ def _run(options: argparse.Namespace) -> int:
             project, config, options.name, options.resume, continue_from=options.continue_from
         )
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        print(_summary(metrics))
+        print(_headline(project, metrics))
         print(f"run saved to {run_dir}")
         _promote_or_say_what_answers(project.name, run_dir, options.promote)
+        print(_details(metrics))
         return 0
 
     if options.command == "demo":
@@ -383,10 +384,8 @@ def _run(options: argparse.Namespace) -> int:
     workflow = _workflow()
     if options.command == "evaluate":
         metrics, out_dir = workflow.evaluate_saved(project, options.model, options.set, options.out)
-        print(_summary(metrics))
-        format_report = getattr(project.module, "format_report", None)
-        if format_report is not None:
-            print(format_report(metrics))
+        print(_headline(project, metrics))
+        print(_details(metrics))
         print(f"metrics and plots written to {out_dir}")
         return 0
 
@@ -394,9 +393,11 @@ def _run(options: argparse.Namespace) -> int:
         from common import ensemble
 
         run_dir = ensemble.build(project, options.models, options.name, options.set)
-        print(_summary(json.loads((run_dir / "metrics.json").read_text())))
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        print(_headline(project, metrics))
         print(f"ensemble saved to {run_dir}")
         _promote_or_say_what_answers(project.name, run_dir, options.promote)
+        print(_details(metrics))
         return 0
 
     if options.command == "predict":
@@ -454,15 +455,47 @@ def _display_path(path: Path) -> str:
     return str(path.relative_to(registry.ROOT)) if path.is_relative_to(registry.ROOT) else str(path)
 
 
-def _summary(metrics: dict) -> str:
-    """The headline numbers: every top-level number, the score beside its baseline."""
+def _headline(project, metrics: dict) -> str:
+    """The headline score beside its trivial baseline, then the project's own report when it has
+    one (stock's table of scores beside persistence, and its verdict)."""
+    from common.experiments import HEADLINE_MEANINGS, HEADLINES
+
     lines = []
+    for metric, baseline in HEADLINES:
+        if _is_number(metrics.get(metric)):
+            line = f"{metric}: {metrics[metric]:.4f}"
+            if _is_number(metrics.get(baseline)):
+                line += f", against {metrics[baseline]:.4f} for the trivial baseline"
+                if "baseline_class" in metrics:
+                    line += f" (always answering {metrics['baseline_class']!r}, the most frequent class)"
+            elif metric in HEADLINE_MEANINGS:
+                line += f" ({HEADLINE_MEANINGS[metric]})"
+            lines.append(line)
+            break
+    format_report = getattr(project.module, "format_report", None)
+    if format_report is not None:
+        lines.append(format_report(metrics))
+    return "\n".join(lines)
+
+
+def _details(metrics: dict) -> str:
+    """Every other number and word of ``metrics.json``, alphabetically, under a heading."""
+    from common.experiments import HEADLINES
+
+    shown = {key for pair in HEADLINES for key in pair if key}
+    lines = ["details (metrics.json):"]
     for key, value in sorted(metrics.items()):
+        if key in shown or isinstance(value, bool):
+            continue
         if isinstance(value, float):
             lines.append(f"{key:>24}: {value:.4f}")
-        elif isinstance(value, (int, str)) and not isinstance(value, bool):
+        elif isinstance(value, (int, str)):
             lines.append(f"{key:>24}: {value}")
     return "\n".join(lines)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 if __name__ == "__main__":

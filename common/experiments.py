@@ -28,6 +28,10 @@ from common.registry import Project
 
 # The score each kind of project is judged by, beside its trivial baseline.
 HEADLINES = (("test_accuracy", "baseline_accuracy"), ("rmse_ratio", None))
+# What a headline without a baseline beside it means.
+HEADLINE_MEANINGS = {
+    "rmse_ratio": 'the RMSE over that of persistence ("tomorrow = today"); below 1 beats persistence'
+}
 # Metrics for which a smaller number is better; `--sort` puts those first, others largest first.
 _SMALLER_IS_BETTER = ("loss", "rmse", "mae", "mape", "ratio", "seconds", "p_value")
 # A trial of `tune`: ``<time>-tune-<search>-<KerasTuner's trial id, from 0>``.

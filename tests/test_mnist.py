@@ -437,6 +437,17 @@ def test_tiny_train_save_load_predict_round_trip(
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_train"] == 360 and metrics["n_validation"] == 40 and metrics["n_test"] == 100
     assert metrics["data_source"].startswith("MNIST from")
+    # The end of training leads with the score beside its baseline, then what answers, then the rest.
+    printed = result.stdout.splitlines()
+    assert printed[0] == (
+        f"test_accuracy: {metrics['test_accuracy']:.4f}, against {metrics['baseline_accuracy']:.4f} for the "
+        f"trivial baseline (always answering {metrics['baseline_class']!r}, the most frequent class)"
+    )
+    saved = printed.index(f"run saved to {run_dir}")  # after the project's report (per-class scores)
+    assert printed[1].split() == ["class", "precision", "recall", "f1", "support"]
+    assert printed[saved + 1].startswith("mnist: predict, evaluate, the demos and serve answer with")
+    assert run_dir.name in printed[saved + 1] and printed[saved + 2] == "details (metrics.json):"
+    assert f"{'epochs_run':>24}: 2" in printed[4:]
     for name in ("confusion_matrix.png", "mistakes.png", "learning_curves.png"):
         assert (run_dir / name).is_file()
         assert says(saved_figures[name], f"MNIST from {tmp_path / 'tiny.npz'}"), name
