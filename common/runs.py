@@ -532,8 +532,8 @@ def resolve_model(project: str, model_arg: str | None) -> tuple[Path, Path | Non
 
     Args:
         project: the project's name.
-        model_arg: a run folder, a ``.keras`` file, ``latest``, ``pretrained``, or ``None`` for
-            the default model (see :func:`default_model_dir`).
+        model_arg: a run folder, a run's name in ``models/<project>/``, a ``.keras`` file, ``latest``,
+            ``pretrained``, or ``None`` for the default model (see :func:`default_model_dir`).
 
     Returns:
         ``(model_file, config_file)``; the config is ``None`` when none lies beside the model.
@@ -564,6 +564,9 @@ def resolve_model(project: str, model_arg: str | None) -> tuple[Path, Path | Non
             )
     else:
         path = Path(model_arg)
+        named = models_dir() / project / model_arg
+        if not path.exists() and Path(model_arg).name == model_arg and named.is_dir():
+            path = named  # A run's name, as `runs` lists it.
         if path.is_dir():
             run_dir = path
         elif path.is_file():

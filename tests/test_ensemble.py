@@ -196,3 +196,16 @@ def test_an_ensemble_teaches_one_network_of_a_members_size(cli, models_dir, trai
     metrics = runs.read_metrics(student_dir)
     assert metrics["distilled_from"] == str(teacher / "model.keras") and metrics["n_test"] == 100
     assert runs.promoted_name("mnist") is None  # only --promote makes it answer
+
+
+def test_members_and_teachers_are_named_as_runs_lists_them(cli, models_dir, trained):
+    """A run's bare name (the NAME column of `runs`) reaches it, as it does for `compare`."""
+    for name in ("a", "b"):
+        shutil.copytree(trained[name], models_dir / "mnist" / f"20260101-00000{ord(name) - 96}-{name}")
+    made = cli("ensemble", "mnist", "20260101-000001-a", "20260101-000002-b", "--name", "by-name")
+    assert made.code == 0, made.stderr
+    ensemble_dir = runs.latest_run("mnist")
+    names = ("20260101-000001-a", "20260101-000002-b")
+    named = [models_dir / "mnist" / name / "model.keras" for name in names]
+    assert runs.read_metrics(ensemble_dir)["ensemble_of"] == [str(path.resolve()) for path in named]
+    assert_one_line_error(cli("ensemble", "mnist", "20260101-000001-a", "no-such-run"), "no-such-run")
