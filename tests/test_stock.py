@@ -23,7 +23,7 @@ from common.config import load_config
 from common.errors import UserError
 from projects.stock import data as stock_data
 from projects.stock.evaluate import format_report
-from projects.stock.predict import format_prediction, price_decimals
+from projects.stock.predict import format_prediction, price_decimals, significant
 from projects.stock.settings import validate_config
 from projects.stock.significance import diebold_mariano, format_p_value, verdict
 from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess
@@ -380,6 +380,12 @@ def test_predict_forecasts_business_days_after_the_last_row(trained_run, trained
         assert re.fullmatch(r"  \d{4}-\d\d-\d\d +\d+\.\d\d", line), line
 
 
+def test_json_prices_keep_ten_significant_digits_however_small():
+    assert significant(2485.741234567891) == 2485.741235
+    assert significant(1.2345e-300) == 1.2345e-300 and significant(0.0001) == 0.0001
+    assert significant(123456789.123) == 123456789.1
+
+
 @pytest.mark.parametrize(
     "price, decimals, printed",
     [
@@ -388,6 +394,7 @@ def test_predict_forecasts_business_days_after_the_last_row(trained_run, trained
         (1.0, 2, "1.00"),
         (0.5, 3, "0.500"),
         (0.012345, 4, "0.0123"),
+        (1.2345e-300, 302, "1.23e-300"),  # not 0.00
     ],
 )
 def test_forecasts_print_prices_to_sensible_decimals(price, decimals, printed) -> None:

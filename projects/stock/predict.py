@@ -85,14 +85,14 @@ def predict(
         "input": inputs[0] if inputs else series.source,
         "price_column": series.price_column,
         "last_date": f"{series.dates[-1]:%Y-%m-%d}",
-        "last_price": round(float(series.prices[-1]), 6),
+        "last_price": significant(series.prices[-1]),
         "method": "recursive one-step forecasts; business days, exchange holidays not known",
         "dates": [f"{date:%Y-%m-%d}" for date in dates],
-        "forecast": [round(float(price), 6) for price in forecast],
+        "forecast": [significant(price) for price in forecast],
     }
     if history:
         result["history_dates"] = [f"{date:%Y-%m-%d}" for date in series.dates[-history:]]
-        result["history"] = [round(float(price), 6) for price in series.prices[-history:]]
+        result["history"] = [significant(price) for price in series.prices[-history:]]
     return [result]
 
 
@@ -142,6 +142,20 @@ def forecast_prices(
     return dates, forecast
 
 
+def significant(price: float) -> float:
+    """A price to 10 significant digits: cents up to a hundred million, and a tiny price (a
+    penny stock's 0.0001, or 1e-300) stays what it is rather than rounding to 0."""
+    return float(f"{float(price):.10g}")
+
+
+def format_price(price: float, decimals: int, width: int = 0) -> str:
+    """``price`` with ``decimals`` decimals, or in scientific notation (3 significant digits) when
+    that would take more than 8: 1.23e-12, not a row of zeros."""
+    if decimals > 8:
+        return f"{price:{width}.2e}"
+    return f"{price:{width}.{decimals}f}"
+
+
 def price_decimals(price: float) -> int:
     """Decimals to print a price with: cents (2) from 1 up, three significant digits below
     (0.500, 0.0123), as quotes are written. More would only show the forecast's noise."""
@@ -154,8 +168,9 @@ def format_prediction(result: dict) -> str:
     """A small table: the last known price, then one line per forecast day."""
     decimals = price_decimals(result["last_price"])
     lines = [
-        f"{result['input']}: {result['price_column']} was {result['last_price']:.{decimals}f} on "
+        f"{result['input']}: {result['price_column']} was {format_price(result['last_price'], decimals)} on "
         f"{result['last_date']}; forecast ({result['method']}):"
     ]
-    lines += [f"  {date}  {price:12.{decimals}f}" for date, price in zip(result["dates"], result["forecast"])]
+    for date, price in zip(result["dates"], result["forecast"]):
+        lines.append(f"  {date}  {format_price(price, decimals, 12)}")
     return "\n".join(lines)
