@@ -90,6 +90,13 @@ def test_truncated_idx_and_foreign_npz_are_clear_errors(tmp_path, real_digits):
     (tmp_path / "fake.npz").write_text("not a zip")
     with pytest.raises(UserError, match="not an MNIST .npz file; data.path takes"):
         mnist_data.read_npz(tmp_path / "fake.npz")
+    # A header of no dimensions, and images whose header gives them the labels' one dimension.
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x00")
+    with pytest.raises(UserError, match="IDX header gives no dimensions; it is corrupt"):
+        mnist_data.read_idx_folder(tmp_path)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", real_digits[1][:10])
+    with pytest.raises(UserError, match="the test images are 1-dimensional and the labels 1-dimensional"):
+        mnist_data.read_idx_folder(tmp_path)
 
 
 @pytest.fixture

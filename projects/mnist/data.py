@@ -210,6 +210,11 @@ def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
         images, labels = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
         if (images is None) != (labels is None):
             raise UserError(f"{folder}: {split} images and labels must both be present")
+        if images is not None and (images.ndim != 3 or labels.ndim != 1):
+            raise UserError(
+                f"{folder}: the {split} images are {images.ndim}-dimensional and the labels "
+                f"{labels.ndim}-dimensional in their IDX headers; MNIST's are 3 (count, rows, columns) and 1"
+            )
         if images is not None and len(images) != len(labels):
             raise UserError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
     return arrays
@@ -226,6 +231,8 @@ def read_idx(path: Path) -> np.ndarray:
     if len(content) < 4 or content[0:2] != b"\x00\x00" or content[2] != 0x08:
         raise UserError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
     dimensions = content[3]
+    if dimensions == 0:
+        raise UserError(f"{path}: IDX header gives no dimensions; it is corrupt")
     header = 4 + 4 * dimensions
     shape = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions))
     expected = int(np.prod(shape)) if shape else 0
