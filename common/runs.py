@@ -601,7 +601,7 @@ def describe_model(project: str, model_file: Path, chosen_by_default: bool = Fal
         if isinstance(metrics.get(key), (int, float)):
             facts.append(f"recorded {key} {metrics[key]:.4f}")
             break
-    lines = [f"{kind}: {_short(model_file)}" + (f" ({'; '.join(facts)})" if facts else "")]
+    lines = [f"{kind}: {short_path(model_file)}" + (f" ({'; '.join(facts)})" if facts else "")]
     latest = latest_run(project)
     if chosen_by_default and latest is not None and latest.resolve() != run_dir:
         lines.append(
@@ -611,7 +611,7 @@ def describe_model(project: str, model_file: Path, chosen_by_default: bool = Fal
     return lines
 
 
-def _short(path: Path) -> str:
+def short_path(path: Path) -> str:
     """A path relative to the current folder when it lies inside it."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))

@@ -595,7 +595,7 @@ def evaluate_saved(
         # A stand-in (an offline sample of the real dataset's own training examples, generated
         # data) says nothing of a model trained on the real data: its score is no test score.
         raise UserError(
-            f"{runs._short(model_file)} was trained on {trained_on['data_source']}; scoring it on the "
+            f"{runs.short_path(model_file)} was trained on {trained_on['data_source']}; scoring it on the "
             f"stand-in {splits.source} would not measure it on unseen data. Give the real data with --set "
             f"data.path=..., or score a run trained on the stand-in with --model latest"
         )

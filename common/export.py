@@ -1,0 +1,361 @@
+"""Taking a trained model out of the template: a TensorFlow SavedModel (TF Serving), ONNX (ONNX
+Runtime, in any language) or LiteRT (phones, microcontrollers; optionally int8), each checked in
+its own runtime before it is kept.
+
+``python -m common export mnist --format onnx [--model RUN] [--quantize int8] [--out DIR]``
+
+What is exported is the model as ``predict`` queries it: raw inputs in (preprocessing is inside
+the model), the project's serving views included (emojify's mirror average), in inference mode
+(augmentation and dropout off). Every artifact is written beside its final place, loaded in its
+own runtime and run on real inputs (the project's test split, or its stand-in); its outputs are
+compared with Keras' on the same inputs. A float artifact is kept only if it gives the same label
+for every example and no output differs by more than :data:`TOLERANCE`; otherwise it is deleted
+and the command says by how much it disagreed. An int8 LiteRT model is reported beside the float
+model: its accuracy (or error) on the whole test split and its size.
+
+ONNX goes through the SavedModel (``tf2onnx``), which freezes every constant, LSTM loops
+included; LiteRT through Keras' own ``model.export(format="litert")`` with LiteRT's built-in
+operations only, so a plain LiteRT interpreter runs it (no TensorFlow ops inside). A model whose
+loop LiteRT cannot take with a free batch size (an LSTM) is exported for one example at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from common import runs
+from common.backend import import_keras
+from common.errors import UserError
+from common.registry import Project
+
+keras = import_keras()
+log = logging.getLogger(__name__)
+
+FORMATS = ("tf_saved_model", "onnx", "litert")
+# The largest difference allowed between a float artifact's outputs and Keras' own.
+TOLERANCE = 1e-4
+# Examples compared for agreement (the whole test split is used for the int8 scores).
+CHECKED_EXAMPLES = 256
+# Training examples LiteRT calibrates int8 activations on.
+CALIBRATION_EXAMPLES = 200
+_NEEDS = {"onnx": ("tf2onnx", "onnx"), "litert": ("ai_edge_litert",)}
+_ARTIFACT = {"tf_saved_model": "saved_model", "onnx": "model.onnx", "litert": "model.tflite"}
+
+
+def export(
+    project: Project,
+    model_arg: str | None,
+    fmt: str,
+    quantize: str | None = None,
+    out: Path | None = None,
+    overrides: list[str] | None = None,
+) -> dict:
+    """Exports a saved model, checks the artifact in its runtime, and returns the report also
+    written to ``export.json`` beside it.
+
+    Raises:
+        UserError: a format, option or dependency missing, a conversion that fails (naming what
+            the format could not express), or an artifact that disagrees with Keras.
+    """
+    from common import workflow
+
+    check_request(fmt, quantize)
+    if keras.backend.backend() != "tensorflow":
+        raise UserError(
+            "export runs under the TensorFlow backend: unset KERAS_BACKEND (a model trained under JAX or "
+            "PyTorch loads there as it is)"
+        )
+    model, config, model_file = workflow.load_saved(project, model_arg, overrides)
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to ..."
+    graph = inference_graph(served_model(project, model, config))
+    splits = project.module.load_data(config, need_training=quantize is not None)
+    x_test, y_test = splits.test
+    x_test = np.asarray(x_test, dtype="float32")
+    checked = x_test[:CHECKED_EXAMPLES]
+    expected = np.asarray(graph.predict_on_batch(checked))
+
+    folder = Path(out) if out else default_folder(project.name, model_file, fmt, quantize)
+    if folder.exists() and any(folder.iterdir()):
+        raise UserError(f"{folder} is not empty; give another --out, or remove it first")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    try:
+        artifact = work / _ARTIFACT[fmt]
+        calibration = None
+        if quantize:
+            x_train = np.asarray(splits.train[0][:CALIBRATION_EXAMPLES], dtype="float32")
+            calibration = x_train
+        batch = write_artifact(graph, fmt, artifact, calibration)
+        answers = run_artifact(fmt, artifact, checked, batch)
+        report = compare(expected, answers)
+        report.update(
+            format=fmt + ("-int8" if quantize else ""),
+            model=runs.short_path(model_file),
+            data_source=splits.source,
+            examples=len(checked),
+            batch_size="any" if batch is None else batch,
+            bytes=size_of(artifact),
+            input_shape=[None if batch is None else batch, *graph.input_shape[1:]],
+        )
+        if quantize:
+            report["quantized"] = "weights" if batch is not None else "weights and activations"
+            report.update(scores_of_int8(graph, artifact, x_test, np.asarray(y_test), batch))
+        elif report["largest_difference"] > TOLERANCE or report.get("labels_differ", 0):
+            raise UserError(
+                f"the {fmt} export disagrees with the Keras model on {splits.source}: largest difference "
+                f"{report['largest_difference']:.2e} (allowed {TOLERANCE:.0e}), "
+                f"{report.get('labels_differ', 0)} of {len(checked)} labels differ; nothing was kept"
+            )
+        runs.write_json(report, work / "export.json")
+        folder.mkdir(exist_ok=True)
+        for item in work.iterdir():
+            item.rename(folder / item.name)
+        report["path"] = str(folder / _ARTIFACT[fmt])
+        return report
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def check_request(fmt: str, quantize: str | None) -> None:
+    """The format and quantization asked for exist, and the packages they need are installed."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}; received: {fmt!r}")
+    if quantize not in (None, "int8"):
+        raise UserError(f"--quantize takes int8; received: {quantize!r}")
+    if quantize and fmt != "litert":
+        raise UserError("--quantize int8 is for --format litert (LiteRT runs int8 models on phones)")
+    import importlib.util
+
+    missing = [name for name in _NEEDS.get(fmt, ()) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(
+            f"the {fmt} export needs {', '.join(missing)}: pip install -e '.[export]' (make install does it)"
+        )
+
+
+def served_model(project: Project, model, config):
+    """The model as ``predict`` queries it: the project's serving views when it has them."""
+    serving = getattr(project.module, "serving_model", None)
+    return serving(model, config) if serving is not None else model
+
+
+def inference_graph(model):
+    """A model that runs ``model`` in inference mode whatever its caller asks: a SavedModel's
+    endpoint would otherwise call the augmentation layers as in training."""
+    inputs = keras.Input(shape=model.input_shape[1:], name="inputs")
+    graph = keras.Model(inputs, model(inputs, training=False), name=f"{model.name}_inference")
+    graph(np.zeros((1, *[size or 1 for size in model.input_shape[1:]]), "float32"))  # built
+    return graph
+
+
+def default_folder(project: str, model_file: Path, fmt: str, quantize: str | None) -> Path:
+    """``models/<project>/exports/<run>-<format>[-int8]/``."""
+    run = model_file.parent.name
+    return runs.models_dir() / project / "exports" / f"{run}-{fmt}{'-int8' if quantize else ''}"
+
+
+def write_artifact(graph, fmt: str, artifact: Path, calibration: np.ndarray | None) -> int | None:
+    """Writes the artifact; returns the batch size it takes (``None``: any)."""
+    try:
+        if fmt == "tf_saved_model":
+            graph.export(str(artifact), format="tf_saved_model", verbose=False)
+        elif fmt == "onnx":
+            _write_onnx(graph, artifact)
+        else:
+            return _write_litert(graph, artifact, calibration)
+    except UserError:
+        raise
+    except Exception as error:  # The converters raise many types; the first line names the op.
+        raise UserError(f"could not export to {fmt}: {_first_line(error)}") from None
+    return None
+
+
+def _write_onnx(graph, artifact: Path) -> None:
+    import tf2onnx
+    from tf2onnx import tf_loader
+
+    # tf2onnx reports every step at INFO; its warnings and errors still show.
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as saved:
+        graph.export(saved, format="tf_saved_model", verbose=False)
+        graph_def, inputs, outputs = tf_loader.from_saved_model(
+            saved, None, None, "serve", ["serving_default"]
+        )
+    with native_output_captured():
+        tf2onnx.convert.from_graph_def(
+            graph_def, input_names=inputs, output_names=outputs, opset=17, output_path=str(artifact)
+        )
+
+
+def _write_litert(graph, artifact: Path, calibration: np.ndarray | None) -> int | None:
+    import tensorflow as tf
+
+    options = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+    batch = 1 if recurrent(graph) else None
+    if calibration is not None:
+        # Weights and activations in int8, calibrated on training examples; inputs and outputs
+        # stay float, so it is fed exactly as the float model is. For a recurrent model the
+        # weights only ("dynamic range"): calibrating LiteRT's LSTM crashes its converter.
+        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+        if batch is None:
+            options["representative_dataset"] = lambda: ([example[None]] for example in calibration)
+    if batch is not None:
+        # LiteRT's built-in LSTM needs every shape fixed: one example at a time.
+        options["input_signature"] = [keras.InputSpec(shape=(1, *graph.input_shape[1:]), dtype="float32")]
+    with native_output_captured() as captured:
+        try:
+            graph.export(str(artifact), format="litert", verbose=False, **options)
+        except Exception as error:
+            reason = _first_error_line(captured.read_text(errors="replace")) or _first_line(error)
+            raise UserError(f"could not export to litert with its built-in operations: {reason}") from None
+    return batch
+
+
+def recurrent(model) -> bool:
+    """Whether a recurrent layer (a loop over time) is anywhere inside the model."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.RNN):
+            return True
+    return False
+
+
+class native_output_captured:
+    """Sends what the converters' C++ code prints (its progress, MLIR diagnostics) to a file for
+    the duration, so the command prints its own lines only; ``.read_text()`` gives it back."""
+
+    def __enter__(self):
+        import os
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._file = tempfile.NamedTemporaryFile(prefix="export-", suffix=".log", delete=False)
+        self._saved = [os.dup(1), os.dup(2)]
+        os.dup2(self._file.fileno(), 1)
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def read_text(self, errors: str = "strict") -> str:
+        return Path(self._file.name).read_text(errors=errors)
+
+    def __exit__(self, *exc) -> None:
+        import os
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self._saved[0], 1)
+        os.dup2(self._saved[1], 2)
+        for fd in self._saved:
+            os.close(fd)
+        self._file.close()
+        os.unlink(self._file.name)
+
+
+def _first_error_line(text: str) -> str:
+    for line in text.splitlines():
+        if "error:" in line:
+            return " ".join(line.split("error:", 1)[1].split())[:300]
+    return ""
+
+
+def run_artifact(fmt: str, artifact: Path, x: np.ndarray, batch: int | None) -> np.ndarray:
+    """The artifact's outputs for ``x``, computed by its own runtime (not by Keras)."""
+    if fmt == "tf_saved_model":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(artifact))  # Kept: its functions need its variables.
+        return np.asarray(loaded.serve(x))
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+        return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
+    from ai_edge_litert.interpreter import Interpreter
+
+    with native_output_captured():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+        interpreter = Interpreter(model_path=str(artifact))
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    chunks = [x] if batch is None else [x[i : i + batch] for i in range(0, len(x), batch)]
+    if batch is None:
+        interpreter.resize_tensor_input(source["index"], x.shape)
+    interpreter.allocate_tensors()
+    outputs = []
+    for chunk in chunks:
+        interpreter.set_tensor(source["index"], chunk)
+        interpreter.invoke()
+        outputs.append(np.array(interpreter.get_tensor(target["index"])))
+    return np.concatenate(outputs)
+
+
+def compare(expected: np.ndarray, answers: np.ndarray) -> dict:
+    """How far the artifact's outputs are from Keras': the largest difference and, for a
+    classifier (several outputs per example), how many labels differ."""
+    if answers.shape != expected.shape:
+        raise UserError(f"the export gives outputs of shape {answers.shape}, Keras {expected.shape}")
+    report = {"largest_difference": float(np.max(np.abs(answers - expected)))}
+    if expected.ndim == 2 and expected.shape[1] > 1:
+        report["labels_differ"] = int(np.sum(answers.argmax(axis=1) != expected.argmax(axis=1)))
+    return report
+
+
+def scores_of_int8(graph, artifact: Path, x: np.ndarray, y: np.ndarray, batch: int | None) -> dict:
+    """The int8 model beside the float one on the whole test split: accuracy for a classifier,
+    the mean absolute error of the outputs otherwise."""
+    float_outputs = np.asarray(graph.predict(x, batch_size=256, verbose=0))
+    int8_outputs = run_artifact("litert", artifact, x, batch)
+    if float_outputs.ndim == 2 and float_outputs.shape[1] > 1:
+        labels = y.reshape(-1)
+        return {
+            "test_examples": len(labels),
+            "float_accuracy": float(np.mean(float_outputs.argmax(axis=1) == labels)),
+            "int8_accuracy": float(np.mean(int8_outputs.argmax(axis=1) == labels)),
+        }
+    target = y.reshape(float_outputs.shape)
+    return {
+        "test_examples": len(target),
+        "float_mean_absolute_error": float(np.mean(np.abs(float_outputs - target))),
+        "int8_mean_absolute_error": float(np.mean(np.abs(int8_outputs - target))),
+    }
+
+
+def size_of(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+
+
+def format_report(report: dict) -> str:
+    """The lines the command prints."""
+    lines = [f"exported {report['format']} to {report['path']} ({report['bytes'] / 2**20:.2f} MB)"]
+    if "quantized" in report:
+        lines.append(f"int8: {report['quantized']} (inputs and outputs stay float)")
+    agreement = f"checked on {report['examples']} examples of {report['data_source']}: largest difference "
+    agreement += f"{report['largest_difference']:.2e}"
+    if "labels_differ" in report:
+        same = report["examples"] - report["labels_differ"]
+        agreement += f", labels identical for {same} of {report['examples']}"
+    lines.append(agreement)
+    if "int8_accuracy" in report:
+        lines.append(
+            f"test accuracy on {report['test_examples']} examples: int8 {report['int8_accuracy']:.2%}, "
+            f"float {report['float_accuracy']:.2%}"
+        )
+    elif "int8_mean_absolute_error" in report:
+        lines.append(
+            f"mean absolute error on {report['test_examples']} test examples: int8 "
+            f"{report['int8_mean_absolute_error']:.6g}, float {report['float_mean_absolute_error']:.6g}"
+        )
+    if report["batch_size"] != "any":
+        lines.append(f"takes batches of {report['batch_size']} (its loop over time needs fixed shapes)")
+    return "\n".join(lines)
+
+
+def _first_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text[:300]
