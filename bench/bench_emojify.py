@@ -48,9 +48,9 @@ def load_model(
 ) -> tuple[keras.Model, object, str]:
     if model_arg is not None:
         # A trained run (an ensemble's, a distilled one), served as its config says.
-        from common import registry, workflow
+        from common import inference, registry
 
-        model, config, model_file = workflow.load_saved(
+        model, config, model_file = inference.load_saved(
             registry.get_project("emojify"), model_arg, ["data.path=", *(overrides or [])], announce=False
         )
         return model, config, f"model {shown(model_file.parent)}"

@@ -43,12 +43,12 @@ def measure(config_file: str | None, overrides: list[str], windows: int, epochs:
     project = registry.get_project("stock")
     config = workflow.resolve_config(project, config_file, overrides)
     keras.utils.set_random_seed(config.seed)
-    splits = project.module.load_data(config)
+    splits = project.functions.load_data(config)
     x_train, y_train = splits.train
     if len(x_train) < windows:
         raise UserError(f"only {len(x_train)} training windows; pass --windows {len(x_train)} or fewer")
     x_train, y_train = x_train[:windows], y_train[:windows]
-    model = project.module.build_model(config, splits)
+    model = project.functions.build_model(config, splits)
     batch_size = config.train.batch_size
     workflow.compile_model(model, config, steps_per_epoch=-(-windows // batch_size))
     warm_up = max(2 * batch_size, 32)

@@ -142,9 +142,9 @@ def measure(kind: str, project_name: str, settings: list[str]) -> dict:
     if kind == "plain":
         config = project.load_config(None, settings)
         devices.check(config)
-        splits = project.module.load_data(config, need_training=True)
+        splits = project.functions.load_data(config, need_training=True)
         keras.utils.set_random_seed(config.seed)
-        model = project.module.build_model(config, splits)
+        model = project.functions.build_model(config, splits)
         x_train, y_train = splits.train
         batch_size = config.train.batch_size
         workflow.compile_model(model, config, steps_per_epoch=-(-len(y_train) // batch_size))

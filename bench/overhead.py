@@ -39,7 +39,7 @@ SETTINGS = ["data.download_timeout=0", "train.early_stopping_patience=50", "trai
 
 def _plain_fit(project: registry.Project, config, splits) -> float:
     keras.utils.set_random_seed(config.seed)
-    model = project.module.build_model(config, splits)
+    model = project.functions.build_model(config, splits)
     x_train, y_train = splits.train
     steps = -(-len(y_train) // config.train.batch_size)
     workflow.compile_model(model, config, steps_per_epoch=steps)
@@ -67,7 +67,7 @@ def measure(repeats: int, epochs: int) -> dict:
     """Times both sides ``repeats`` times each, alternating; returns the medians and their ratio."""
     project = registry.get_project("mnist")
     config = project.load_config(None, [*SETTINGS, f"train.epochs={epochs}"])
-    splits = project.module.load_data(config)
+    splits = project.functions.load_data(config)
     saved_models_dir = os.environ.get("MODELS_DIR")
     plain, template = [], []
     try:

@@ -58,7 +58,7 @@ def measure(side: str, data: Path, variant: Path, epochs: int, workers: int | No
     config = project.load_config(variant, [f"data.path={data}", f"data.streaming={SIDES[side]}"])
     cached = emojify_data.cache_file(data, "folders", emojify_data.DEFAULT_CACHE_DIR).is_file()
     started = time.perf_counter()
-    splits = project.module.load_data(config, need_training=True)
+    splits = project.functions.load_data(config, need_training=True)
     batches = training_batches(config, splits, first_epoch=0)
     if workers and splits.streamed:
         batches.workers = workers

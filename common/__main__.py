@@ -186,9 +186,10 @@ def _build_parser() -> argparse.ArgumentParser:
     new.add_argument("name", help="the new project's name, a lowercase Python name")
     new.add_argument(
         "--like",
-        default="mnist",
-        choices=["mnist", "emojify", "stock"],
-        help="image classifier or series forecaster",
+        default="classifier",
+        metavar="TEMPLATE|PROJECT",
+        help="a template of common/templates/ (classifier, series) or a project, meaning the template "
+        "it is like (default: classifier)",
     )
 
     serve = commands.add_parser(
@@ -215,7 +216,7 @@ def _add_project_predict_arguments(parser: argparse.ArgumentParser, argv: list[s
     if len(argv) >= 2 and argv[0] == "predict" and argv[1] in registry.project_names():
         import_keras()  # The project's predict module imports Keras; quietly, before it does.
         project = registry.get_project(argv[1])
-        add_arguments = getattr(project.module, "add_predict_arguments", None)
+        add_arguments = project.functions.add_predict_arguments
         if add_arguments is not None:
             subparsers = next(
                 action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
@@ -268,9 +269,14 @@ def _own_arguments_end(argv: list[str]) -> int:
 
 def _run(options: argparse.Namespace) -> int:
     if options.command == "list":
-        # Reads folders and docstrings only: no project module, no Keras.
+        # Reads folders, declarations and docstrings only: no Keras. A broken project is one line
+        # among the others.
         for name in registry.project_names():
-            project = registry.get_project(name)
+            try:
+                project = registry.get_project(name)
+            except UserError as error:
+                print(f"{name:10} cannot be used: {error}")
+                continue
             configs = ", ".join(_display_path(path) for path in project.config_variants())
             print(f"{name:10} {project.summary()}\n{'':10} configs: {configs}")
         return 0
@@ -381,22 +387,22 @@ def _run(options: argparse.Namespace) -> int:
         print(_headline(project, metrics))
         print(f"run saved to {run_dir}")
         _promote_or_say_what_answers(project.name, run_dir, options.promote)
-        print(_details(metrics))
+        print(_details(project, metrics))
         return 0
 
     if options.command == "demo":
         # A demo checks for a display before it loads Keras and its model (through the
         # workflow, quietly), so "no display" is answered at once.
-        demo = getattr(project.module, "demo", None)
+        demo = project.functions.demo
         if demo is None:
             raise UserError(f"project '{project.name}' has no demo")
         return int(demo(options.args) or 0)
 
-    workflow = _workflow()
+    inference = _inference()
     if options.command == "evaluate":
-        metrics, out_dir = workflow.evaluate_saved(project, options.model, options.set, options.out)
+        metrics, out_dir = inference.evaluate_saved(project, options.model, options.set, options.out)
         print(_headline(project, metrics))
-        print(_details(metrics))
+        print(_details(project, metrics))
         print(f"metrics and plots written to {out_dir}")
         return 0
 
@@ -417,12 +423,12 @@ def _run(options: argparse.Namespace) -> int:
         print(_headline(project, metrics))
         print(f"ensemble saved to {run_dir}")
         _promote_or_say_what_answers(project.name, run_dir, options.promote)
-        print(_details(metrics))
+        print(_details(project, metrics))
         return 0
 
     if options.command == "predict":
-        results = workflow.predict_saved(project, options.inputs, options.model, options)
-        format_prediction = getattr(project.module, "format_prediction", None)
+        results = inference.predict_saved(project, options.inputs, options.model, options)
+        format_prediction = project.functions.format_prediction
         failed = 0
         for result in results:
             if "error" in result:
@@ -462,6 +468,14 @@ def _answering(project: str) -> str:
     return f"{project}: predict, evaluate, the demos and serve answer with the {described}"
 
 
+def _inference():
+    """Loading and answering with saved models (no training machinery), Keras imported quietly."""
+    import_keras()
+    from common import inference
+
+    return inference
+
+
 def _workflow():
     """The training and serving workflow, with Keras imported quietly first."""
     import_keras()
@@ -478,31 +492,26 @@ def _display_path(path: Path) -> str:
 def _headline(project, metrics: dict) -> str:
     """The headline score beside its trivial baseline, then the project's own report when it has
     one (stock's table of scores beside persistence, and its verdict)."""
-    from common.experiments import HEADLINE_MEANINGS, HEADLINES
-
+    metric, baseline, meaning = project.headline.metric, project.headline.baseline, project.headline.meaning
     lines = []
-    for metric, baseline in HEADLINES:
-        if _is_number(metrics.get(metric)):
-            line = f"{metric}: {metrics[metric]:.4f}"
-            if _is_number(metrics.get(baseline)):
-                line += f", against {metrics[baseline]:.4f} for the trivial baseline"
-                if "baseline_class" in metrics:
-                    line += f" (always answering {metrics['baseline_class']!r}, the most frequent class)"
-            elif metric in HEADLINE_MEANINGS:
-                line += f" ({HEADLINE_MEANINGS[metric]})"
-            lines.append(line)
-            break
-    format_report = getattr(project.module, "format_report", None)
+    if _is_number(metrics.get(metric)):
+        line = f"{metric}: {metrics[metric]:.4f}"
+        if baseline and _is_number(metrics.get(baseline)):
+            line += f", against {metrics[baseline]:.4f} for the trivial baseline"
+            if "baseline_class" in metrics:
+                line += f" (always answering {metrics['baseline_class']!r}, the most frequent class)"
+        elif meaning:
+            line += f" ({meaning})"
+        lines.append(line)
+    format_report = project.functions.format_report
     if format_report is not None:
         lines.append(format_report(metrics))
     return "\n".join(lines)
 
 
-def _details(metrics: dict) -> str:
+def _details(project, metrics: dict) -> str:
     """Every other number and word of ``metrics.json``, alphabetically, under a heading."""
-    from common.experiments import HEADLINES
-
-    shown = {key for pair in HEADLINES for key in pair if key}
+    shown = {project.headline.metric, project.headline.baseline}
     lines = ["details (metrics.json):"]
     for key, value in sorted(metrics.items()):
         if key in shown or isinstance(value, bool):

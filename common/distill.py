@@ -33,7 +33,7 @@ from common import ensemble, runs
 from common.backend import import_keras
 from common.config import Config
 from common.errors import UserError
-from common.registry import Project
+from common.project import Project
 
 keras = import_keras()
 

@@ -25,7 +25,7 @@ import keras
 from common import runs
 from common.config import Config
 from common.errors import UserError
-from common.registry import Project
+from common.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def build(project: Project, model_args: list[str], name: str | None, overrides: 
     """Averages the models of ``model_args`` (run folders, ``.keras`` files beside their config,
     ``pretrained``, ``latest``), saves the ensemble in a new run folder, scores it on the test
     split and returns the folder."""
-    from common import workflow  # Imports Keras' training side: only when an ensemble is made.
+    from common import inference  # Imports Keras: only when an ensemble is made.
 
     if len(model_args) < 2:
         raise UserError("an ensemble needs at least two models (run folders or .keras files)")
@@ -85,7 +85,7 @@ def build(project: Project, model_args: list[str], name: str | None, overrides: 
     config = project.load_config(found[0][1], overrides, check_paths=True)
     _check_overrides_keep_the_split(found[0][0], configs[0], config, overrides)
 
-    models = [workflow.load_model_file(model_file, compile=False) for model_file, _ in found]
+    models = [inference.load_model_file(model_file, compile=False) for model_file, _ in found]
     model = average(models, name=f"{project.name}_ensemble")
 
     run_dir = runs.new_run_dir(project.name, name or "ensemble")
@@ -94,7 +94,7 @@ def build(project: Project, model_args: list[str], name: str | None, overrides: 
         config.save(run_dir / runs.CONFIG_FILE)
         runs.save_model_atomically(model, run_dir / runs.MODEL_FILE)
         # Scored as `evaluate` scores any saved model, into the run folder.
-        metrics, _ = workflow.evaluate_saved(project, str(run_dir), out_dir=run_dir)
+        metrics, _ = inference.evaluate_saved(project, str(run_dir), out_dir=run_dir)
         metrics.pop("model")
         recorded = runs.read_metrics(found[0][0].parent).get("n_test")
         if recorded is not None and metrics.get("n_test") != recorded:

@@ -24,14 +24,8 @@ import pandas as pd
 from common import runs
 from common.config import read_toml
 from common.errors import UserError
-from common.registry import Project
+from common.project import Project
 
-# The score each kind of project is judged by, beside its trivial baseline.
-HEADLINES = (("test_accuracy", "baseline_accuracy"), ("rmse_ratio", None))
-# What a headline without a baseline beside it means.
-HEADLINE_MEANINGS = {
-    "rmse_ratio": 'the RMSE over that of persistence ("tomorrow = today"); below 1 beats persistence'
-}
 # Metrics for which a smaller number is better; `--sort` puts those first, others largest first.
 _SMALLER_IS_BETTER = ("loss", "rmse", "mae", "mape", "ratio", "seconds", "p_value")
 # A trial of `tune`: ``<time>-tune-<search>-<KerasTuner's trial id, from 0>``.
@@ -111,10 +105,10 @@ def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | Non
             row.update(metric="val_loss", value=float(val_loss))
             row["metrics"]["val_loss"] = float(val_loss)
         return row
-    for metric, baseline in HEADLINES:
-        if _is_number(metrics.get(metric)):
-            row.update(metric=metric, value=metrics[metric], baseline=metrics.get(baseline, 1.0))
-            break
+    headline = project.headline
+    if _is_number(metrics.get(headline.metric)):
+        baseline = metrics.get(headline.baseline) if headline.baseline else headline.baseline_value
+        row.update(metric=headline.metric, value=metrics[headline.metric], baseline=baseline)
     for key in ("data_source", "backend"):
         if not isinstance(row[key], (str, type(None))):
             return _unreadable_row(run_dir, f"{run_dir / runs.METRICS_FILE}: {key} is not text")

@@ -31,7 +31,7 @@ import numpy as np
 from common import runs
 from common.backend import import_keras
 from common.errors import UserError
-from common.registry import Project
+from common.project import Project
 
 keras = import_keras()
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def export(
         UserError: a format, option or dependency missing, a conversion that fails (naming what
             the format could not express), or an artifact that disagrees with Keras.
     """
-    from common import workflow
+    from common import inference
 
     check_request(fmt, quantize)
     if keras.backend.backend() != "tensorflow":
@@ -70,10 +70,10 @@ def export(
             "export runs under the TensorFlow backend: unset KERAS_BACKEND (a model trained under JAX or "
             "PyTorch loads there as it is)"
         )
-    model, config, model_file = workflow.load_saved(project, model_arg, overrides)
+    model, config, model_file = inference.load_saved(project, model_arg, overrides)
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to ..."
     graph = inference_graph(served_model(project, model, config))
-    splits = project.module.load_data(config, need_training=quantize is not None)
+    splits = project.functions.load_data(config, need_training=quantize is not None)
     x_test, y_test = splits.test
     x_test = np.asarray(x_test, dtype="float32")
     checked = x_test[:CHECKED_EXAMPLES]
@@ -140,7 +140,7 @@ def check_request(fmt: str, quantize: str | None) -> None:
 
 def served_model(project: Project, model, config):
     """The model as ``predict`` queries it: the project's serving views when it has them."""
-    serving = getattr(project.module, "serving_model", None)
+    serving = project.functions.serving_model
     return serving(model, config) if serving is not None else model
 
 

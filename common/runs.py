@@ -597,10 +597,9 @@ def describe_model(project: str, model_file: Path, chosen_by_default: bool = Fal
     else:
         kind = "model"
     facts = [f"data: {metrics['data_source']}"] if "data_source" in metrics else []
-    for key in ("test_accuracy", "rmse_ratio"):
-        if isinstance(metrics.get(key), (int, float)):
-            facts.append(f"recorded {key} {metrics[key]:.4f}")
-            break
+    key = _headline_metric(project)
+    if key is not None and isinstance(metrics.get(key), (int, float)):
+        facts.append(f"recorded {key} {metrics[key]:.4f}")
     lines = [f"{kind}: {short_path(model_file)}" + (f" ({'; '.join(facts)})" if facts else "")]
     latest = latest_run(project)
     if chosen_by_default and latest is not None and latest.resolve() != run_dir:
@@ -609,6 +608,16 @@ def describe_model(project: str, model_file: Path, chosen_by_default: bool = Fal
             f"(`python -m common promote {project} {latest.name}`) or named (--model latest)"
         )
     return lines
+
+
+def _headline_metric(project: str) -> str | None:
+    """The metric the project declares it is judged by; ``None`` for a name no project has."""
+    from common import registry
+
+    try:
+        return registry.get_project(project).headline.metric
+    except UserError:
+        return None
 
 
 def short_path(path: Path) -> str:

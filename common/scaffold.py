@@ -1,9 +1,11 @@
-"""``python -m common new NAME --like mnist|emojify|stock``: a fourth project in one command.
+"""``python -m common new NAME --like TEMPLATE|PROJECT``: a fourth project in one command.
 
 It writes ``projects/<name>/`` (config with comments, settings, data, model, evaluation beside a
-baseline, prediction, README) and ``tests/test_<name>.py`` from the templates in
-``common/templates/``: an image classifier (like mnist and emojify) that trains offline on the
-digits scikit-learn ships, or a series forecaster (like stock) on a generated series. Right after
+baseline, prediction, README) and ``tests/test_<name>.py`` from a template folder in
+``common/templates/``: ``classifier``, an image classifier that trains offline on the digits
+scikit-learn ships, or ``series``, a forecaster on a generated series. ``--like`` takes a
+template's name or a project's, meaning the template that project declares it is like
+(``Project(like=...)``). Right after
 it, ``make train-<name> ARGS=--promote``, ``predict``, ``runs`` and ``make test`` work; then the user replaces
 the data loader and the model with their own.
 """
@@ -18,18 +20,36 @@ import tempfile
 from pathlib import Path
 from string import Template
 
+from common import registry
 from common.errors import UserError
 from common.registry import PROJECTS_DIR, ROOT
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
-# Which template each existing project is like.
-KINDS = {"mnist": "classifier", "emojify": "classifier", "stock": "series"}
 # Short enough that every generated line stays within the house's 110 columns.
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,23}")
 
 
+def templates() -> list[str]:
+    """The template folders' names."""
+    return sorted(path.name for path in TEMPLATES_DIR.iterdir() if (path / "__init__.py.tmpl").is_file())
+
+
+def like_choices() -> dict[str, str]:
+    """What ``--like`` accepts: each template's name, and each project that declares a template,
+    mapped to that template."""
+    choices = {name: name for name in templates()}
+    for project in registry.project_names():
+        try:
+            like = registry.get_project(project).like
+        except UserError:
+            continue  # A half-written project of the user's is no model for a new one.
+        if like in choices and project not in choices:
+            choices[project] = like
+    return choices
+
+
 def create_project(
-    name: str, like: str = "mnist", projects_dir: Path = PROJECTS_DIR, tests_dir: Path = ROOT / "tests"
+    name: str, like: str = "classifier", projects_dir: Path = PROJECTS_DIR, tests_dir: Path = ROOT / "tests"
 ) -> list[Path]:
     """Writes a new project folder and its test file; returns the files written.
 
@@ -40,19 +60,20 @@ def create_project(
         raise UserError(
             f"new {name!r}: use a lowercase Python name of up to 24 letters, digits or _, e.g. new sensors"
         )
-    if like not in KINDS:
-        raise UserError(f"--like {like!r}: choose one of {', '.join(KINDS)}")
+    choices = like_choices()
+    if like not in choices:
+        raise UserError(f"--like {like!r}: choose one of {', '.join(choices)}")
     folder = projects_dir / name
     test_file = tests_dir / f"test_{name}.py"
     # lexists: a dangling symlink counts as taken, so nothing is ever written through one.
     taken = next((path for path in (folder, test_file) if os.path.lexists(path)), None)
     if taken is not None:
         raise UserError(f"new {name}: {taken} already exists; choose another name")
-    templates = TEMPLATES_DIR / KINDS[like]
+    template_dir = TEMPLATES_DIR / choices[like]
     values = {"name": name, "like": like, "title": name.replace("_", " ").capitalize()}
     rendered = {
         template.name.removesuffix(".tmpl"): Template(template.read_text()).substitute(values)
-        for template in sorted(templates.glob("*.tmpl"))
+        for template in sorted(template_dir.glob("*.tmpl"))
     }
     test_text = rendered.pop("test.py")
     # All or nothing: the project is written in a hidden folder beside its place and renamed into

@@ -2,10 +2,10 @@
 
 Each project's page and API route is the project's own ``predict`` behind a route: an upload is
 written to a private temporary file (its client-given name is never a path) and handed to
-``project.module.predict(model, [file], config, options)``, exactly as ``python -m common
+``project.functions.predict(model, [file], config, options)``, exactly as ``python -m common
 predict`` does, so the JSON is the same as ``predict --json`` and no preprocessing is written
 twice. Which route a project gets, what it uploads and which query parameters it takes come from
-its optional ``WEB_API`` (see :class:`common.registry.ProjectModule`).
+its declared ``web_api`` (see :class:`common.project.Project`).
 
 Each model is loaded once at start, by the same default-model rule as ``predict``
 (:func:`common.runs.default_model_dir`: the promoted run, else the shipped model). Model calls run
@@ -38,15 +38,13 @@ from starlette.exceptions import HTTPException
 
 from common import registry, runs
 from common.errors import UserError
-from common.registry import Project
+from common.project import Project
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 # A photo from a phone is a few megabytes; a drawing or a price CSV far less.
 MAX_UPLOAD_BYTES = 10 * 2**20
-# The metric shown beside each model, the first a project records (as describe_model picks it).
-SCORE_KEYS = ("test_accuracy", "rmse_ratio")
 PAGE_FILE = "page.html"
 
 
@@ -68,7 +66,8 @@ class ServedProject:
     def health(self) -> dict:
         """Which model answers, what it was trained on and its recorded test score."""
         metrics = runs.read_metrics(self.model_file.parent)
-        score = next(({"metric": key, "value": metrics[key]} for key in SCORE_KEYS if key in metrics), None)
+        key = self.project.headline.metric
+        score = {"metric": key, "value": metrics[key]} if key in metrics else None
         return {
             "model": _display(self.model_file),
             "described": runs.describe_model(self.project.name, self.model_file, chosen_by_default=True),
@@ -86,9 +85,8 @@ DEFAULT_WEB_API = {"verb": "predict", "upload": ".bin", "upload_required": True,
 
 
 def web_api(project: Project) -> dict:
-    """The project's ``WEB_API`` over the defaults: one required upload to ``/api/<name>/predict``."""
-    declared = getattr(project.module, "WEB_API", None) or {}
-    return {**DEFAULT_WEB_API, **declared}
+    """The declared ``web_api`` over the defaults: one required upload to ``/api/<name>/predict``."""
+    return {**DEFAULT_WEB_API, **project.served_api()}
 
 
 def load_projects(names: list[str] | None = None) -> tuple[dict[str, ServedProject], dict[str, str]]:
@@ -98,13 +96,13 @@ def load_projects(names: list[str] | None = None) -> tuple[dict[str, ServedProje
         ``(served, unavailable)``: the projects that have a model, and for each one that has
         none (or whose model cannot be loaded) the one-line reason.
     """
-    from common import workflow  # Imports Keras: only when a server is really started.
+    from common import inference  # Imports Keras: only when a server is really started.
 
     served, unavailable = {}, {}
     for name in names or registry.project_names():
-        project = registry.get_project(name)
         try:
-            model, config, model_file = workflow.load_saved(project, None, announce=False)
+            project = registry.get_project(name)
+            model, config, model_file = inference.load_saved(project, None, announce=False)
         except UserError as error:
             unavailable[name] = str(error)
             continue
@@ -267,7 +265,7 @@ def predict_upload(
         try:
             with item.lock:
                 # One call at a time per model; predict yields lazily, so it runs inside the lock.
-                results = list(item.project.module.predict(item.model, inputs, item.config, namespace))
+                results = list(item.project.functions.predict(item.model, inputs, item.config, namespace))
         except UserError as error:
             raise UserError(_renamed(str(error), inputs[0], shown_as) if inputs else str(error)) from None
         result = results[0]

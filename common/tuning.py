@@ -50,7 +50,7 @@ import tomli_w
 from common import runs
 from common.config import FREE_TABLES, Config, read_toml
 from common.errors import Interrupted, UserError
-from common.registry import Project
+from common.project import Project
 
 ALGORITHMS = ("random", "bayesian", "hyperband")
 OBJECTIVE = "val_loss"

@@ -15,8 +15,6 @@ import signal
 import sys
 import threading
 import time
-import zipfile
-from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,13 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from common import checkpoints, devices, distill, images, plots, registry, runs, tracking
+from common import checkpoints, devices, distill, plots, runs, tracking
 from common.backend import import_keras
 from common.batches import ShuffledBatches
 from common.config import Config, training_seed
 from common.data import FileList, Splits
 from common.errors import Interrupted, UserError
-from common.registry import Project
+from common.inference import load_model_file
+from common.project import Project
 from common.streaming import StreamedBatches, validation_batches
 
 # Every module that needs Keras imports it after this one, so its start-up lines are filtered once.
@@ -276,7 +275,7 @@ def _train_in(
     # The data is drawn from the top-level seed, training from train.seed: independent networks
     # (train.seed apart) see the same split even where a project's loader draws from global state.
     keras.utils.set_random_seed(config.seed)
-    splits: Splits = project.module.load_data(config, need_training=True)
+    splits: Splits = project.functions.load_data(config, need_training=True)
     if distill.distilling(config):
         distill.check_split_sizes(config, splits.sizes())
     seed = training_seed(config)
@@ -290,7 +289,7 @@ def _train_in(
     log.info("run folder: %s", run_dir)
     first_epoch = progress["epochs_done"] if progress else 0
     x_train, y_train = splits.train
-    project_batches = getattr(project.module, "training_batches", None)
+    project_batches = project.functions.training_batches
     if project_batches is not None:
         batches = project_batches(config, splits, first_epoch)
     elif splits.streamed:
@@ -315,7 +314,7 @@ def _train_in(
             model = distill.student_of(load_model_file(start, compile=False))
             log.info("starting from the weights of %s", start)
         else:
-            model = project.module.build_model(config, splits)
+            model = project.functions.build_model(config, splits)
             devices.check_output_dtype(model, placement.precision)
         model = distill.wrap(model, config)
         compile_model(model, config, steps_per_epoch=len(batches))
@@ -358,7 +357,7 @@ def _train_in(
         # JAX spreads the model's arrays over the devices (on a cluster, over other processes' too),
         # and splits only batches of a multiple of them: the evaluation uses a local copy.
         model = devices.local_model(run_dir / runs.MODEL_FILE)
-    metrics = project.module.evaluate(model, splits, config, run_dir)
+    metrics = project.functions.evaluate(model, splits, config, run_dir)
     epochs_run = len(pd.read_csv(run_dir / checkpoints.HISTORY_FILE))
     metrics.update(
         data_source=splits.source,
@@ -486,143 +485,3 @@ def _fit_verbosity() -> int:
     if not log.isEnabledFor(logging.INFO):
         return 0
     return 1 if sys.stdout.isatty() else 2
-
-
-def load_saved(
-    project: Project,
-    model_arg: str | None,
-    overrides: list[str] | None = None,
-    need_data: bool = False,
-    announce: bool = True,
-):
-    """Loads a saved model and the config it was trained with (plus ``--set`` overrides).
-
-    ``need_data`` checks that ``data.path`` exists (evaluation reads it; prediction does not).
-    ``announce`` logs which model answers (see :func:`common.runs.describe_model`).
-
-    Returns:
-        ``(model, config, model_file)``.
-    """
-    model_file, config_file = runs.resolve_model(project.name, model_arg)
-    try:
-        config = project.load_config(config_file, overrides, check_paths=need_data)
-    except UserError:
-        _raise_if_foreign(project, config_file, model_file)
-        raise
-    if announce:
-        for line in runs.describe_model(project.name, model_file, chosen_by_default=model_arg is None):
-            log.info("%s", line)
-    # Without the optimizer, loss and metrics: answering needs none of them, and a compile config
-    # saved under another backend may import that backend (PyTorch's, when a model trained under it
-    # is loaded under TensorFlow, crashed the process).
-    return load_model_file(model_file, compile=False), config, model_file
-
-
-# A .keras file is a zip archive: its config.json and metadata.json describe the layers (a few
-# hundred kilobytes for large models), its weights file holds the numbers. Sizes are checked from
-# the archive's directory before anything is unpacked, so a crafted file cannot fill the memory.
-MAX_MODEL_JSON_BYTES = 64 * 2**20
-MAX_MODEL_BYTES = 16 * 2**30
-
-
-def load_model_file(model_file: Path, compile: bool = True) -> keras.Model:
-    """Loads a ``.keras`` file in Keras' safe mode, after checking its unpacked sizes; any
-    refusal or corruption is one line."""
-    try:
-        with zipfile.ZipFile(model_file) as archive:
-            entries = archive.infolist()
-    except (zipfile.BadZipFile, OSError) as error:
-        raise UserError(f"{model_file}: not a Keras model file ({error})") from None
-    for entry in entries:
-        if entry.filename.endswith(".json") and entry.file_size > MAX_MODEL_JSON_BYTES:
-            raise UserError(
-                f"{model_file}: its {entry.filename} unpacks to {entry.file_size / 2**20:,.0f} MB "
-                f"(a model's is well under {MAX_MODEL_JSON_BYTES // 2**20} MB); refused"
-            )
-    if sum(entry.file_size for entry in entries) > MAX_MODEL_BYTES:
-        raise UserError(f"{model_file}: unpacks to over {MAX_MODEL_BYTES // 2**30} GB; refused")
-    try:
-        model = keras.saving.load_model(model_file, compile=compile, safe_mode=True)
-    except Exception as error:  # Keras raises several types for a corrupt or foreign file.
-        message = " ".join(str(error).split())
-        if "safe_mode" in message or "unsafe" in message.lower():
-            raise UserError(
-                f"{model_file}: refused: it stores Python code (e.g. a Lambda layer) that loading "
-                "would run; rebuild the model without it, or load it yourself if you trust its source"
-            ) from None
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"could not load model {model_file}: {first[:300]}") from None
-    if getattr(model, "compiled", False) and keras.backend.backend() == "torch":
-        # A model compiled under JAX saves jit_compile=True (JAX's default). Under PyTorch that means
-        # torch.compile, which recompiles for every new input shape; PyTorch's own default is eager.
-        model.jit_compile = False
-    return model
-
-
-def _raise_if_foreign(project: Project, config_file: Path | None, model_file: Path) -> None:
-    """A model whose saved config fits another project's schema is that project's model: say so
-    instead of naming the first config key this project does not know."""
-    if config_file is None:
-        return
-    for name in registry.project_names():
-        if name == project.name:
-            continue
-        try:
-            registry.get_project(name).load_config(config_file, check_paths=False)
-        except UserError:
-            continue
-        raise UserError(
-            f"{model_file} is a model of the {name} project, not of {project.name}; "
-            f"use `python -m common <command> {name} --model ...`"
-        )
-
-
-def evaluate_saved(
-    project: Project,
-    model_arg: str | None,
-    overrides: list[str] | None = None,
-    out_dir: Path | None = None,
-) -> tuple[dict, Path]:
-    """Scores a saved model on the test split of the configured data.
-
-    Results go to a new folder, ``models/<project>/evaluations/<timestamp>/`` by default, so
-    evaluating never overwrites the metrics a run was saved with.
-    """
-    model, config, model_file = load_saved(project, model_arg, overrides, need_data=True)
-    splits: Splits = project.module.load_data(config, need_training=False)
-    trained_on = runs.read_metrics(model_file.parent)
-    if splits.stand_in and trained_on.get("data_source") and not trained_on.get("stand_in_data"):
-        # A stand-in (an offline sample of the real dataset's own training examples, generated
-        # data) says nothing of a model trained on the real data: its score is no test score.
-        raise UserError(
-            f"{runs.short_path(model_file)} was trained on {trained_on['data_source']}; scoring it on the "
-            f"stand-in {splits.source} would not measure it on unseen data. Give the real data with --set "
-            f"data.path=..., or score a run trained on the stand-in with --model latest"
-        )
-    log.info("data: %s (n_test=%d)", splits.source, len(splits.test[1]))
-    if out_dir is None:
-        out_dir = runs.new_run_dir(f"{project.name}/evaluations")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = project.module.evaluate(model, splits, config, out_dir)
-    metrics.update(
-        data_source=splits.source, stand_in_data=splits.stand_in, **splits.sizes(), model=str(model_file)
-    )
-    runs.write_json(metrics, out_dir / runs.METRICS_FILE)
-    return metrics, out_dir
-
-
-def predict_saved(project: Project, inputs: list[str], model_arg: str | None, options: Any) -> Iterable[dict]:
-    """Runs a saved model on raw inputs through the project's own preprocessing, one result per
-    input as it is ready (an unreadable input gives ``{"input", "error"}``)."""
-    inputs = images.expand_folders(inputs)
-    model, config, model_file = load_saved(project, model_arg, getattr(options, "set", None), announce=False)
-    announcement = runs.describe_model(project.name, model_file, chosen_by_default=model_arg is None)
-    # Said once the model has answered something: an input that could not be read gets its
-    # one error line and nothing else.
-    announced = False
-    for result in project.module.predict(model, inputs, config, options):
-        if "error" not in result and not announced:
-            for line in announcement:
-                log.info("%s", line)
-            announced = True
-        yield result

@@ -295,13 +295,13 @@ def test_several_photos_with_an_image_file_name_for_out_is_an_error(tmp_path, cl
 def test_predict_reads_each_photo_only_when_its_turn_comes(tmp_path):
     """A thousand phone photos take the memory of one: the second file is not read before the
     first is answered (here it is deleted in between, and reported missing, not pre-loaded)."""
-    from common import registry, workflow
+    from common import inference, registry
 
     first, second = _digit_one(tmp_path), tmp_path / "second.png"
     shutil.copy(first, second)
     project = registry.get_project("emojify")
     options = argparse.Namespace(out=None, whole=True, set=[])
-    results = workflow.predict_saved(project, [str(first), str(second)], "pretrained", options)
+    results = inference.predict_saved(project, [str(first), str(second)], "pretrained", options)
     assert "faces" in next(results)
     second.unlink()
     assert "no such file" in next(results)["error"]
@@ -325,14 +325,14 @@ def test_predict_says_why_the_shipped_model_answers_only_when_it_was_not_named(
         f"recorded test_accuracy {recorded['test_accuracy']:.4f})"
     )
     assert main(["predict", "mnist", str(digit), "--json"]) == 0
-    assert [record.getMessage() for record in caplog.records if record.name == "common.workflow"] == [
+    assert [record.getMessage() for record in caplog.records if record.name == "common.inference"] == [
         f"shipped model (no run promoted): {shipped}",
         f"the newest run {newer.name} answers only when promoted "
         f"(`python -m common promote mnist {newer.name}`) or named (--model latest)",
     ]
     caplog.clear()
     assert main(["predict", "mnist", str(digit), "--json", "--model", "pretrained"]) == 0
-    assert [record.getMessage() for record in caplog.records if record.name == "common.workflow"] == [
+    assert [record.getMessage() for record in caplog.records if record.name == "common.inference"] == [
         f"shipped model: {shipped}"
     ]
 

@@ -112,7 +112,7 @@ def test_every_config_of_every_project_is_valid(config_file):
     for key in ("seed", "train.epochs", "train.batch_size", "train.learning_rate", "data.path"):
         config.get(key)
     project = registry.get_project(config_file.parent.name)
-    validate = getattr(project.module, "validate_config", None)
+    validate = project.functions.validate_config
     if validate is not None:
         validate(config)
 

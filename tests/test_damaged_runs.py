@@ -4,6 +4,7 @@ name the unreadable one; a lock whose process id was reused is stale."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -147,13 +148,13 @@ def test_a_damaged_last_checkpoint_leaves_the_best_one_to_continue_from(interrup
 def test_a_bug_during_a_resume_leaves_the_run_resumable_not_failed(interrupted, models_dir, cli):
     import projects.points_fixture as toy
 
-    evaluate = toy.evaluate
-    toy.evaluate = lambda *args: 1 / 0
+    declared = toy.PROJECT
+    toy.PROJECT = dataclasses.replace(declared, evaluate=lambda *args: 1 / 0)
     try:
         with pytest.raises(ZeroDivisionError):
             cli("train", TOY, "--resume", str(interrupted))
     finally:
-        toy.evaluate = evaluate
+        toy.PROJECT = declared
     assert runs.run_state(interrupted) == runs.INTERRUPTED
     resumed = cli("train", TOY, "--resume", str(interrupted))
     assert resumed.code == 0, resumed.stderr

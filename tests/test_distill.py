@@ -64,7 +64,7 @@ def test_a_student_is_trained_on_the_labels_and_the_teachers_softened_probabilit
     settings = ("train.epochs=3", "distill.alpha=0.25", "distill.temperature=2.0")
     student_dir, history = train(curves, f"distill.teacher={json.dumps(str(teacher_dir))}", *settings)
 
-    x, y = curves.module.load_data(curves.load_config(), need_training=True).validation
+    x, y = curves.functions.load_data(curves.load_config(), need_training=True).validation
     student, teacher = probabilities(student_dir / runs.MODEL_FILE, x), probabilities(teacher_file, x)
     labels_loss = float(-np.mean(np.log(student[np.arange(len(y)), y])))
     t_log, s_log = softened_log(teacher, 2.0), softened_log(student, 2.0)

@@ -120,7 +120,7 @@ def test_an_export_answers_as_the_keras_model_in_its_own_runtime(trained, cli, t
 
     # Checked here again, independently: raw inputs of the project's test split in, the same
     # answers out as Keras gives (preprocessing and serving views are inside the artifact).
-    splits = registry.get_project(project).module.load_data(
+    splits = registry.get_project(project).functions.load_data(
         registry.get_project(project).load_config(
             run_dir / runs.CONFIG_FILE, [a for a in data if a != "--set"]
         ),

@@ -43,6 +43,7 @@ import numpy as np
 
 from common.classification import evaluate_classifier
 from common.data import Splits
+from common.project import Headline, Project
 
 FAIL_DURING_FIT = False
 
@@ -73,6 +74,10 @@ def predict(model, inputs, config, options):
     values = np.array([[float(value)] for value in inputs], dtype="float32")
     return [{"input": value, "label": int(label)}
             for value, label in zip(inputs, model.predict(values, verbose=0).argmax(axis=1))]
+
+
+PROJECT = Project(headline=Headline("test_accuracy", baseline="baseline_accuracy"), load_data=load_data,
+                  build_model=build_model, evaluate=evaluate, predict=predict)
 '''
 
 
@@ -97,7 +102,97 @@ def test_registry_lists_the_shipped_projects():
         project = registry.get_project(name)
         assert project.default_config.is_file()
         for function in ("load_data", "build_model", "evaluate", "predict"):
-            assert callable(getattr(project.module, function))
+            assert callable(getattr(project.functions, function))
+
+
+def test_a_project_declares_its_functions_and_hooks_in_one_place(toy_project):
+    """``PROJECT`` names the functions; a hook it leaves out is ``None``, not probed for."""
+    project = registry.get_project(TOY)
+    assert project.name == TOY and project.folder == toy_project
+    assert project.functions.load_data.__module__ == f"projects.{TOY}"
+    assert project.functions.demo is None and project.functions.serving_model is None
+    for shipped in ("mnist", "emojify", "stock"):
+        declared = registry.get_project(shipped)
+        assert declared.functions.validate_config.__module__ == f"projects.{shipped}.settings"
+        assert declared.functions.predict.__module__ == f"projects.{shipped}.predict"
+    assert registry.get_project("stock").functions.training_batches is None
+    assert registry.get_project("emojify").functions.training_batches.__module__ == "projects.emojify.augment"
+
+
+def _broken_project(toy_project, source: str) -> None:
+    (toy_project / "__init__.py").write_text(textwrap.dedent(source))
+    sys.modules.pop(f"projects.{TOY}", None)
+
+
+def test_a_project_that_declares_nothing_is_one_line(toy_project, cli):
+    _broken_project(
+        toy_project,
+        '''"""No declaration."""
+def load_data(config, need_training=True):
+    return None
+''',
+    )
+    assert_one_line_error(cli("train", TOY), f"project '{TOY}'", "declares no `PROJECT = Project(...)`")
+
+
+def test_a_declared_module_that_does_not_exist_is_one_line(toy_project, cli):
+    _broken_project(
+        toy_project,
+        '''"""A declaration naming a data.py that is not there."""
+from common.project import Headline, Project
+
+PROJECT = Project(headline=Headline("test_accuracy"), load_data="data:load_data", build_model="model:build",
+                  evaluate="evaluate:evaluate", predict="predict:predict")
+''',
+    )
+    assert_one_line_error(
+        cli("train", TOY), "load_data='data:load_data'", f"projects/{TOY}/data.py does not exist"
+    )
+
+
+def test_a_declared_function_its_module_lacks_is_one_line(toy_project, cli):
+    (toy_project / "data.py").write_text("def read():\n    return None\n")
+    _broken_project(
+        toy_project,
+        '''"""A declaration naming a function data.py does not define."""
+from common.project import Headline, Project
+
+PROJECT = Project(headline=Headline("test_accuracy"), load_data="data:load_data", build_model="data:read",
+                  evaluate="data:read", predict="data:read")
+''',
+    )
+    assert_one_line_error(cli("train", TOY), f"projects/{TOY}/data.py defines no load_data")
+    sys.modules.pop(f"projects.{TOY}.data", None)
+
+
+def test_a_project_whose_init_cannot_be_imported_is_one_line(toy_project, cli):
+    _broken_project(toy_project, "import no_such_module_anywhere\n")
+    assert_one_line_error(
+        cli("train", TOY), f"projects/{TOY}/__init__.py cannot be imported", "no_such_module"
+    )
+    listed = cli("list")  # the other projects are still listed, the broken one marked
+    assert listed.code == 0 and "mnist " in listed.stdout
+    assert f"{TOY:10} cannot be used: project '{TOY}': projects/{TOY}/__init__.py" in listed.stdout
+
+
+def test_runs_and_training_show_the_headline_the_project_declares(toy_project, models_dir, cli):
+    """No metric name is built into ``common``: a project judged by its baseline's accuracy (an odd
+    choice, but its own) is shown by it."""
+    _broken_project(
+        toy_project,
+        TOY_PROJECT.replace(
+            'Headline("test_accuracy", baseline="baseline_accuracy")',
+            'Headline("baseline_accuracy", meaning="how often the majority class is right")',
+        ),
+    )
+    result = cli("train", TOY, "--set", "train.epochs=1")
+    assert result.code == 0, result.stderr
+    metrics = json.loads((runs.latest_run(TOY) / runs.METRICS_FILE).read_text())
+    headline = (
+        f"baseline_accuracy: {metrics['baseline_accuracy']:.4f} (how often the majority class is right)"
+    )
+    assert result.stdout.splitlines()[0] == headline
+    assert f"baseline_accuracy {metrics['baseline_accuracy']:.4f}" in cli("runs", TOY).stdout
 
 
 def test_unknown_project_is_a_one_line_error(cli):

@@ -303,33 +303,33 @@ def _tiny_model_file(path: Path) -> Path:
 def test_a_model_files_unpacked_sizes_are_refused_just_over_their_limits(tmp_path, monkeypatch):
     """The limits are 64 MB for any of its JSON files, 16 GB in all; here lowered to a tiny model
     file's own sizes: at them it loads, a byte under them it is refused in one line."""
-    from common import workflow
+    from common import inference
     from common.errors import UserError
 
-    assert (workflow.MAX_MODEL_JSON_BYTES, workflow.MAX_MODEL_BYTES) == (67_108_864, 17_179_869_184)
+    assert (inference.MAX_MODEL_JSON_BYTES, inference.MAX_MODEL_BYTES) == (67_108_864, 17_179_869_184)
     model_file = _tiny_model_file(tmp_path / "model.keras")
     with zipfile.ZipFile(model_file) as archive:
         sizes = {entry.filename: entry.file_size for entry in archive.infolist()}
     json_name, json_size = max(((n, s) for n, s in sizes.items() if n.endswith(".json")), key=lambda x: x[1])
 
-    monkeypatch.setattr(workflow, "MAX_MODEL_JSON_BYTES", json_size)
-    monkeypatch.setattr(workflow, "MAX_MODEL_BYTES", sum(sizes.values()))
-    assert [w.shape for w in workflow.load_model_file(model_file).get_weights()] == [(1, 2), (2,)]
-    monkeypatch.setattr(workflow, "MAX_MODEL_JSON_BYTES", json_size - 1)
+    monkeypatch.setattr(inference, "MAX_MODEL_JSON_BYTES", json_size)
+    monkeypatch.setattr(inference, "MAX_MODEL_BYTES", sum(sizes.values()))
+    assert [w.shape for w in inference.load_model_file(model_file).get_weights()] == [(1, 2), (2,)]
+    monkeypatch.setattr(inference, "MAX_MODEL_JSON_BYTES", json_size - 1)
     with pytest.raises(UserError) as refused:
-        workflow.load_model_file(model_file)
+        inference.load_model_file(model_file)
     assert str(refused.value) == (
         f"{model_file}: its {json_name} unpacks to 0 MB (a model's is well under 0 MB); refused"
     )
-    monkeypatch.setattr(workflow, "MAX_MODEL_JSON_BYTES", json_size)
-    monkeypatch.setattr(workflow, "MAX_MODEL_BYTES", sum(sizes.values()) - 1)
+    monkeypatch.setattr(inference, "MAX_MODEL_JSON_BYTES", json_size)
+    monkeypatch.setattr(inference, "MAX_MODEL_BYTES", sum(sizes.values()) - 1)
     with pytest.raises(UserError) as refused:
-        workflow.load_model_file(model_file)
+        inference.load_model_file(model_file)
     assert str(refused.value) == f"{model_file}: unpacks to over 0 GB; refused"
 
 
 def test_a_model_file_that_fails_to_load_for_another_reason_says_so_not_that_it_holds_code(tmp_path):
-    from common import workflow
+    from common import inference
     from common.errors import UserError
 
     model_file = _tiny_model_file(tmp_path / "model.keras")
@@ -340,7 +340,7 @@ def test_a_model_file_that_fails_to_load_for_another_reason_says_so_not_that_it_
         for name, data in members.items():
             archive.writestr(name, data)
     with pytest.raises(UserError) as error:
-        workflow.load_model_file(model_file)
+        inference.load_model_file(model_file)
     message = str(error.value)
     assert message.startswith(f"could not load model {model_file}: ") and "NoSuchLayerAnywhere" in message
     assert "\n" not in message and "Python code" not in message

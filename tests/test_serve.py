@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
+from common.project import Headline
 from tests.conftest import ROOT
 
 pytest.importorskip("fastapi")
@@ -288,7 +289,8 @@ def test_model_calls_leave_the_server_free_and_take_turns(tmp_path):
         name="slow",
         folder=tmp_path,
         summary=lambda: "a slow model",
-        module=SimpleNamespace(predict=slow_predict),
+        functions=SimpleNamespace(predict=slow_predict),
+        headline=Headline("test_accuracy"),
     )
     item = serve.ServedProject(project, None, None, tmp_path / "model.keras", dict(serve.DEFAULT_WEB_API))
     with running(serve.create_app({"slow": item})) as address:
@@ -486,7 +488,11 @@ def _served(tmp_path: Path, name: str, predict) -> dict:
     from common import serve
 
     project = SimpleNamespace(
-        name=name, folder=tmp_path, summary=lambda: f"{name} model", module=SimpleNamespace(predict=predict)
+        name=name,
+        folder=tmp_path,
+        summary=lambda: f"{name} model",
+        functions=SimpleNamespace(predict=predict),
+        headline=Headline("test_accuracy"),
     )
     return {
         name: serve.ServedProject(project, None, None, tmp_path / "model.keras", dict(serve.DEFAULT_WEB_API))

@@ -4,6 +4,7 @@ here from the run's recorded losses or by hand, never read back from the code un
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import textwrap
@@ -59,6 +60,7 @@ import keras
 import numpy as np
 
 from common.data import Splits
+from common.project import Headline, Project
 
 
 def points(config, seed, flip):
@@ -86,6 +88,10 @@ def evaluate(model, splits, config, out_dir):
 
 def predict(model, inputs, config, options):
     return []
+
+
+PROJECT = Project(headline=Headline("test_accuracy", baseline="baseline_accuracy"), load_data=load_data,
+                  build_model=build_model, evaluate=evaluate, predict=predict)
 '''
 
 
@@ -120,7 +126,7 @@ def validation_loss(model_file, project) -> float:
     import keras
 
     kernel, bias = keras.saving.load_model(model_file, compile=False).get_weights()
-    x, y = project.module.load_data(project.load_config(), need_training=True).validation
+    x, y = project.functions.load_data(project.load_config(), need_training=True).validation
     logits = x.astype(np.float64) @ kernel.astype(np.float64) + bias
     log_p = logits - logits.max(axis=1, keepdims=True)
     log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
@@ -270,7 +276,7 @@ def test_train_seed_draws_the_weights_and_batches_but_not_the_split(curves, monk
 
     from common.batches import ShuffledBatches
 
-    load = curves.module.load_data
+    load = curves.functions.load_data
     seen: dict[str, list] = {"draws": [], "seeds": []}
 
     def load_drawing_from_global_state(config, need_training=True):
@@ -283,11 +289,11 @@ def test_train_seed_draws_the_weights_and_batches_but_not_the_split(curves, monk
         seen["seeds"].append(seed)
         made(self, x, y, batch_size, seed, *args, **kwargs)
 
-    monkeypatch.setattr(curves.module, "load_data", load_drawing_from_global_state)
+    drawing = dataclasses.replace(curves, load_data=load_drawing_from_global_state)
     monkeypatch.setattr(ShuffledBatches, "__init__", record_seed)
     weights = {}
     for train_seed in (-1, 3, 11):
-        run_dir, _ = train(curves, "train.epochs=2", f"train.seed={train_seed}")
+        run_dir, _ = train(drawing, "train.epochs=2", f"train.seed={train_seed}")
         weights[train_seed] = keras.saving.load_model(run_dir / "model.keras").get_weights()
     assert seen["draws"] == [seen["draws"][0]] * 3  # the data saw the top-level seed's state each time
     assert seen["seeds"] == [3, 3, 11]  # the top-level seed is 3

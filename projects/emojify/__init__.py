@@ -1,5 +1,24 @@
 """Emotions to emoji: a CNN on FER2013 faces, reading faces in photos and from a webcam.
 
-Its functions live in the conventional modules (data.py, model.py, evaluate.py, predict.py,
-demo.py, settings.py), where ``common.registry`` finds and imports them only when needed.
+What the project supplies to ``common`` (see common/project.py); each module is imported only
+when one of its functions is first needed.
 """
+
+from common.project import Headline, Project
+
+PROJECT = Project(
+    headline=Headline("test_accuracy", baseline="baseline_accuracy"),
+    load_data="data:load_data",
+    build_model="model:build_model",
+    evaluate="evaluate:evaluate",
+    predict="predict:predict",
+    format_prediction="predict:format_prediction",
+    format_report="evaluate:format_report",
+    add_predict_arguments="predict:add_predict_arguments",
+    validate_config="settings:validate_config",
+    demo="demo:demo",
+    training_batches="augment:training_batches",
+    serving_model="model:serving_model",
+    web_api="predict:WEB_API",
+    like="classifier",
+)

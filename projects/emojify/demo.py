@@ -104,12 +104,12 @@ def demo(argv: list[str]) -> int:
     photo = read_image(options.image, mode="RGB") if options.image else None
     root = open_tk_window("the emoji window", "python -m common predict emojify PHOTO --out annotated.png")
 
-    from common import registry, workflow
+    from common import inference, registry
     from projects.emojify.predict import FaceReader
 
     capture = None
     try:
-        model, config, model_file = workflow.load_saved(registry.get_project("emojify"), options.model)
+        model, config, model_file = inference.load_saved(registry.get_project("emojify"), options.model)
         reader = FaceReader.from_config(model, config)
         synthetic = trained_on_synthetic(model_file, config)
         notice = SYNTHETIC_NOTICE if synthetic else ""

@@ -114,11 +114,11 @@ def demo(argv: list[str]) -> int:
     options = parser.parse_args(argv)
     root = open_tk_window("the drawing pad", "python -m common predict mnist IMAGE")
 
-    from common import registry, workflow
+    from common import inference, registry
     from projects.mnist.predict import classify_digits
     from projects.mnist.preprocess import to_mnist
 
-    model, _, model_file = workflow.load_saved(registry.get_project("mnist"), options.model)
+    model, _, model_file = inference.load_saved(registry.get_project("mnist"), options.model)
 
     def classify(pixels: np.ndarray) -> np.ndarray:
         return classify_digits(model, to_mnist(pixels)[None])[0]

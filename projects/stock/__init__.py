@@ -1,5 +1,26 @@
 """Daily stock prices: an LSTM forecasting the next day, scored beside persistence (tomorrow = today).
 
-Its functions live in the conventional modules (data.py, model.py, evaluate.py, predict.py,
-demo.py, settings.py), where ``common.registry`` finds and imports them only when needed.
+What the project supplies to ``common`` (see common/project.py); each module is imported only
+when one of its functions is first needed.
 """
+
+from common.project import Headline, Project
+
+PROJECT = Project(
+    headline=Headline(
+        "rmse_ratio",
+        meaning='the RMSE over that of persistence ("tomorrow = today"); below 1 beats persistence',
+        baseline_value=1.0,
+    ),
+    load_data="data:load_data",
+    build_model="model:build_model",
+    evaluate="evaluate:evaluate",
+    predict="predict:predict",
+    format_prediction="predict:format_prediction",
+    format_report="evaluate:format_report",
+    add_predict_arguments="predict:add_predict_arguments",
+    validate_config="settings:validate_config",
+    demo="demo:demo",
+    web_api="predict:WEB_API",
+    like="series",
+)

@@ -28,13 +28,13 @@ def demo(argv: list[str]) -> int:
     parser.add_argument("--no-show", action="store_true", help="only save the PNG, open no window")
     options = parser.parse_args(argv)
 
-    from common import registry, runs, workflow
+    from common import inference, registry, runs
     from projects.stock.data import load_series, make_splits
     from projects.stock.evaluate import one_step_prices
     from projects.stock.plots import MODEL_COLOR, draw_against_persistence, draw_forecast_difference
     from projects.stock.predict import forecast_prices
 
-    model, config, model_file = workflow.load_saved(registry.get_project("stock"), options.model)
+    model, config, model_file = inference.load_saved(registry.get_project("stock"), options.model)
     series = load_series(config, options.input)
     splits = make_splits(series, config)
     test_days = splits.info["days"]["test"]

@@ -1,0 +1,254 @@
+"""The contract between ``common`` and a project: one ``PROJECT = Project(...)`` per project.
+
+Each ``projects/<name>/__init__.py`` declares what the project supplies, in one place::
+
+    PROJECT = Project(
+        headline=Headline("test_accuracy", baseline="baseline_accuracy"),
+        load_data="data:load_data",          # projects/<name>/data.py, function load_data
+        build_model="model:build_model",
+        evaluate="evaluate:evaluate",
+        predict="predict:predict",
+        format_prediction="predict:format_prediction",   # optional hooks: leave out what you lack
+    )
+
+A function is named as ``"module:function"`` inside the project's package (imported on first use,
+so ``list``, ``--help`` and config checks never import Keras), or given as the function itself
+(a one-file project). :class:`ProjectFunctions` lists every function and hook with its signature;
+``project.functions`` gives them, an undeclared optional hook being ``None``. This module imports
+nothing heavy: a project's ``__init__.py`` imports it and nothing else.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from common.config import Config, load_config
+from common.errors import UserError
+
+# A function: "module:function" in the project's package, or the function itself.
+FunctionRef = str | Callable[..., Any]
+
+
+class ProjectFunctions(Protocol):
+    """Every function a project can supply; the first four are required, the others optional
+    (``None`` when the project does not declare them).
+
+    ``load_data(config, need_training=True) -> common.data.Splits``
+        The train / validation / test splits and where they came from. With
+        ``need_training=False`` only the test split is needed (for ``evaluate``).
+    ``build_model(config, splits) -> keras.Model``
+        An uncompiled model, preprocessing layers inside; the workflow compiles it.
+    ``evaluate(model, splits, config, out_dir) -> dict``
+        The task's metrics beside its trivial baseline, with its plots written to ``out_dir``.
+    ``predict(model, inputs, config, options) -> Iterable[dict]``
+        Raw inputs (file paths) to one JSON-ready result each, in order. An input that cannot
+        be read gives ``{"input": ..., "error": "..."}`` (see :func:`common.errors.per_input`)
+        so the other inputs are still answered.
+    ``format_prediction(result) -> str``
+        One human-readable line for a result; JSON is printed otherwise.
+    ``format_report(metrics) -> str``
+        The task's own lines under ``evaluate``'s summary.
+    ``add_predict_arguments(parser)``
+        Extra ``predict`` flags such as ``--days`` or ``--out``.
+    ``validate_config(config)``
+        Project-specific value checks; raise ``UserError`` naming the key. Its module must not
+        import Keras: it runs before anything heavy.
+    ``demo(argv) -> int``
+        The interactive window, run by ``python -m common demo <name>``.
+    ``training_batches(config, splits, first_epoch) -> common.batches.ShuffledBatches``
+        The training batches, e.g. a subclass that augments each batch in the input pipeline
+        instead of in the model. Its order and randomness must depend only on the seed, the
+        epoch and the batch index, so a resumed run trains on the same batches. Without it,
+        ``ShuffledBatches`` of the training split.
+    ``serving_model(model, config) -> keras.Model``
+        The model as ``predict`` and ``evaluate`` query it (e.g. averaged with each input's
+        mirror image); ``export`` writes this one. Without it, the trained model itself.
+    """
+
+    def load_data(self, config: Config, need_training: bool = True) -> Any: ...
+
+    def build_model(self, config: Config, splits: Any) -> Any: ...
+
+    def evaluate(self, model: Any, splits: Any, config: Config, out_dir: Path) -> dict: ...
+
+    def predict(self, model: Any, inputs: list[str], config: Config, options: Any) -> Iterable[dict]: ...
+
+    format_prediction: Callable[[dict], str] | None
+    format_report: Callable[[dict], str] | None
+    add_predict_arguments: Callable[[Any], None] | None
+    validate_config: Callable[[Config], None] | None
+    demo: Callable[[list[str]], int] | None
+    training_batches: Callable[[Config, Any, int], Any] | None
+    serving_model: Callable[[Any, Config], Any] | None
+
+
+REQUIRED_FUNCTIONS = ("load_data", "build_model", "evaluate", "predict")
+OPTIONAL_FUNCTIONS = (
+    "format_prediction",
+    "format_report",
+    "add_predict_arguments",
+    "validate_config",
+    "demo",
+    "training_batches",
+    "serving_model",
+)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The score a project is judged by, as ``runs``, ``compare``, ``serve`` and the end of
+    ``train`` show it.
+
+    Attributes:
+        metric: its key in ``metrics.json``, e.g. ``test_accuracy``.
+        baseline: the key of the trivial baseline printed beside it (majority class), if any.
+        meaning: one phrase saying how to read it when no baseline is beside it.
+        baseline_value: the baseline's score when it is the same for every run (a ratio to the
+            baseline's own error is 1.0 for the baseline).
+    """
+
+    metric: str
+    baseline: str | None = None
+    meaning: str = ""
+    baseline_value: float | None = None
+
+
+@dataclass(frozen=True)
+class Project:
+    """What a project supplies (its ``PROJECT``), and, once found by :mod:`common.registry`, its
+    name and folder.
+
+    Attributes:
+        headline: the score the project is judged by.
+        load_data, build_model, evaluate, predict: the required functions (see
+            :class:`ProjectFunctions`), each ``"module:function"`` or the function.
+        format_prediction ... serving_model: the optional hooks, ``None`` when absent.
+        web_api: how ``python -m common serve`` offers ``predict`` (a dict, or ``"module:NAME"``
+            of one): ``verb`` (the route
+            ``/api/<name>/<verb>``, default ``predict``), ``upload`` (the suffix the uploaded file
+            is saved with), ``upload_help``, ``upload_required`` (default true), ``options``
+            (query parameters with their defaults, passed to ``predict`` as its ``options``),
+            ``picture_option`` (an option naming a picture ``predict`` writes, returned as a
+            base64 PNG with ``?annotated=true``). A ``page.html`` in the folder is served at
+            ``/<name>``.
+        like: the template in ``common/templates/`` that ``new NAME --like <this project>``
+            copies (``classifier`` or ``series``); empty when there is none.
+    """
+
+    headline: Headline
+    load_data: FunctionRef
+    build_model: FunctionRef
+    evaluate: FunctionRef
+    predict: FunctionRef
+    format_prediction: FunctionRef | None = None
+    format_report: FunctionRef | None = None
+    add_predict_arguments: FunctionRef | None = None
+    validate_config: FunctionRef | None = None
+    demo: FunctionRef | None = None
+    training_batches: FunctionRef | None = None
+    serving_model: FunctionRef | None = None
+    web_api: Mapping[str, Any] | str = field(default_factory=dict)
+    like: str = ""
+    # Set by the registry when it finds the project.
+    name: str = ""
+    folder: Path = Path()
+
+    @property
+    def package(self) -> str:
+        return f"projects.{self.name}"
+
+    @property
+    def functions(self) -> ProjectFunctions:
+        """The project's functions, ``project.functions.load_data(...)``; modules load lazily."""
+        return cast(ProjectFunctions, _Functions(self))
+
+    def resolve(self, hook: str) -> Callable[..., Any] | None:
+        """The function declared for ``hook`` (imported now), or ``None`` for an absent hook."""
+        function = self._lookup(hook)
+        if function is not None and not callable(function):
+            raise UserError(f"project '{self.name}': {hook}={getattr(self, hook)!r} is not a function")
+        return function
+
+    def served_api(self) -> dict[str, Any]:
+        """The declared ``web_api`` as a dict (its module imported if it is named)."""
+        return dict(self._lookup("web_api") or {})
+
+    def _lookup(self, attribute: str) -> Any:
+        ref = getattr(self, attribute)
+        if not isinstance(ref, str):
+            return ref
+        module_name, _, name = ref.partition(":")
+        module = importlib.import_module(f"{self.package}.{module_name}")
+        if not hasattr(module, name):
+            raise UserError(
+                f"project '{self.name}': {attribute}={ref!r} but projects/{self.name}/{module_name}.py "
+                f"defines no {name}"
+            )
+        return getattr(module, name)
+
+    def check(self) -> None:
+        """That every declared ``"module:function"`` names an existing module file (read only)."""
+        named = (*REQUIRED_FUNCTIONS, *OPTIONAL_FUNCTIONS, "web_api")
+        for spec in fields(self):
+            ref = getattr(self, spec.name)
+            if spec.name not in named or not isinstance(ref, str):
+                continue
+            where = f"project '{self.name}': {spec.name}={ref!r}"
+            module_name, colon, function_name = ref.partition(":")
+            if not colon or not function_name:
+                raise UserError(f"{where} should read 'module:name', e.g. 'data:load_data'")
+            if not (self.folder / f"{module_name}.py").is_file():
+                raise UserError(f"{where} but projects/{self.name}/{module_name}.py does not exist")
+
+    @property
+    def default_config(self) -> Path:
+        return self.folder / "config.toml"
+
+    def summary(self) -> str:
+        """The first line of the package docstring, read without importing anything."""
+        source = (self.folder / "__init__.py").read_text(encoding="utf-8")
+        docstring = ast.get_docstring(ast.parse(source)) or ""
+        return docstring.strip().split("\n")[0]
+
+    def load_config(
+        self,
+        config_file: str | Path | None = None,
+        overrides: list[str] | None = None,
+        check_paths: bool = True,
+    ) -> Config:
+        """The project's defaults, an optional variant (or saved) config file, then ``--set``
+        overrides, checked by the shared rules and the project's own ``validate_config``. Imports
+        no Keras, so a bad value is reported before any data is read or folder made."""
+        config = load_config(
+            self.default_config,
+            Path(config_file) if config_file else None,
+            overrides,
+            check_paths=check_paths,
+        )
+        validate = self.functions.validate_config
+        if validate is not None:
+            validate(config)
+        return config
+
+    def config_variants(self) -> list[Path]:
+        """Every TOML file in the project folder: the defaults first, then the variants."""
+        return [self.default_config] + sorted(
+            path for path in self.folder.glob("*.toml") if path.name != "config.toml"
+        )
+
+
+class _Functions:
+    """Attribute access to a project's declared functions, importing each module on first use."""
+
+    def __init__(self, project: Project) -> None:
+        self._project = project
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in REQUIRED_FUNCTIONS + OPTIONAL_FUNCTIONS:
+            raise AttributeError(f"a project has no function {name!r}")
+        return self._project.resolve(name)
