@@ -9,8 +9,8 @@
 # - .device-data/: the data of the runs, in the layout of ../shared/data: the full MNIST
 #   (mnist/mnist.npz), FER2013_PER_CLASS faces of each emotion of FER2013's train/ (fer2013/), and
 #   stock/AAPL.csv;
-# - both folders listed in .git/info/exclude, so git ignores them and nothing commits them; a run
-#   on the device machine then names them in `carry` (README "GPU").
+# - both folders listed in .git/info/exclude, so git ignores them and nothing commits them; copy
+#   them to the GPU machine along with the repository (docs/scaling.md, "On a GPU").
 #
 # Environment: PYTHON (the pip to download with, default .venv/bin/python), SHARED_DATA (default
 # ../shared/data), FER2013_PER_CLASS (default 1500).
