@@ -18,7 +18,7 @@ time includes its commit; both sides include validation). The first epoch also t
 the model, so the speed reported is training examples per second over the later epochs (median);
 the first epoch's seconds are shown beside it.
 
-It is run on a GPU machine by ``bash bench/device.sh`` (README "GPU"), which installs
+It is run on a GPU machine by ``bash bench/device.sh`` (docs/scaling.md, "On a GPU"), which installs
 Keras from ``.whl/`` and finds the data that ``bench/device_prepare.sh`` put in ``.device-data/``.
 ``--write`` records ``bench/results/gpu.md``, and ``$OUT/gpu.md`` too when ``OUT`` is set (only
 ``$OUT`` comes back from that machine). On a machine without a GPU it says so in one line and

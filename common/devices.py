@@ -94,7 +94,7 @@ def check(config: Config) -> None:
         raise UserError(
             "TF_CONFIG is set, but this template trains across machines under JAX only (TensorFlow's "
             "MultiWorkerMirroredStrategy is not wired in): use KERAS_BACKEND=jax with the "
-            "KERAS_DISTRIBUTION_* variables (README 'Scaling up'), or unset TF_CONFIG"
+            "KERAS_DISTRIBUTION_* variables (docs/scaling.md, 'Clusters'), or unset TF_CONFIG"
         )
     processes = cluster_size()
     if processes > 1:
@@ -118,7 +118,7 @@ def check(config: Config) -> None:
         # Before anything (even making an optimizer to check its options) sets the devices up.
         _split_cpu(cpu_devices)
     elif backend == "jax" and distribution == "data_parallel":
-        # The CPU split by the user's own XLA_FLAGS (README): the same launch pool is needed.
+        # The CPU split by the user's own XLA_FLAGS (docs/scaling.md): the same launch pool is needed.
         asked = _JAX_DEVICE_COUNT.search(os.environ.get("XLA_FLAGS", ""))
         if asked is not None and int(asked.group(1)) > 1:
             _enough_jax_launch_threads(int(asked.group(1)))
