@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 try:
-    from common import registry, runs
+    from common import paths, registry, runs
     from common.backend import import_keras
     from common.errors import UserError
     from common.runs import strict_json
@@ -277,7 +277,7 @@ def _run(options: argparse.Namespace) -> int:
             except UserError as error:
                 print(f"{name:10} cannot be used: {error}")
                 continue
-            configs = ", ".join(_display_path(path) for path in project.config_variants())
+            configs = ", ".join(paths.in_repository(path) for path in project.config_variants())
             print(f"{name:10} {project.summary()}\n{'':10} configs: {configs}")
         return 0
 
@@ -285,7 +285,7 @@ def _run(options: argparse.Namespace) -> int:
         from common import scaffold
 
         for path in scaffold.create_project(options.name, options.like):
-            print(f"wrote {_display_path(path)}")
+            print(f"wrote {paths.in_repository(path)}")
         print(
             f"next: python -m common train {options.name} --promote (the run answers from then on), "
             f"then python -m common predict {options.name} ..."
@@ -482,11 +482,6 @@ def _workflow():
     from common import workflow
 
     return workflow
-
-
-def _display_path(path: Path) -> str:
-    """A path relative to the repository when it lies inside it, else as it is."""
-    return str(path.relative_to(registry.ROOT)) if path.is_relative_to(registry.ROOT) else str(path)
 
 
 def _headline(project, metrics: dict) -> str:

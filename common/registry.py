@@ -14,10 +14,8 @@ from pathlib import Path
 
 from common.config import did_you_mean
 from common.errors import UserError
+from common.paths import PROJECTS_DIR, ROOT  # noqa: F401  (re-exported)
 from common.project import Project
-
-ROOT = Path(__file__).resolve().parent.parent
-PROJECTS_DIR = ROOT / "projects"
 
 
 def _project_folders() -> dict[str, Path]:

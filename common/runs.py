@@ -31,7 +31,7 @@ from typing import Any
 
 from common.errors import UserError
 from common.files import UnreadableFile, read_regular_file
-from common.registry import ROOT
+from common.paths import ROOT, models_dir, pretrained_dir, short_path  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +46,6 @@ PROMOTED_FILE = "promoted.json"
 
 RUNNING, INTERRUPTED, COMPLETED, FAILED = "running", "interrupted", "completed", "failed"
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def models_dir() -> Path:
-    """Where run folders go: ``models/`` at the project root, or ``$MODELS_DIR`` if set."""
-    return Path(os.environ.get("MODELS_DIR") or ROOT / "models")
-
-
-def pretrained_dir(project: str) -> Path:
-    """The shipped model of a project, committed to the repository."""
-    return ROOT / "models" / "pretrained" / project
 
 
 def check_run_name(name: str | None) -> None:
@@ -618,14 +608,6 @@ def _headline_metric(project: str) -> str | None:
         return registry.get_project(project).headline.metric
     except UserError:
         return None
-
-
-def short_path(path: Path) -> str:
-    """A path relative to the current folder when it lies inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def save_model_atomically(model: Any, path: Path) -> None:

@@ -22,7 +22,7 @@ from string import Template
 
 from common import registry
 from common.errors import UserError
-from common.registry import PROJECTS_DIR, ROOT
+from common.paths import PROJECTS_DIR, ROOT
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 # Short enough that every generated line stays within the house's 110 columns.

@@ -36,7 +36,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
-from common import registry, runs
+from common import paths, registry, runs
 from common.errors import UserError
 from common.project import Project
 
@@ -69,7 +69,7 @@ class ServedProject:
         key = self.project.headline.metric
         score = {"metric": key, "value": metrics[key]} if key in metrics else None
         return {
-            "model": _display(self.model_file),
+            "model": paths.in_repository(self.model_file),
             "described": runs.describe_model(self.project.name, self.model_file, chosen_by_default=True),
             "promoted": self.model_file.parent.resolve() != runs.pretrained_dir(self.project.name).resolve(),
             "data_source": metrics.get("data_source"),
@@ -386,12 +386,6 @@ def _swagger_ui_folder() -> Path | None:
         return None
     folder = Path(str(swagger_ui_bundle.swagger_ui_path))
     return folder if (folder / "swagger-ui-bundle.js").is_file() else None
-
-
-def _display(path: Path) -> str:
-    """A path relative to the repository when it lies inside it."""
-    resolved = path.resolve()
-    return str(resolved.relative_to(registry.ROOT)) if resolved.is_relative_to(registry.ROOT) else str(path)
 
 
 def describe(served: dict[str, ServedProject], unavailable: dict[str, str]) -> list[str]:

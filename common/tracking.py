@@ -17,7 +17,7 @@ from common import runs
 from common.backend import import_keras
 from common.config import Config
 from common.errors import UserError
-from common.registry import ROOT
+from common.paths import ROOT
 
 keras = import_keras()
 

@@ -33,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from common.config import Config
 from common.data import FileList, Splits, split_arrays
 from common.errors import UserError
-from common.registry import ROOT
+from common.paths import ROOT
 from projects.emojify.classes import CLASS_NAMES, NUM_CLASSES, class_index
 from projects.emojify.synthetic import SIZE, synthetic_faces
 

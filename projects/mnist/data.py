@@ -26,7 +26,7 @@ import numpy as np
 from common.config import Config
 from common.data import Splits, split_arrays
 from common.errors import UserError
-from common.registry import ROOT
+from common.paths import ROOT
 from projects.mnist.preprocess import to_model_input
 
 log = logging.getLogger(__name__)
