@@ -49,7 +49,8 @@ MODEL_HELP = (
 log = logging.getLogger("common")
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(predict_project: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; ``predict_project``'s own ``predict`` flags are added."""
     parser = argparse.ArgumentParser(prog="python -m common", description=__doc__.split("\n")[0])
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="only warnings and results (anywhere on the line)"
@@ -93,6 +94,11 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("project")
     predict.add_argument("inputs", nargs="*", metavar="INPUT")
     predict.add_argument("--model", help=MODEL_HELP)
+    if predict_project is not None:
+        project = registry.get_project(predict_project)
+        if project.add_predict_arguments is not None:
+            import_keras()  # The project's predict module imports Keras; quietly, before it does.
+            project.functions.add_predict_arguments(predict)
     predict.add_argument("--json", action="store_true", help="one JSON object per input")
     _add_set_argument(predict, argparse.SUPPRESS)
 
@@ -211,23 +217,17 @@ def _add_set_argument(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
-def _add_project_predict_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """Lets a project add its own ``predict`` flags (``--days``, ``--out``) before parsing."""
+def _predict_project(argv: list[str]) -> str | None:
+    """The project a ``predict`` command line names, whose own flags (``--days``, ``--out``) its
+    parser then takes."""
     if len(argv) >= 2 and argv[0] == "predict" and argv[1] in registry.project_names():
-        import_keras()  # The project's predict module imports Keras; quietly, before it does.
-        project = registry.get_project(argv[1])
-        add_arguments = project.functions.add_predict_arguments
-        if add_arguments is not None:
-            subparsers = next(
-                action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
-            )
-            add_arguments(subparsers.choices["predict"])
+        return argv[1]
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one CLI command; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _build_parser()
     try:
         # -q is accepted anywhere (`python -m common train mnist -q`), not only before the command;
         # a demo's own arguments, after the project name, are left as they are.
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             for index, arg in enumerate(argv)
             if index >= _own_arguments_end(argv) or arg not in QUIET_FLAGS
         ]
-        _add_project_predict_arguments(parser, argv)
+        parser = _build_parser(_predict_project(argv))
         options = parser.parse_args(argv)
         options.quiet = options.quiet or quiet
         logging.basicConfig(
@@ -268,180 +268,220 @@ def _own_arguments_end(argv: list[str]) -> int:
 
 
 def _run(options: argparse.Namespace) -> int:
-    if options.command == "list":
-        # Reads folders, declarations and docstrings only: no Keras. A broken project is one line
-        # among the others.
-        for name in registry.project_names():
-            try:
-                project = registry.get_project(name)
-            except UserError as error:
-                print(f"{name:10} cannot be used: {error}")
-                continue
-            configs = ", ".join(paths.in_repository(path) for path in project.config_variants())
-            print(f"{name:10} {project.summary()}\n{'':10} configs: {configs}")
-        return 0
+    """Runs the command's function from :data:`COMMANDS`."""
+    return COMMANDS[options.command](options)
 
-    if options.command == "new":
-        from common import scaffold
 
-        for path in scaffold.create_project(options.name, options.like):
-            print(f"wrote {paths.in_repository(path)}")
-        print(
-            f"next: python -m common train {options.name} --promote (the run answers from then on), "
-            f"then python -m common predict {options.name} ..."
-        )
-        return 0
+def _list(options: argparse.Namespace) -> int:
+    """Reads folders, declarations and docstrings only: no Keras. A broken project is one line
+    among the others."""
+    for name in registry.project_names():
+        try:
+            project = registry.get_project(name)
+        except UserError as error:
+            print(f"{name:10} cannot be used: {error}")
+            continue
+        configs = ", ".join(paths.in_repository(path) for path in project.config_variants())
+        print(f"{name:10} {project.summary()}\n{'':10} configs: {configs}")
+    return 0
 
-    if options.command == "serve":
-        import_keras()  # Quietly, before the projects' modules import it.
-        from common import serve
 
-        serve.serve(options.host, options.port, quiet=options.quiet)
-        return 0
+def _new(options: argparse.Namespace) -> int:
+    from common import scaffold
+
+    for path in scaffold.create_project(options.name, options.like):
+        print(f"wrote {paths.in_repository(path)}")
+    print(
+        f"next: python -m common train {options.name} --promote (the run answers from then on), "
+        f"then python -m common predict {options.name} ..."
+    )
+    return 0
+
+
+def _serve(options: argparse.Namespace) -> int:
+    import_keras()  # Quietly, before the projects' modules import it.
+    from common import serve
+
+    serve.serve(options.host, options.port, quiet=options.quiet)
+    return 0
+
+
+def _tune(options: argparse.Namespace) -> int:
+    from common import tuning
 
     project = registry.get_project(options.project)
+    table, best_file = tuning.run_search(project, options.config, options.set, options.name, options.trials)
+    if not table.empty:
+        print(table.to_string(index=False))
+        print(f"results: {tuning.tune_dir(project.name, options.name) / tuning.RESULTS_FILE}")
+        print(f"best config: {best_file} (python -m common train {project.name} --config {best_file})")
+    log.info(
+        "no trial is promoted: predict, evaluate, the demos and serve still answer with %s",
+        runs.default_model_summary(project.name),
+    )
+    return 0
 
-    if options.command == "tune":
-        from common import tuning
 
-        table, best_file = tuning.run_search(
-            project, options.config, options.set, options.name, options.trials
+def _promote(options: argparse.Namespace) -> int:
+    project = registry.get_project(options.project)
+    if options.clear == (options.run is not None):
+        raise UserError(
+            f"promote needs a run or --clear, not {'both' if options.clear else 'neither'}: "
+            f"python -m common promote {project.name} RUN (see `python -m common runs {project.name}`)"
         )
-        if not table.empty:
-            print(table.to_string(index=False))
-            print(f"results: {tuning.tune_dir(project.name, options.name) / 'results.csv'}")
-            print(f"best config: {best_file} (python -m common train {project.name} --config {best_file})")
-        log.info(
-            "no trial is promoted: predict, evaluate, the demos and serve still answer with %s",
-            runs.default_model_summary(project.name),
+    run_dir = None if options.clear else runs.check_promotable(project.name, options.run)
+    if run_dir is not None and runs.is_stand_in(run_dir):
+        log.warning(
+            "%s was trained on a stand-in for the project's data (%s)",
+            run_dir.name,
+            runs.read_metrics(run_dir).get("data_source"),
         )
-        return 0
+    runs.promote(project.name, run_dir)
+    print(_answering(project.name))
+    return 0
 
-    if options.command == "promote":
-        if options.clear == (options.run is not None):
+
+def _runs(options: argparse.Namespace) -> int:
+    from common import experiments  # Reads the run folders' files: no Keras.
+
+    project = registry.get_project(options.project)
+    rows = experiments.list_runs(project, options.sort)
+    if options.json:
+        print(strict_json(rows, indent=2))
+    else:
+        print(experiments.format_runs(rows))
+        print(f"answers by default: {runs.default_model_summary(project.name)}")
+    return 0
+
+
+def _compare(options: argparse.Namespace) -> int:
+    from common import experiments  # Reads the run folders' files: no Keras.
+
+    project = registry.get_project(options.project)
+    run_dirs = experiments.resolve_runs(project, options.runs)
+    out_path = options.out or experiments.default_comparison_path(project.name)
+    print(experiments.compare(project, run_dirs, out_path))
+    return 0
+
+
+def _distill(options: argparse.Namespace) -> int:
+    """Training with a teacher: ``train --set distill.teacher=RUN``; ``--resume`` is train's own."""
+    project = registry.get_project(options.project)
+    if "distill" not in project.load_config():
+        raise UserError(
+            f"project {project.name} has no [distill] table in its config.toml; distillation teaches a "
+            "classifier's probabilities (see projects/emojify/config.toml)"
+        )
+    options.set = [*options.set, f"distill.teacher={json.dumps(options.teacher)}"]
+    options.resume = None
+    return _train(options)
+
+
+def _train(options: argparse.Namespace) -> int:
+    """The whole config is checked before Keras is imported, any data read or any folder made."""
+    project = registry.get_project(options.project)
+    config_file = options.config
+    if options.resume is not None:
+        if options.set or options.config or options.name:
             raise UserError(
-                f"promote needs a run or --clear, not {'both' if options.clear else 'neither'}: "
-                f"python -m common promote {project.name} RUN (see `python -m common runs {project.name}`)"
+                "--resume continues a run with its own config and name; to change them, train "
+                "a new run from its weights: --continue-from RUN_DIR --set ..."
             )
-        run_dir = None if options.clear else runs.check_promotable(project.name, options.run)
-        if run_dir is not None and runs.is_stand_in(run_dir):
-            log.warning(
-                "%s was trained on a stand-in for the project's data (%s)",
-                run_dir.name,
-                runs.read_metrics(run_dir).get("data_source"),
-            )
-        runs.promote(project.name, run_dir)
-        print(_answering(project.name))
-        return 0
+        config_file = str(options.resume / runs.CONFIG_FILE)
+    elif options.continue_from is not None:
+        config_file = options.config or str(options.continue_from / runs.CONFIG_FILE)
+    if config_file and not Path(config_file).is_file() and options.config is None:
+        raise UserError(f"{Path(config_file).parent}: not a run folder (no {runs.CONFIG_FILE})")
+    config = project.load_config(config_file, options.set)
+    workflow = _workflow()
+    run_dir = workflow.train(
+        project, config, options.name, options.resume, continue_from=options.continue_from
+    )
+    metrics = json.loads((run_dir / runs.METRICS_FILE).read_text())
+    print(_headline(project, metrics))
+    print(f"run saved to {run_dir}")
+    _promote_or_say_what_answers(project.name, run_dir, options.promote)
+    print(_details(project, metrics))
+    return 0
 
-    if options.command in ("runs", "compare"):
-        # Read from the run folders' files: no Keras.
-        from common import experiments
 
-        if options.command == "runs":
-            rows = experiments.list_runs(project, options.sort)
-            if options.json:
-                print(strict_json(rows, indent=2))
-            else:
-                print(experiments.format_runs(rows))
-                print(f"answers by default: {runs.default_model_summary(project.name)}")
-            return 0
-        run_dirs = experiments.resolve_runs(project, options.runs)
-        print(
-            experiments.compare(
-                project, run_dirs, options.out or experiments.default_comparison_path(project.name)
-            )
-        )
-        return 0
+def _demo(options: argparse.Namespace) -> int:
+    """A demo checks for a display before it loads Keras and its model, so "no display" is
+    answered at once."""
+    project = registry.get_project(options.project)
+    demo = project.functions.demo
+    if demo is None:
+        raise UserError(f"project '{project.name}' has no demo")
+    return int(demo(options.args) or 0)
 
-    if options.command == "distill":
-        # Training with a teacher: `train --set distill.teacher=RUN`; --resume is train's own.
-        if "distill" not in project.load_config():
-            raise UserError(
-                f"project {project.name} has no [distill] table in its config.toml; distillation teaches a "
-                "classifier's probabilities (see projects/emojify/config.toml)"
-            )
-        options.set = [*options.set, f"distill.teacher={json.dumps(options.teacher)}"]
-        options.command, options.resume = "train", None
 
-    if options.command == "train":
-        # The whole config is checked before Keras is imported, any data read or any folder made.
-        config_file = options.config
-        if options.resume is not None:
-            if options.set or options.config or options.name:
-                raise UserError(
-                    "--resume continues a run with its own config and name; to change them, train "
-                    "a new run from its weights: --continue-from RUN_DIR --set ..."
-                )
-            config_file = str(options.resume / "config.toml")
-        elif options.continue_from is not None:
-            config_file = options.config or str(options.continue_from / "config.toml")
-        if config_file and not Path(config_file).is_file() and options.config is None:
-            raise UserError(f"{Path(config_file).parent}: not a run folder (no config.toml)")
-        config = project.load_config(config_file, options.set)
-        workflow = _workflow()
-        run_dir = workflow.train(
-            project, config, options.name, options.resume, continue_from=options.continue_from
-        )
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        print(_headline(project, metrics))
-        print(f"run saved to {run_dir}")
-        _promote_or_say_what_answers(project.name, run_dir, options.promote)
-        print(_details(project, metrics))
-        return 0
+def _evaluate(options: argparse.Namespace) -> int:
+    project = registry.get_project(options.project)
+    metrics, out_dir = _inference().evaluate_saved(project, options.model, options.set, options.out)
+    print(_headline(project, metrics))
+    print(_details(project, metrics))
+    print(f"metrics and plots written to {out_dir}")
+    return 0
 
-    if options.command == "demo":
-        # A demo checks for a display before it loads Keras and its model (through the
-        # workflow, quietly), so "no display" is answered at once.
-        demo = project.functions.demo
-        if demo is None:
-            raise UserError(f"project '{project.name}' has no demo")
-        return int(demo(options.args) or 0)
 
-    inference = _inference()
-    if options.command == "evaluate":
-        metrics, out_dir = inference.evaluate_saved(project, options.model, options.set, options.out)
-        print(_headline(project, metrics))
-        print(_details(project, metrics))
-        print(f"metrics and plots written to {out_dir}")
-        return 0
+def _export(options: argparse.Namespace) -> int:
+    project = registry.get_project(options.project)
+    _inference()
+    from common import export
 
-    if options.command == "export":
-        from common import export
+    report = export.export(project, options.model, options.format, options.quantize, options.out, options.set)
+    print(export.format_report(report))
+    return 0
 
-        report = export.export(
-            project, options.model, options.format, options.quantize, options.out, options.set
-        )
-        print(export.format_report(report))
-        return 0
 
-    if options.command == "ensemble":
-        from common import ensemble
+def _ensemble(options: argparse.Namespace) -> int:
+    project = registry.get_project(options.project)
+    _inference()
+    from common import ensemble
 
-        run_dir = ensemble.build(project, options.models, options.name, options.set)
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        print(_headline(project, metrics))
-        print(f"ensemble saved to {run_dir}")
-        _promote_or_say_what_answers(project.name, run_dir, options.promote)
-        print(_details(project, metrics))
-        return 0
+    run_dir = ensemble.build(project, options.models, options.name, options.set)
+    metrics = json.loads((run_dir / runs.METRICS_FILE).read_text())
+    print(_headline(project, metrics))
+    print(f"ensemble saved to {run_dir}")
+    _promote_or_say_what_answers(project.name, run_dir, options.promote)
+    print(_details(project, metrics))
+    return 0
 
-    if options.command == "predict":
-        results = inference.predict_saved(project, options.inputs, options.model, options)
-        format_prediction = project.functions.format_prediction
-        failed = 0
-        for result in results:
-            if "error" in result:
-                # One line per input that could not be read; the others are still answered.
-                print(f"error: {result['error']}", file=sys.stderr, flush=True)
-                failed += 1
-            elif options.json or format_prediction is None:
-                print(strict_json(result), flush=True)
-            else:
-                print(format_prediction(result), flush=True)
-        return 2 if failed else 0
 
-    raise UserError(f"unknown command {options.command!r}")
+def _predict(options: argparse.Namespace) -> int:
+    project = registry.get_project(options.project)
+    results = _inference().predict_saved(project, options.inputs, options.model, options)
+    format_prediction = project.functions.format_prediction
+    failed = 0
+    for result in results:
+        if "error" in result:
+            # One line per input that could not be read; the others are still answered.
+            print(f"error: {result['error']}", file=sys.stderr, flush=True)
+            failed += 1
+        elif options.json or format_prediction is None:
+            print(strict_json(result), flush=True)
+        else:
+            print(format_prediction(result), flush=True)
+    return 2 if failed else 0
+
+
+# Each command's function; the parser above defines its arguments.
+COMMANDS = {
+    "list": _list,
+    "new": _new,
+    "serve": _serve,
+    "train": _train,
+    "distill": _distill,
+    "tune": _tune,
+    "runs": _runs,
+    "compare": _compare,
+    "promote": _promote,
+    "evaluate": _evaluate,
+    "predict": _predict,
+    "ensemble": _ensemble,
+    "export": _export,
+    "demo": _demo,
+}
 
 
 def _promote_or_say_what_answers(project: str, run_dir: Path, promote: bool) -> None:

@@ -55,6 +55,8 @@ from common.project import Project
 ALGORITHMS = ("random", "bayesian", "hyperband")
 OBJECTIVE = "val_loss"
 
+# The table of a search's trials, in its folder.
+RESULTS_FILE = "results.csv"
 log = logging.getLogger(__name__)
 
 
@@ -292,7 +294,7 @@ def run_search(
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
         return pd.DataFrame(), directory / "best.toml"
     table = _results(tuner, name, project.name, space)
-    runs.write_bytes_atomically(table.to_csv(index=False).encode(), directory / "results.csv")
+    runs.write_bytes_atomically(table.to_csv(index=False).encode(), directory / RESULTS_FILE)
     best_file = directory / "best.toml"
     # KerasTuner falls back on a failed trial (no score) when none completed.
     best = [trial for trial in tuner.oracle.get_best_trials(1) if trial.status == "COMPLETED"]
