@@ -29,6 +29,7 @@ try:
     from common import paths, registry, runs
     from common.backend import import_keras
     from common.errors import UserError
+    from common.project import Project
     from common.runs import strict_json
 except ModuleNotFoundError as missing:
     # `python -m common` run by a Python without the project's packages (the system one, or a
@@ -337,7 +338,7 @@ def _promote(options: argparse.Namespace) -> int:
             runs.read_metrics(run_dir).get("data_source"),
         )
     runs.promote(project.name, run_dir)
-    print(_answering(project.name))
+    print(_answering(project))
     return 0
 
 
@@ -397,11 +398,7 @@ def _train(options: argparse.Namespace) -> int:
     run_dir = workflow.train(
         project, config, options.name, options.resume, continue_from=options.continue_from
     )
-    metrics = json.loads((run_dir / runs.METRICS_FILE).read_text())
-    print(_headline(project, metrics))
-    print(f"run saved to {run_dir}")
-    _promote_or_say_what_answers(project.name, run_dir, options.promote)
-    print(_details(project, metrics))
+    _report_new_run(project, run_dir, "run saved", options.promote)
     return 0
 
 
@@ -426,7 +423,7 @@ def _evaluate(options: argparse.Namespace) -> int:
 
 def _export(options: argparse.Namespace) -> int:
     project = registry.get_project(options.project)
-    _inference()
+    import_keras()  # Quietly, before the export's modules import it.
     from common import export
 
     report = export.export(project, options.model, options.format, options.quantize, options.out, options.set)
@@ -436,15 +433,11 @@ def _export(options: argparse.Namespace) -> int:
 
 def _ensemble(options: argparse.Namespace) -> int:
     project = registry.get_project(options.project)
-    _inference()
+    import_keras()  # Quietly, before the ensemble's modules import it.
     from common import ensemble
 
     run_dir = ensemble.build(project, options.models, options.name, options.set)
-    metrics = json.loads((run_dir / runs.METRICS_FILE).read_text())
-    print(_headline(project, metrics))
-    print(f"ensemble saved to {run_dir}")
-    _promote_or_say_what_answers(project.name, run_dir, options.promote)
-    print(_details(project, metrics))
+    _report_new_run(project, run_dir, "ensemble saved", options.promote)
     return 0
 
 
@@ -484,28 +477,33 @@ COMMANDS = {
 }
 
 
-def _promote_or_say_what_answers(project: str, run_dir: Path, promote: bool) -> None:
-    """After a run completes: promotes it when asked, else says that what answers is unchanged."""
+def _report_new_run(project: Project, run_dir: Path, saved: str, promote: bool) -> None:
+    """After a run (or an ensemble) completes: its headline, where it is, whether it now answers
+    (promoted when asked, else what answers is unchanged), then the details."""
+    metrics = json.loads((run_dir / runs.METRICS_FILE).read_text())
+    print(_headline(project, metrics))
+    print(f"{saved} to {run_dir}")
     if promote:
-        runs.promote(project, runs.check_promotable(project, str(run_dir)))
+        runs.promote(project.name, runs.check_promotable(project.name, str(run_dir)))
         print(_answering(project))
     else:
         log.info(
             "not promoted: predict, evaluate, the demos and serve still answer with %s "
             "(to answer with this run: python -m common promote %s %s)",
-            runs.default_model_summary(project),
-            project,
+            runs.default_model_summary(project.name),
+            project.name,
             run_dir.name,
         )
+    print(_details(project, metrics))
 
 
-def _answering(project: str) -> str:
+def _answering(project: Project) -> str:
     """What predict, evaluate, the demos and serve now answer with, its data and recorded score."""
-    answering = runs.default_model_dir(project)
+    answering = runs.default_model_dir(project.name)
     if answering is None:
-        return f"{project}: no run is promoted and the project ships no model; predict needs --model"
+        return f"{project.name}: no run is promoted and the project ships no model; predict needs --model"
     described = runs.describe_model(project, answering / runs.MODEL_FILE)[0]
-    return f"{project}: predict, evaluate, the demos and serve answer with the {described}"
+    return f"{project.name}: predict, evaluate, the demos and serve answer with the {described}"
 
 
 def _inference():

@@ -46,7 +46,7 @@ def load_saved(
         _raise_if_foreign(project, config_file, model_file)
         raise
     if announce:
-        for line in runs.describe_model(project.name, model_file, chosen_by_default=model_arg is None):
+        for line in runs.describe_model(project, model_file, chosen_by_default=model_arg is None):
             log.info("%s", line)
     # Without the optimizer, loss and metrics: answering needs none of them, and a compile config
     # saved under another backend may import that backend (PyTorch's, when a model trained under it
@@ -152,7 +152,7 @@ def predict_saved(project: Project, inputs: list[str], model_arg: str | None, op
     input as it is ready (an unreadable input gives ``{"input", "error"}``)."""
     inputs = images.expand_folders(inputs)
     model, config, model_file = load_saved(project, model_arg, getattr(options, "set", None), announce=False)
-    announcement = runs.describe_model(project.name, model_file, chosen_by_default=model_arg is None)
+    announcement = runs.describe_model(project, model_file, chosen_by_default=model_arg is None)
     # Said once the model has answered something: an input that could not be read gets its
     # one error line and nothing else.
     announced = False

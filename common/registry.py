@@ -14,7 +14,6 @@ from pathlib import Path
 
 from common.config import did_you_mean
 from common.errors import UserError
-from common.paths import PROJECTS_DIR, ROOT  # noqa: F401  (re-exported)
 from common.project import Project
 
 

@@ -27,11 +27,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.errors import UserError
 from common.files import UnreadableFile, read_regular_file
-from common.paths import ROOT, models_dir, pretrained_dir, short_path  # noqa: F401  (re-exported)
+from common.paths import models_dir, pretrained_dir, short_path
+
+if TYPE_CHECKING:
+    from common.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -573,41 +576,31 @@ def resolve_model(project: str, model_arg: str | None) -> tuple[Path, Path | Non
     return model_file, config if config.is_file() else None
 
 
-def describe_model(project: str, model_file: Path, chosen_by_default: bool = False) -> list[str]:
+def describe_model(project: Project, model_file: Path, chosen_by_default: bool = False) -> list[str]:
     """Lines saying which model answers (the promoted run, the shipped model, or the one
     ``--model`` named), what it was trained on and its recorded test score; and, for the default
     model, how to reach a newer run that does not answer."""
     run_dir = model_file.parent.resolve()
     metrics = read_metrics(run_dir)
-    promoted = promoted_name(project)
-    if run_dir == pretrained_dir(project).resolve():
+    promoted = promoted_name(project.name)
+    if run_dir == pretrained_dir(project.name).resolve():
         kind = "shipped model" + (" (no run promoted)" if chosen_by_default else "")
-    elif promoted is not None and run_dir == (models_dir() / project / promoted).resolve():
+    elif promoted is not None and run_dir == (models_dir() / project.name / promoted).resolve():
         kind = "promoted model"
     else:
         kind = "model"
     facts = [f"data: {metrics['data_source']}"] if "data_source" in metrics else []
-    key = _headline_metric(project)
-    if key is not None and isinstance(metrics.get(key), (int, float)):
+    key = project.headline.metric
+    if isinstance(metrics.get(key), (int, float)):
         facts.append(f"recorded {key} {metrics[key]:.4f}")
     lines = [f"{kind}: {short_path(model_file)}" + (f" ({'; '.join(facts)})" if facts else "")]
-    latest = latest_run(project)
+    latest = latest_run(project.name)
     if chosen_by_default and latest is not None and latest.resolve() != run_dir:
         lines.append(
             f"the newest run {latest.name} answers only when promoted "
-            f"(`python -m common promote {project} {latest.name}`) or named (--model latest)"
+            f"(`python -m common promote {project.name} {latest.name}`) or named (--model latest)"
         )
     return lines
-
-
-def _headline_metric(project: str) -> str | None:
-    """The metric the project declares it is judged by; ``None`` for a name no project has."""
-    from common import registry
-
-    try:
-        return registry.get_project(project).headline.metric
-    except UserError:
-        return None
 
 
 def save_model_atomically(model: Any, path: Path) -> None:

@@ -70,7 +70,7 @@ class ServedProject:
         score = {"metric": key, "value": metrics[key]} if key in metrics else None
         return {
             "model": paths.in_repository(self.model_file),
-            "described": runs.describe_model(self.project.name, self.model_file, chosen_by_default=True),
+            "described": runs.describe_model(self.project, self.model_file, chosen_by_default=True),
             "promoted": self.model_file.parent.resolve() != runs.pretrained_dir(self.project.name).resolve(),
             "data_source": metrics.get("data_source"),
             "stand_in_data": bool(metrics.get("stand_in_data")),
@@ -392,7 +392,7 @@ def describe(served: dict[str, ServedProject], unavailable: dict[str, str]) -> l
     """One line per project for the terminal: the model that answers and its score, or why none."""
     lines = []
     for name, item in served.items():
-        described = "; ".join(runs.describe_model(name, item.model_file, chosen_by_default=True))
+        described = "; ".join(runs.describe_model(item.project, item.model_file, chosen_by_default=True))
         lines.append(f"{name}: {described} -> POST {item.route}")
     lines += [f"{name}: not served: {reason}" for name, reason in unavailable.items()]
     return lines

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from common import registry
+from common import paths, registry
 from common.config import load_config
 from common.errors import UserError
 
-MNIST_DEFAULTS = registry.PROJECTS_DIR / "mnist" / "config.toml"
+MNIST_DEFAULTS = paths.PROJECTS_DIR / "mnist" / "config.toml"
 
 
 def test_defaults_load_with_types():
@@ -168,7 +168,7 @@ def test_whole_numbers_become_floats_and_floats_never_become_whole_numbers(tmp_p
             load_config(MNIST_DEFAULTS, overrides=[whole_float])
 
 
-EMOJIFY_DEFAULTS = registry.PROJECTS_DIR / "emojify" / "config.toml"
+EMOJIFY_DEFAULTS = paths.PROJECTS_DIR / "emojify" / "config.toml"
 
 
 @pytest.mark.parametrize(

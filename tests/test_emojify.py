@@ -19,7 +19,7 @@ from common import runs
 from common.config import load_config
 from common.data import Splits
 from common.errors import UserError
-from common.registry import PROJECTS_DIR
+from common.paths import PROJECTS_DIR
 from projects.emojify import data as emojify_data
 from projects.emojify.classes import CLASS_NAMES, class_index
 from projects.emojify.synthetic import draw_face, synthetic_faces

@@ -20,7 +20,7 @@ from PIL import Image
 
 from common import runs
 from common.config import load_config
-from common.registry import PROJECTS_DIR
+from common.paths import PROJECTS_DIR
 from projects.mnist import data as mnist_data
 from projects.mnist.preprocess import to_mnist, unlike_one_digit
 from tests.conftest import SHARED_DATA, assert_one_line_error, brightness_model, run_subprocess, says

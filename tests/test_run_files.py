@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from common import runs
+from common import registry, runs
 
 
 def test_an_atomic_write_leaves_exactly_the_new_bytes_and_no_partial_file(tmp_path):
@@ -85,23 +85,25 @@ def test_strict_json_writes_a_path_as_its_text_and_refuses_other_objects(tmp_pat
 def test_describe_model_names_the_shipped_the_promoted_and_any_other_model(models_dir):
     shipped = runs.pretrained_dir("mnist") / "model.keras"
     data = runs.read_metrics(shipped.parent)["data_source"]
-    assert runs.describe_model("mnist", shipped) == [
+    assert runs.describe_model(registry.get_project("mnist"), shipped) == [
         f"shipped model: models/pretrained/mnist/model.keras (data: {data}; recorded test_accuracy 0.9950)"
     ]
-    assert runs.describe_model("mnist", shipped, chosen_by_default=True)[0].startswith(
+    assert runs.describe_model(registry.get_project("mnist"), shipped, chosen_by_default=True)[0].startswith(
         "shipped model (no run promoted): models/pretrained/mnist/model.keras ("
     )
     run = models_dir / "mnist" / "mine"
     run.mkdir(parents=True)
     (run / runs.METRICS_FILE).write_text('{"test_accuracy": 0.5}')
-    assert runs.describe_model("mnist", run / "model.keras") == [
+    assert runs.describe_model(registry.get_project("mnist"), run / "model.keras") == [
         f"model: {run / 'model.keras'} (recorded test_accuracy 0.5000)"
     ]
     # A model file beside the shipped folder (its path sorts after it) is no shipped model either.
     beside = runs.pretrained_dir("mnist").parent / "zz-other" / "model.keras"
-    assert runs.describe_model("mnist", beside) == ["model: models/pretrained/zz-other/model.keras"]
+    assert runs.describe_model(registry.get_project("mnist"), beside) == [
+        "model: models/pretrained/zz-other/model.keras"
+    ]
     runs.promote("mnist", run)
-    assert runs.describe_model("mnist", run / "model.keras") == [
+    assert runs.describe_model(registry.get_project("mnist"), run / "model.keras") == [
         f"promoted model: {run / 'model.keras'} (recorded test_accuracy 0.5000)"
     ]
 

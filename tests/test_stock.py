@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from common import registry
+from common import paths, registry
 from common.__main__ import main
 from common.config import load_config
 from common.errors import UserError
@@ -28,7 +28,7 @@ from projects.stock.settings import validate_config
 from projects.stock.significance import diebold_mariano, format_p_value, verdict
 from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess
 
-CONFIG = registry.ROOT / "projects" / "stock" / "config.toml"
+CONFIG = paths.PROJECTS_DIR / "stock" / "config.toml"
 SHARED_STOCK = SHARED_DATA / "stock"
 # Small enough to train in a few seconds on two CPU cores.
 TINY = ["data.window=10", "model.lstm_units=[4]", "train.epochs=1", "train.batch_size=32"]

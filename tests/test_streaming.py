@@ -15,7 +15,7 @@ from common import runs
 from common.config import load_config
 from common.data import FileList
 from common.errors import UserError
-from common.registry import PROJECTS_DIR
+from common.paths import PROJECTS_DIR
 from common.streaming import StreamedBatches
 from projects.emojify import data as emojify_data
 from projects.emojify.augment import AugmentedBatches, training_batches
