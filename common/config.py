@@ -194,6 +194,19 @@ def validate(config: Config, base_dir: Path | None = None, check_paths: bool = T
             )
 
 
+# Data keys that say where the examples are or how they are read, not which fall in which split.
+_NOT_THE_SPLIT = {"path", "cache_dir", "download_timeout", "streaming"}
+
+
+def split_settings(config: Config) -> dict:
+    """The config keys that decide which examples fall in which split (ensembles and teachers
+    must share them with their members and students)."""
+    split = {"seed": config.seed}
+    data = config.to_dict().get("data", {})
+    split.update({f"data.{key}": value for key, value in data.items() if key not in _NOT_THE_SPLIT})
+    return split
+
+
 def training_seed(config: Config) -> int:
     """The seed of what training draws: the initial weights, the batch order, the augmentation and
     dropout. ``train.seed`` where a config sets it (0 or more), else the top-level ``seed``, which

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common import ensemble, runs
+from common import runs
 from common.backend import import_keras
-from common.config import Config
+from common.config import Config, split_settings
 from common.errors import UserError
 from common.project import Project
 
@@ -146,7 +146,7 @@ def pin_teacher(project: Project, config: Config) -> Config:
             "trained on; pass its run folder"
         )
     teacher_config = project.load_config(config_file, check_paths=False)
-    ours, theirs = ensemble.split_settings(config), ensemble.split_settings(teacher_config)
+    ours, theirs = split_settings(config), split_settings(teacher_config)
     differ = sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
     if differ:
         key = differ[0]

@@ -23,14 +23,13 @@ from pathlib import Path
 import keras
 
 from common import runs
-from common.config import Config
+from common.config import Config, split_settings
 from common.errors import UserError
 from common.project import Project
 
 log = logging.getLogger(__name__)
 
 # Keys that say where the data lies or how it is read, not which examples fall in which split.
-_NOT_THE_SPLIT = {"path", "cache_dir", "download_timeout", "streaming"}
 _SPLIT_SIZES = ("n_train", "n_validation", "n_test")
 
 
@@ -154,14 +153,6 @@ def _check_overrides_keep_the_split(
             f"{first_file.parent / runs.CONFIG_FILE}); "
             "the ensemble would be scored on examples they trained on. Leave the split keys as they are"
         )
-
-
-def split_settings(config: Config) -> dict:
-    """The config keys that decide which examples fall in which split."""
-    split = {"seed": config.seed}
-    data = config.to_dict().get("data", {})
-    split.update({f"data.{key}": value for key, value in data.items() if key not in _NOT_THE_SPLIT})
-    return split
 
 
 def _split_of(model_file: Path, config: Config) -> dict:

@@ -30,7 +30,6 @@ from common.data import FileList, Splits
 from common.errors import Interrupted, UserError
 from common.inference import load_model_file
 from common.project import Project
-from common.streaming import StreamedBatches, validation_batches
 
 # Every module that needs Keras imports it after this one, so its start-up lines are filtered once.
 keras = import_keras()
@@ -293,6 +292,8 @@ def _train_in(
     if project_batches is not None:
         batches = project_batches(config, splits, first_epoch)
     elif splits.streamed:
+        from common.streaming import StreamedBatches  # Only for data read from files each epoch.
+
         batches = StreamedBatches(
             x_train, y_train, config.train.batch_size, seed, first_epoch, splits.class_weight
         )
@@ -396,6 +397,8 @@ def _validation_data(splits: Splits, even: int = 1):
     x_val, y_val = splits.validation
     size = -(-VALIDATION_BATCH_SIZE // even) * even
     if isinstance(x_val, FileList):
+        from common.streaming import validation_batches
+
         batches = validation_batches(x_val, y_val, size)
     elif even > 1:
         batches = ShuffledBatches(x_val, y_val, size, seed=0, shuffle=False)
