@@ -29,7 +29,7 @@ try:
     from common import paths, registry, runs
     from common.backend import import_keras
     from common.errors import UserError
-    from common.project import Project
+    from common.project import Project, predict_options
     from common.runs import strict_json
 except ModuleNotFoundError as missing:
     # `python -m common` run by a Python without the project's packages (the system one, or a
@@ -96,10 +96,7 @@ def _build_parser(predict_project: str | None = None) -> argparse.ArgumentParser
     predict.add_argument("inputs", nargs="*", metavar="INPUT")
     predict.add_argument("--model", help=MODEL_HELP)
     if predict_project is not None:
-        project = registry.get_project(predict_project)
-        if project.add_predict_arguments is not None:
-            import_keras()  # The project's predict module imports Keras; quietly, before it does.
-            project.functions.add_predict_arguments(predict)
+        _add_predict_options(predict, registry.get_project(predict_project))
     predict.add_argument("--json", action="store_true", help="one JSON object per input")
     _add_set_argument(predict, argparse.SUPPRESS)
 
@@ -211,6 +208,25 @@ def _build_parser(predict_project: str | None = None) -> argparse.ArgumentParser
     demo.add_argument("project")
     demo.add_argument("args", nargs=argparse.REMAINDER, help="passed to the project's demo")
     return parser
+
+
+def _add_predict_options(parser: argparse.ArgumentParser, project: Project) -> None:
+    """The project's own ``predict`` flags (``--days``, ``--out``), read from the keyword-only
+    options of its ``predict`` function: their names, types, defaults and help."""
+    import_keras()  # The project's predict module imports Keras; quietly, before it does.
+    for option in predict_options(project.functions.predict):
+        if option.type is bool:
+            parser.add_argument(option.flag, dest=option.name, action="store_true", help=option.help)
+            continue
+        default = "" if option.default is None else f" (default {option.default})"
+        parser.add_argument(
+            option.flag,
+            dest=option.name,
+            type=option.type,
+            default=option.default,
+            metavar=option.metavar,
+            help=option.help + default,
+        )
 
 
 def _add_set_argument(parser: argparse.ArgumentParser, help: str) -> None:
@@ -443,7 +459,10 @@ def _ensemble(options: argparse.Namespace) -> int:
 
 def _predict(options: argparse.Namespace) -> int:
     project = registry.get_project(options.project)
-    results = _inference().predict_saved(project, options.inputs, options.model, options)
+    # The project's own flags (--days, --out), as its predict function names them.
+    declared = predict_options(project.functions.predict)
+    own = {option.name: getattr(options, option.name) for option in declared}
+    results = _inference().predict_saved(project, options.inputs, options.model, options.set, **own)
     format_prediction = project.functions.format_prediction
     failed = 0
     for result in results:

@@ -147,16 +147,23 @@ def evaluate_saved(
     return metrics, out_dir
 
 
-def predict_saved(project: Project, inputs: list[str], model_arg: str | None, options: Any) -> Iterable[dict]:
+def predict_saved(
+    project: Project,
+    inputs: list[str],
+    model_arg: str | None,
+    overrides: list[str] | None = None,
+    **options: Any,
+) -> Iterable[dict]:
     """Runs a saved model on raw inputs through the project's own preprocessing, one result per
-    input as it is ready (an unreadable input gives ``{"input", "error"}``)."""
+    input as it is ready (an unreadable input gives ``{"input", "error"}``). ``overrides`` are
+    ``--set`` changes to the model's saved config; ``options`` go to the project's ``predict``."""
     inputs = images.expand_folders(inputs)
-    model, config, model_file = load_saved(project, model_arg, getattr(options, "set", None), announce=False)
+    model, config, model_file = load_saved(project, model_arg, overrides, announce=False)
     announcement = runs.describe_model(project, model_file, chosen_by_default=model_arg is None)
     # Said once the model has answered something: an input that could not be read gets its
     # one error line and nothing else.
     announced = False
-    for result in project.functions.predict(model, inputs, config, options):
+    for result in project.functions.predict(model, inputs, config, **options):
         if "error" not in result and not announced:
             for line in announcement:
                 log.info("%s", line)

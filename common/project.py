@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -45,16 +48,16 @@ class ProjectFunctions(Protocol):
         An uncompiled model, preprocessing layers inside; the workflow compiles it.
     ``evaluate(model, splits, config, out_dir) -> dict``
         The task's metrics beside its trivial baseline, with its plots written to ``out_dir``.
-    ``predict(model, inputs, config, options) -> Iterable[dict]``
+    ``predict(model, inputs, config, *, option=default, ...) -> Iterable[dict]``
         Raw inputs (file paths) to one JSON-ready result each, in order. An input that cannot
         be read gives ``{"input": ..., "error": "..."}`` (see :func:`common.errors.per_input`)
-        so the other inputs are still answered.
+        so the other inputs are still answered. Its keyword-only options, each annotated
+        ``Annotated[type, Option("help")]`` with a default, are ``predict``'s flags on the
+        command line and the query parameters of ``serve`` (see :func:`predict_options`).
     ``format_prediction(result) -> str``
         One human-readable line for a result; JSON is printed otherwise.
     ``format_report(metrics) -> str``
         The task's own lines under ``evaluate``'s summary.
-    ``add_predict_arguments(parser)``
-        Extra ``predict`` flags such as ``--days`` or ``--out``.
     ``validate_config(config)``
         Project-specific value checks; raise ``UserError`` naming the key. Its module must not
         import Keras: it runs before anything heavy.
@@ -76,11 +79,10 @@ class ProjectFunctions(Protocol):
 
     def evaluate(self, model: Any, splits: Any, config: Config, out_dir: Path) -> dict: ...
 
-    def predict(self, model: Any, inputs: list[str], config: Config, options: Any) -> Iterable[dict]: ...
+    def predict(self, model: Any, inputs: list[str], config: Config, **options: Any) -> Iterable[dict]: ...
 
     format_prediction: Callable[[dict], str] | None
     format_report: Callable[[dict], str] | None
-    add_predict_arguments: Callable[[Any], None] | None
     validate_config: Callable[[Config], None] | None
     demo: Callable[[list[str]], int] | None
     training_batches: Callable[[Config, Any, int], Any] | None
@@ -91,7 +93,6 @@ REQUIRED_FUNCTIONS = ("load_data", "build_model", "evaluate", "predict")
 OPTIONAL_FUNCTIONS = (
     "format_prediction",
     "format_report",
-    "add_predict_arguments",
     "validate_config",
     "demo",
     "training_batches",
@@ -131,10 +132,10 @@ class Project:
         web_api: how ``python -m common serve`` offers ``predict`` (a dict, or ``"module:NAME"``
             of one): ``verb`` (the route
             ``/api/<name>/<verb>``, default ``predict``), ``upload`` (the suffix the uploaded file
-            is saved with), ``upload_help``, ``upload_required`` (default true), ``options``
-            (query parameters with their defaults, passed to ``predict`` as its ``options``),
-            ``picture_option`` (an option naming a picture ``predict`` writes, returned as a
-            base64 PNG with ``?annotated=true``). A ``page.html`` in the folder is served at
+            is saved with), ``upload_help``, ``upload_required`` (default true),
+            ``picture_option`` (the option naming a picture ``predict`` writes, returned as a
+            base64 PNG with ``?annotated=true``). ``predict``'s own options are its query
+            parameters (see :func:`predict_options`). A ``page.html`` in the folder is served at
             ``/<name>``.
         like: the template in ``common/templates/`` that ``new NAME --like <this project>``
             copies (``classifier`` or ``series``); empty when there is none.
@@ -147,7 +148,6 @@ class Project:
     predict: FunctionRef
     format_prediction: FunctionRef | None = None
     format_report: FunctionRef | None = None
-    add_predict_arguments: FunctionRef | None = None
     validate_config: FunctionRef | None = None
     demo: FunctionRef | None = None
     training_batches: FunctionRef | None = None
@@ -240,6 +240,73 @@ class Project:
         return [self.default_config] + sorted(
             path for path in self.folder.glob("*.toml") if path.name != "config.toml"
         )
+
+
+@dataclass(frozen=True)
+class Option:
+    """The help of one of ``predict``'s keyword-only options, in its annotation::
+
+        def predict(model, inputs, config, *, days: Annotated[int, Option("days to forecast")] = 5):
+
+    gives ``python -m common predict <name> --days N`` and ``POST /api/<name>/...?days=N``.
+
+    Attributes:
+        help: one phrase for ``--help`` and the web API's documentation.
+        web: whether ``serve`` offers it as a query parameter (not for an option that names a
+            file on the server's disk).
+        metavar: the value's name in ``--help``.
+    """
+
+    help: str
+    web: bool = True
+    metavar: str | None = None
+
+
+@dataclass(frozen=True)
+class PredictOption:
+    """One keyword-only option of a project's ``predict``, as its signature declares it."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    web: bool
+    metavar: str | None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def predict_options(predict: Callable[..., Any]) -> list[PredictOption]:
+    """The keyword-only options of a ``predict`` function, in order: their names, types (the
+    annotation without ``| None``), defaults and :class:`Option` help.
+
+    Raises:
+        UserError: an option without a default, or whose type is not bool, int, float, str or Path.
+    """
+    hints = typing.get_type_hints(predict, include_extras=True)
+    options = []
+    for parameter in inspect.signature(predict).parameters.values():
+        if parameter.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        hint = hints.get(parameter.name, str)
+        extras: tuple = ()
+        if typing.get_origin(hint) is typing.Annotated:
+            hint, *rest = typing.get_args(hint)
+            extras = tuple(rest)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+        where = f"{predict.__module__}.predict's option '{parameter.name}'"
+        if parameter.default is inspect.Parameter.empty:
+            raise UserError(f"{where} needs a default value")
+        if hint not in (bool, int, float, str, Path):
+            raise UserError(f"{where} should be a bool, int, float, str or Path, not {hint!r}")
+        help_ = next((extra for extra in extras if isinstance(extra, Option)), Option(""))
+        options.append(
+            PredictOption(parameter.name, hint, parameter.default, help_.help, help_.web, help_.metavar)
+        )
+    return options
 
 
 class _Functions:

@@ -2,10 +2,11 @@
 
 Each project's page and API route is the project's own ``predict`` behind a route: an upload is
 written to a private temporary file (its client-given name is never a path) and handed to
-``project.functions.predict(model, [file], config, options)``, exactly as ``python -m common
+``project.functions.predict(model, [file], config, **options)``, exactly as ``python -m common
 predict`` does, so the JSON is the same as ``predict --json`` and no preprocessing is written
-twice. Which route a project gets, what it uploads and which query parameters it takes come from
-its declared ``web_api`` (see :class:`common.project.Project`).
+twice. Which route a project gets and what it uploads come from its declared ``web_api`` (see
+:class:`common.project.Project`); its query parameters are ``predict``'s own keyword options
+(:func:`common.project.predict_options`), as are its ``predict`` flags on the command line.
 
 Each model is loaded once at start, by the same default-model rule as ``predict``
 (:func:`common.runs.default_model_dir`: the promoted run, else the shipped model). Model calls run
@@ -25,7 +26,6 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from types import SimpleNamespace
 from typing import Any
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
@@ -38,7 +38,7 @@ from starlette.exceptions import HTTPException
 
 from common import paths, registry, runs
 from common.errors import UserError
-from common.project import Project
+from common.project import Project, predict_options
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class ServedProject:
         }
 
 
-DEFAULT_WEB_API = {"verb": "predict", "upload": ".bin", "upload_required": True, "options": {}}
+DEFAULT_WEB_API = {"verb": "predict", "upload": ".bin", "upload_required": True}
 
 
 def web_api(project: Project) -> dict:
@@ -211,15 +211,16 @@ def _predict_endpoint(item: ServedProject):
             annotation=UploadFile if spec["upload_required"] else UploadFile | None,
         )
     ]
-    for option, default in spec["options"].items():
-        parameters.append(
-            inspect.Parameter(
-                option,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=Query(default, description=spec.get("option_help", {}).get(option)),
-                annotation=type(default),
+    for option in predict_options(item.project.functions.predict):
+        if option.web:
+            parameters.append(
+                inspect.Parameter(
+                    option.name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=Query(option.default, description=option.help),
+                    annotation=option.type,
+                )
             )
-        )
     if spec.get("picture_option"):
         parameters.append(
             inspect.Parameter(
@@ -259,13 +260,12 @@ def predict_upload(
                 raise UserError("the uploaded file is empty")
             inputs = [str(path)]
             shown_as = _client_name(upload.filename)
-        namespace = SimpleNamespace(**options, set=None)
         if picture and spec.get("picture_option"):
-            setattr(namespace, spec["picture_option"], Path(folder) / "annotated.png")
+            options = {**options, spec["picture_option"]: Path(folder) / "annotated.png"}
         try:
             with item.lock:
                 # One call at a time per model; predict yields lazily, so it runs inside the lock.
-                results = list(item.project.functions.predict(item.model, inputs, item.config, namespace))
+                results = list(item.project.functions.predict(item.model, inputs, item.config, **options))
         except UserError as error:
             raise UserError(_renamed(str(error), inputs[0], shown_as) if inputs else str(error)) from None
         result = results[0]

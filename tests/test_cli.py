@@ -3,7 +3,6 @@ line per mistake, and a default model that changes only when the user promotes a
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -300,8 +299,7 @@ def test_predict_reads_each_photo_only_when_its_turn_comes(tmp_path):
     first, second = _digit_one(tmp_path), tmp_path / "second.png"
     shutil.copy(first, second)
     project = registry.get_project("emojify")
-    options = argparse.Namespace(out=None, whole=True, set=[])
-    results = inference.predict_saved(project, [str(first), str(second)], "pretrained", options)
+    results = inference.predict_saved(project, [str(first), str(second)], "pretrained", whole=True)
     assert "faces" in next(results)
     second.unlink()
     assert "no such file" in next(results)["error"]

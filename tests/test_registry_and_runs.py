@@ -12,6 +12,7 @@ import pytest
 
 import projects
 from common import registry, runs
+from common.__main__ import main
 from tests.conftest import assert_one_line_error, ctrl_c_after_epoch
 
 # A name no user would give a project of their own: a user's projects/ may hold any other.
@@ -45,6 +46,10 @@ from common.classification import evaluate_classifier
 from common.data import Splits
 from common.project import Headline, Project
 
+from typing import Annotated
+
+from common.project import Option
+
 FAIL_DURING_FIT = False
 
 
@@ -70,8 +75,8 @@ def evaluate(model, splits, config, out_dir):
     return evaluate_classifier(model, splits.test[0], splits.test[1], y_train, ["left", "right"], out_dir)
 
 
-def predict(model, inputs, config, options):
-    values = np.array([[float(value)] for value in inputs], dtype="float32")
+def predict(model, inputs, config, *, shift: Annotated[float, Option("added to each input first")] = 0.0):
+    values = np.array([[float(value) + shift] for value in inputs], dtype="float32")
     return [{"input": value, "label": int(label)}
             for value, label in zip(inputs, model.predict(values, verbose=0).argmax(axis=1))]
 
@@ -207,7 +212,7 @@ def test_a_mistyped_project_gets_a_suggestion(typed, cli):
     assert_one_line_error(cli("train", typed), f"unknown project '{typed}' (did you mean 'mnist'?)")
 
 
-def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
+def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli, capsys):
     listed = cli("list")
     assert TOY in listed.stdout and "points left or right" in listed.stdout
 
@@ -247,6 +252,14 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli):
     predicted = cli("predict", TOY, "-2.5", "3.0", "--json")
     assert predicted.code == 0, predicted.stderr
     assert [json.loads(line)["input"] for line in predicted.stdout.splitlines()] == ["-2.5", "3.0"]
+    # predict's keyword option is its flag, with its type and help.
+    with pytest.raises(SystemExit):
+        main(["predict", TOY, "--help"])
+    assert "--shift SHIFT  added to each input first (default 0.0)" in capsys.readouterr().out
+    shifted = cli("predict", TOY, "-2.5", "--shift", "5.5", "--json")
+    assert shifted.code == 0, shifted.stderr
+    labels = [json.loads(line)["label"] for line in predicted.stdout.splitlines()]
+    assert json.loads(shifted.stdout)["label"] == labels[1]
 
     evaluated = cli("evaluate", TOY)
     assert evaluated.code == 0, evaluated.stderr

@@ -16,13 +16,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Annotated
 
 import matplotlib
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from common.project import Headline
+from common.project import Headline, Option
 from tests.conftest import ROOT
 
 pytest.importorskip("fastapi")
@@ -275,7 +276,7 @@ def test_model_calls_leave_the_server_free_and_take_turns(tmp_path):
     guard = threading.Lock()
     entered, release = threading.Event(), threading.Event()
 
-    def slow_predict(model, inputs, config, options):
+    def slow_predict(model, inputs, config):
         with guard:
             busy["now"] += 1
             busy["most"] = max(busy["most"], busy["now"])
@@ -499,13 +500,42 @@ def _served(tmp_path: Path, name: str, predict) -> dict:
     }
 
 
+def test_predicts_keyword_options_are_the_routes_query_parameters(monkeypatch, tmp_path):
+    """The web API's parameters come from predict's signature, as the CLI's flags do; an option
+    that names a file on the server's disk is not offered."""
+    from common import serve
+
+    def predict(
+        model,
+        inputs,
+        config,
+        *,
+        days: Annotated[int, Option("days ahead")] = 5,
+        out: Annotated[Path | None, Option("a picture on disk", web=False)] = None,
+    ):
+        return [{"input": inputs[0], "days": days, "out": out}]
+
+    monkeypatch.setattr(serve, "_swagger_ui_folder", lambda: None)
+    with TestClient(serve.create_app(_served(tmp_path, "options", predict))) as client:
+        route = client.get("/openapi.json").json()["paths"]["/api/options/predict"]["post"]
+        [parameter] = route["parameters"]
+        assert parameter["name"] == "days" and parameter["description"] == "days ahead"
+        assert parameter["schema"]["default"] == 5 and parameter["schema"]["type"] == "integer"
+        answered = client.post("/api/options/predict?days=9", files={"file": ("a.bin", b"x")})
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["days"] == 9 and answered.json()["out"] is None
+        assert client.post("/api/options/predict", files={"file": ("a.bin", b"x")}).json()["days"] == 5
+        refused = client.post("/api/options/predict?days=soon", files={"file": ("a.bin", b"x")})
+        assert refused.status_code == 422
+
+
 def test_a_404_keeps_a_routes_own_detail_and_an_unknown_route_gets_the_projects_message(
     monkeypatch, tmp_path
 ):
     from common import serve
 
     monkeypatch.setattr(serve, "_swagger_ui_folder", lambda: None)
-    answers = _served(tmp_path, "answers", lambda model, inputs, config, options: [{"answer": 1}])
+    answers = _served(tmp_path, "answers", lambda model, inputs, config: [{"answer": 1}])
     with TestClient(serve.create_app(answers)) as client:
         unknown = client.get("/api/nosuch/predict")
         assert unknown.status_code == 404
@@ -540,7 +570,7 @@ def test_only_a_404_says_no_such_route_a_route_saying_not_found_otherwise_keeps_
 def test_an_exception_in_a_model_call_answers_500_naming_only_its_type(tmp_path):
     from common import serve
 
-    def broken_predict(model, inputs, config, options):
+    def broken_predict(model, inputs, config):
         raise RuntimeError(f"secret detail from {inputs[0]}")
 
     with TestClient(

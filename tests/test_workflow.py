@@ -86,7 +86,7 @@ def evaluate(model, splits, config, out_dir):
     return {}
 
 
-def predict(model, inputs, config, options):
+def predict(model, inputs, config):
     return []
 
 

@@ -13,11 +13,11 @@ gives ``"faces": []``. ``--whole`` classifies every image whole;
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 import keras
 import numpy as np
@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from common.config import Config
 from common.errors import UserError, per_input
 from common.images import read_image
+from common.project import Option
 from projects.emojify.classes import CLASS_NAMES
 from projects.emojify.data import to_model_input
 from projects.emojify.emoji import emoji_image
@@ -38,8 +39,6 @@ WEB_API = {
     "verb": "predict",
     "upload": ".png",
     "upload_help": "a photo (PNG, JPEG, ...)",
-    "options": {"whole": False},
-    "option_help": {"whole": "classify the picture whole as one cropped face"},
     "picture_option": "out",
 }
 
@@ -331,26 +330,21 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-# The CLI ---------------------------------------------------------------------------------------
-
-
-def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--out`` (the annotated picture) and ``--whole`` (the image is one cropped face)."""
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help="write the picture with each face's emoji and label (a file for one input, "
-        "a folder for several)",
-    )
-    parser.add_argument(
-        "--whole",
-        action="store_true",
-        help="classify each image whole as one cropped face, without looking for faces",
-    )
-
-
 def predict(
-    model: keras.Model, inputs: list[str], config: Config, options: argparse.Namespace | None = None
+    model: keras.Model,
+    inputs: list[str],
+    config: Config,
+    *,
+    out: Annotated[
+        Path | None,
+        Option(
+            "write the picture with each face's emoji and label (a file for one input, a folder for several)",
+            web=False,  # A path on the server's disk: the web API returns the picture instead.
+        ),
+    ] = None,
+    whole: Annotated[
+        bool, Option("classify each image whole as one cropped face, without looking for faces")
+    ] = False,
 ) -> Iterator[dict]:
     """Finds, classifies and (with ``--out``) draws the faces of each image file, one at a time,
     so a thousand phone photos take the memory of one.
@@ -362,9 +356,7 @@ def predict(
     """
     if not inputs:
         raise UserError("give one or more photos: python -m common predict emojify photo.jpg")
-    out = getattr(options, "out", None)
-    whole = True if getattr(options, "whole", False) else None
-    targets = _output_paths(inputs, out) if out is not None else [None] * len(inputs)
+    targets = _output_paths(inputs, Path(out)) if out is not None else [None] * len(inputs)
     reader = FaceReader.from_config(model, config)
 
     target_of = dict(zip(inputs, targets))
@@ -372,7 +364,7 @@ def predict(
     def read_one(path: str) -> dict:
         target = target_of[path]
         image = read_image(path, mode="RGB")  # its errors name the file
-        faces, is_whole = reader.read(image, whole=whole)
+        faces, is_whole = reader.read(image, whole=True if whole else None)
         result = {"input": str(path), "faces": faces, "whole_image": is_whole}
         if target is not None:
             _save(annotate(*enlarged(image, faces)), target)

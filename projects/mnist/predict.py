@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Iterator
 
@@ -26,9 +25,7 @@ def classify_digits(model: keras.Model, digits: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict_on_batch(to_model_input(digits)))
 
 
-def predict(
-    model: keras.Model, inputs: list[str], config: Config, options: argparse.Namespace | None = None
-) -> Iterator[dict]:
+def predict(model: keras.Model, inputs: list[str], config: Config) -> Iterator[dict]:
     """Reads, normalises and classifies each image file, one at a time.
 
     Yields:

@@ -18,7 +18,6 @@ PROJECT = Project(
     predict="predict:predict",
     format_prediction="predict:format_prediction",
     format_report="evaluate:format_report",
-    add_predict_arguments="predict:add_predict_arguments",
     validate_config="settings:validate_config",
     demo="demo:demo",
     web_api="predict:WEB_API",

@@ -13,8 +13,8 @@ so a forecast date may fall on one.
 
 from __future__ import annotations
 
-import argparse
 import math
+from typing import Annotated
 
 import keras
 import numpy as np
@@ -22,6 +22,7 @@ import pandas as pd
 
 from common.config import Config
 from common.errors import UserError
+from common.project import Option
 from projects.stock.data import check_model_input, is_volume_column, load_series, target_to_price, to_features
 
 DEFAULT_DAYS = 5
@@ -29,54 +30,41 @@ MAX_HISTORY = 5000  # True prices given back with a forecast, for a chart: about
 MAX_DAYS = 260  # About a trading year; a recursive forecast means little long before that.
 
 # What `python -m common serve` offers: POST /api/stock/forecast with an optional CSV (field
-# `file`; without it the model's configured series) and the options below, as query parameters.
+# `file`; without it the model's configured series) and predict's options as query parameters.
 WEB_API = {
     "verb": "forecast",
     "upload": ".csv",
     "upload_required": False,
     "upload_help": "a daily price CSV with a Date column (default: the model's configured series)",
-    "options": {"days": DEFAULT_DAYS, "history": 0},
-    "option_help": {
-        "days": f"trading days to forecast (1 to {MAX_DAYS})",
-        "history": "also return the last N true prices, to draw beside the forecast",
-    },
 }
 
 
-def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds ``--days`` to ``python -m common predict stock``."""
-    parser.add_argument(
-        "--days",
-        type=int,
-        default=DEFAULT_DAYS,
-        help=f"trading days to forecast after the CSV's last row (default {DEFAULT_DAYS})",
-    )
-    parser.add_argument(
-        "--history",
-        type=int,
-        default=0,
-        metavar="N",
-        help="with --json, also give the last N true prices (history_dates, history)",
-    )
-
-
 def predict(
-    model: keras.Model, inputs: list[str], config: Config, options: argparse.Namespace | None = None
+    model: keras.Model,
+    inputs: list[str],
+    config: Config,
+    *,
+    days: Annotated[
+        int, Option(f"trading days to forecast after the CSV's last row (1 to {MAX_DAYS})")
+    ] = DEFAULT_DAYS,
+    history: Annotated[
+        int, Option("also give the last N true prices (history_dates, history), for a chart", metavar="N")
+    ] = 0,
 ) -> list[dict]:
     """Forecasts the days after the last row of a CSV (default: the configured series).
 
     Returns:
         One ``{"input", "price_column", "last_date", "last_price", "method", "dates",
-        "forecast"}`` dict; with ``options.history`` N > 0 also ``history_dates`` and ``history``,
-        the last N true prices (a chart draws them before the forecast).
+        "forecast"}`` dict; with ``history`` N > 0 also ``history_dates`` and ``history``,
+        the last N true prices (a chart draws them before the forecast). ``days`` and
+        ``history`` are ``--days`` and ``--history`` on the command line and the web API's query
+        parameters.
     """
     if len(inputs) > 1:
         raise UserError(
             f"give at most one CSV file (received {len(inputs)}): "
             "python -m common predict stock prices.csv --days 5"
         )
-    days = getattr(options, "days", DEFAULT_DAYS)
-    history = getattr(options, "history", 0) or 0
     if not 0 <= history <= MAX_HISTORY:
         raise UserError(f"--history must be between 0 and {MAX_HISTORY}; received: {history}")
     series = load_series(config, inputs[0] if inputs else None)
