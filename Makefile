@@ -79,9 +79,10 @@ test-scaling: $(BACKENDS_STAMP) ## Every project under TensorFlow, JAX and PyTor
 mutation: $(STAMP) ## Would the fast suite catch a one-line bug? A sample of mutants per module (docs/testing.md)
 	$(BIN)/python -m tests.mutation $(ARGS)
 
-lint: $(STAMP) ## Check formatting and lint with ruff
+lint: $(STAMP) ## Check formatting and lint with ruff, and types with mypy
 	$(BIN)/ruff check common projects tests bench
 	$(BIN)/ruff format --check common projects tests bench
+	$(BIN)/mypy
 
 format: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff check --fix common projects tests bench

@@ -12,11 +12,16 @@ files read from disk batch by batch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from common.backend import import_keras
 
-keras = import_keras()
+if TYPE_CHECKING:
+    import keras
+else:
+    keras = import_keras()
 
 
 class EpochOrder(keras.utils.PyDataset):

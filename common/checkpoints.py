@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,10 @@ import pandas as pd
 from common import runs
 from common.backend import import_keras
 
-keras = import_keras()
+if TYPE_CHECKING:
+    import keras
+else:
+    keras = import_keras()
 
 PROGRESS_FILE = "progress.json"
 HISTORY_FILE = "history.csv"
@@ -104,7 +107,7 @@ def progress_problem(record: Any, epochs: int | None = None) -> str | None:
             return none
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
-    def count(value: Any) -> bool:
+    def count(value: Any) -> TypeGuard[int]:
         return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_EPOCHS
 
     if not isinstance(record, dict):
@@ -237,7 +240,7 @@ class RunRecorder(keras.callbacks.Callback):
             "epoch": epoch,
             "epochs_done": epoch + 1,
             "finished": bool(self.model.stop_training) or epoch + 1 >= self.params.get("epochs", 0),
-            "best": best if math.isfinite(best) else None,
+            "best": best if best is not None and math.isfinite(best) else None,
             "history": history,
             "train_seconds": round(self.seconds_before + time.perf_counter() - self.started, 1),
             "files": files,

@@ -114,6 +114,7 @@ def split_arrays(
 
     held_out = "x_test" not in arrays
     if held_out:
+        train: tuple[np.ndarray, np.ndarray] | None
         train, test = hold_out(arrays["x_train"], arrays["y_train"], config.data.test_fraction)
     else:
         test = (arrays["x_test"], arrays["y_test"])

@@ -28,12 +28,16 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from common.backend import import_keras
 from common.config import Config
 from common.errors import UserError
 
-keras = import_keras()
+if TYPE_CHECKING:
+    import keras
+else:
+    keras = import_keras()
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ tested on would otherwise carry the test labels into the student's training.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common import runs
 from common.backend import import_keras
@@ -35,7 +36,10 @@ from common.config import Config, split_settings
 from common.errors import UserError
 from common.project import Project
 
-keras = import_keras()
+if TYPE_CHECKING:
+    import keras
+else:
+    keras = import_keras()
 
 
 def soften(probabilities, temperature: float):

@@ -25,6 +25,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,7 +34,10 @@ from common.backend import import_keras
 from common.errors import UserError
 from common.project import Project
 
-keras = import_keras()
+if TYPE_CHECKING:
+    import keras
+else:
+    keras = import_keras()
 log = logging.getLogger(__name__)
 
 FORMATS = ("tf_saved_model", "onnx", "litert")
@@ -195,7 +199,7 @@ def _write_onnx(graph, artifact: Path) -> None:
 def _write_litert(graph, artifact: Path, calibration: np.ndarray | None) -> int | None:
     import tensorflow as tf
 
-    options = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+    options: dict[str, Any] = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
     batch = 1 if recurrent(graph) else None
     if calibration is not None:
         # Weights and activations in int8, calibrated on training examples; inputs and outputs

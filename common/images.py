@@ -30,7 +30,8 @@ def read_image(path: str | Path, mode: str = "L") -> np.ndarray:
     if path.is_dir():
         raise UserError(f"{path}: is a folder; pass image files")
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as opened:
+            image: Image.Image = opened
             if image.width * image.height > MAX_PIXELS:
                 raise UserError(
                     f"{path}: {image.width}x{image.height} pixels is too large to read safely "

@@ -11,7 +11,7 @@ import logging
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common import images, registry, runs
 from common.backend import import_keras
@@ -19,7 +19,10 @@ from common.data import Splits
 from common.errors import UserError
 from common.project import Project
 
-keras = import_keras()
+if TYPE_CHECKING:
+    import keras
+else:
+    keras = import_keras()
 
 log = logging.getLogger(__name__)
 

@@ -158,7 +158,7 @@ def plot_confusion_matrix(
             axis.text(
                 column,
                 row,
-                int(matrix[row, column]),
+                str(int(matrix[row, column])),
                 ha="center",
                 va="center",
                 fontsize=8,

@@ -21,7 +21,7 @@ def _project_folders() -> dict[str, Path]:
     """Every folder of the ``projects`` package that has an ``__init__.py`` and a ``config.toml``."""
     import projects
 
-    folders = {}
+    folders: dict[str, Path] = {}
     for base in map(Path, projects.__path__):
         for folder in sorted(base.iterdir()):
             if (folder / "__init__.py").is_file() and (folder / "config.toml").is_file():

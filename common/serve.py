@@ -230,7 +230,7 @@ def _predict_endpoint(item: ServedProject):
                 annotation=bool,
             )
         )
-    endpoint.__signature__ = inspect.Signature(parameters, return_annotation=dict)
+    endpoint.__signature__ = inspect.Signature(parameters, return_annotation=dict)  # type: ignore[attr-defined]
     endpoint.__name__ = f"{item.project.name}_{spec['verb']}"
     return endpoint
 
@@ -250,7 +250,7 @@ def predict_upload(
     spec = item.web_api
     with tempfile.TemporaryDirectory(prefix="serve-") as folder:
         inputs: list[str] = []
-        shown_as = None
+        shown_as = ""
         if upload is not None:
             path = Path(folder) / f"upload{spec['upload']}"
             with path.open("wb") as stream:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common import runs
 from common.backend import import_keras
@@ -19,7 +19,10 @@ from common.config import Config
 from common.errors import UserError
 from common.paths import ROOT
 
-keras = import_keras()
+if TYPE_CHECKING:
+    import keras
+else:
+    keras = import_keras()
 
 
 def enabled(config: Config) -> bool:

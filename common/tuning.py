@@ -207,10 +207,11 @@ def run_search(
     class FirstTheDefaults:
         """An oracle whose first trial is the config's own values, before any drawn ones."""
 
+        # Mixed into a KerasTuner oracle below, which has both of these.
         def _random_values(self) -> dict | None:
-            if first_values is not None and not self._tried_so_far:
+            if first_values is not None and not self._tried_so_far:  # type: ignore[attr-defined]
                 return dict(first_values)
-            return super()._random_values()
+            return super()._random_values()  # type: ignore[misc]
 
     directory = tune_dir(project.name, name)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -255,10 +256,12 @@ def run_search(
                 earlier = None  # Another search's run of the same name (its state was removed).
             state = runs.run_state(earlier) if earlier is not None else None
             try:
-                if state == runs.COMPLETED:  # Stopped after its training, before it was counted.
+                if (
+                    earlier is not None and state == runs.COMPLETED
+                ):  # Stopped after its training, before it was counted.
                     log.info("trial %d%s: %s; its run %s had finished", number, planned, what, earlier)
                     run_dir = earlier
-                elif state == runs.INTERRUPTED:
+                elif earlier is not None and state == runs.INTERRUPTED:
                     log.info("trial %d%s: %s; resuming its run %s", number, planned, what, earlier)
                     run_dir = workflow.train(project, config, resume_dir=earlier)
                 else:

@@ -17,7 +17,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,10 @@ from common.inference import load_model_file
 from common.project import Project
 
 # Every module that needs Keras imports it after this one, so its start-up lines are filtered once.
-keras = import_keras()
+if TYPE_CHECKING:
+    import keras
+else:
+    keras = import_keras()
 
 log = logging.getLogger(__name__)
 
@@ -394,6 +397,7 @@ def _validation_data(splits: Splits, even: int = 1):
     """The validation split as ``fit`` takes it: arrays, or streamed batches of its files; under
     JAX's data-parallel (``even`` devices) batches of a multiple of ``even`` (the last loses at
     most ``even - 1`` examples)."""
+    assert splits.validation is not None, "training needs a validation split"
     x_val, y_val = splits.validation
     size = -(-VALIDATION_BATCH_SIZE // even) * even
     if isinstance(x_val, FileList):

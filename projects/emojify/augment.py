@@ -32,6 +32,7 @@ def training_batches(config: Config, splits: Splits, first_epoch: int) -> EpochO
     """The training split's batches, augmented as ``[augment]`` says (plain ones when it is off);
     read from the image files batch by batch when the split is streamed (``data.streaming``),
     with the same order and augmentation, so the batches are the same."""
+    assert splits.train is not None, "training needs a training split"
     x_train, y_train = splits.train
     seed = training_seed(config)
     arguments = (x_train, y_train, config.train.batch_size, seed, first_epoch, splits.class_weight)
@@ -111,7 +112,7 @@ def erase_rectangles(faces: np.ndarray, rng: np.random.Generator, probability: f
     count, height, width = faces.shape
     chosen = rng.random(count) < probability
     areas = rng.uniform(*ERASE_AREA, count) * height * width
-    aspects = np.exp(rng.uniform(*np.log(ERASE_ASPECT), count))
+    aspects = np.exp(rng.uniform(np.log(ERASE_ASPECT[0]), np.log(ERASE_ASPECT[1]), count))
     heights = np.clip(np.sqrt(areas * aspects).astype(int), 1, height)
     widths = np.clip(np.sqrt(areas / aspects).astype(int), 1, width)
     tops = (rng.random(count) * (height - heights + 1)).astype(int)

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,9 +67,11 @@ def load_data(config: Config, need_training: bool = True) -> Splits:
     splits, test_held_out = split_arrays(arrays, config, need_training)
     if test_held_out:
         source += f"; test = held-out {config.data.test_fraction:.0%} of train"
-    prepared = {name: (to_model_input(x), y) for name, (x, y) in splits.items()}
+    prepared: dict[str, Any] = {name: (to_model_input(x), y) for name, (x, y) in splits.items()}
     class_weight = class_weights(splits["train"][1], config.train.class_weighting) if need_training else None
-    return Splits(**prepared, source=source, stand_in=info["synthetic"], class_weight=class_weight, info=info)
+    return Splits(
+        **prepared, source=source, stand_in=bool(info["synthetic"]), class_weight=class_weight, info=info
+    )
 
 
 def load_file_lists(config: Config, need_training: bool = True) -> Splits:
@@ -100,7 +103,7 @@ def load_file_lists(config: Config, need_training: bool = True) -> Splits:
         source += f"; test = held-out {config.data.test_fraction:.0%} of train"
     x_test, y_test = splits.pop("test")
     test = (FileList(x_test, decode_face).read(threads=DECODE_THREADS), y_test)
-    prepared = {name: (FileList(x, decode_face), y) for name, (x, y) in splits.items()}
+    prepared: dict[str, Any] = {name: (FileList(x, decode_face), y) for name, (x, y) in splits.items()}
     class_weight = class_weights(splits["train"][1], config.train.class_weighting) if need_training else None
     info = {"class_names": list(CLASS_NAMES), "synthetic": False}
     return Splits(test=test, **prepared, source=source, class_weight=class_weight, info=info)
@@ -282,8 +285,8 @@ def _image_files(folder: Path) -> list[Path]:
 def read_face(path: Path) -> np.ndarray:
     """One face image as a (48, 48) uint8 grayscale array, resized if it has another size."""
     try:
-        with Image.open(path) as image:
-            image = image.convert("L")
+        with Image.open(path) as opened:
+            image = opened.convert("L")
             if image.size != (SIZE, SIZE):
                 image = image.resize((SIZE, SIZE), Image.Resampling.BILINEAR)
             return np.asarray(image)

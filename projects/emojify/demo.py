@@ -11,6 +11,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class EmojiWindow:
         self.reader = reader
         self.next_frame = next_frame
         self.live = live
-        self.photo = None  # Tk shows an image only while a reference to it is kept.
+        self.photo: Any = None  # Tk shows an image only while a reference to it is kept.
         self.faces: list[dict] = []
         self.frames_shown = 0
         self.started = time.perf_counter()

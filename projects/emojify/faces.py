@@ -56,7 +56,7 @@ class FaceDetector:
                 f"OpenCV {cv2.__version__} has no CascadeClassifier (removed in OpenCV 5); "
                 "install opencv-python-headless<5"
             )
-        path = Path(cv2.data.haarcascades) / cascade
+        path = Path(cv2.data.haarcascades) / cascade  # type: ignore[attr-defined]
         if not path.is_file():
             raise UserError(f"face detector {cascade!r} not found in {path.parent}")
         self.cascade = cv2.CascadeClassifier(str(path))

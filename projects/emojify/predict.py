@@ -258,7 +258,9 @@ def _label_text(face: dict) -> str:
     return f"{face['label']} {face['confidence']:.0%}"
 
 
-def _label_box(face: dict, font: ImageFont.ImageFont, height: int) -> tuple[int, int, int, int]:
+def _label_box(
+    face: dict, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, height: int
+) -> tuple[int, int, int, int]:
     """The label's background: above the box, else below it, else inside its top edge."""
     x, y, w, h = face["box"]
     left, top, right, bottom = _PROBE.textbbox((0, 0), _label_text(face), font=font)
@@ -322,7 +324,7 @@ def enlarged(image: np.ndarray, faces: list[dict], at_least: int = 240) -> tuple
 
 
 @lru_cache(maxsize=32)
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     # Pillow's built-in font scales with FreeType; an older Pillow gets its bitmap font.
     try:
         return ImageFont.load_default(size=size)

@@ -20,6 +20,7 @@ import time
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ def load_data(config: Config, need_training: bool = True) -> Splits:
     """
     arrays, source = _load_arrays(config, need_training)
     splits, _ = split_arrays(arrays, config, need_training)
-    prepared = {name: (to_model_input(x), y) for name, (x, y) in splits.items()}
+    prepared: dict[str, Any] = {name: (to_model_input(x), y) for name, (x, y) in splits.items()}
     return Splits(
         **prepared,
         source=source,
@@ -210,12 +211,14 @@ def read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
         images, labels = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
         if (images is None) != (labels is None):
             raise UserError(f"{folder}: {split} images and labels must both be present")
-        if images is not None and (images.ndim != 3 or labels.ndim != 1):
+        if images is None or labels is None:
+            continue
+        if images.ndim != 3 or labels.ndim != 1:
             raise UserError(
                 f"{folder}: the {split} images are {images.ndim}-dimensional and the labels "
                 f"{labels.ndim}-dimensional in their IDX headers; MNIST's are 3 (count, rows, columns) and 1"
             )
-        if images is not None and len(images) != len(labels):
+        if len(images) != len(labels):
             raise UserError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
     return arrays
 

@@ -65,7 +65,9 @@ class DrawingPad:
     def extend_stroke(self, event) -> None:
         start = self.last_point or (event.x, event.y)
         end = (event.x, event.y)
-        self.canvas.create_line(*start, *end, width=BRUSH, capstyle="round", smooth=True)
+        self.canvas.create_line(
+            start[0], start[1], end[0], end[1], width=BRUSH, capstyle="round", smooth=True
+        )
         self.draw.line([start, end], fill=0, width=BRUSH)
         radius = BRUSH // 2
         self.draw.ellipse([end[0] - radius, end[1] - radius, end[0] + radius, end[1] + radius], fill=0)

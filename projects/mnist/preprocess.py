@@ -208,7 +208,7 @@ def _centre_by_mass(image: np.ndarray) -> np.ndarray:
     centre_column = float((columns * image).sum()) / total
     shift_row = int(round(SIZE / 2 - centre_row))
     shift_column = int(round(SIZE / 2 - centre_column))
-    matrix = np.float32([[1, 0, shift_column], [0, 1, shift_row]])
+    matrix = np.array([[1, 0, shift_column], [0, 1, shift_row]], dtype=np.float32)
     return cv2.warpAffine(image, matrix, (SIZE, SIZE), flags=cv2.INTER_NEAREST, borderValue=0)
 
 

@@ -111,7 +111,7 @@ def plot_residuals(days: dict, predicted: np.ndarray, metrics: dict, out_path: P
     over_time.set_title("residual (forecast - actual)")
     over_time.legend(loc="best", fontsize=8)
 
-    bins = np.histogram_bin_edges(np.concatenate([model_errors, baseline_errors]), bins=50)
+    bins = np.histogram_bin_edges(np.concatenate([model_errors, baseline_errors]), bins=50).tolist()
     spread.hist(
         baseline_errors,
         bins=bins,
