@@ -192,11 +192,12 @@ def forecast_intervals(
     """Conformal intervals calibrated on the validation period, scored on the test period.
 
     Returns:
-        The metrics (model's and naive interval's coverage, mean width and Winkler score, each
-        horizon's split-conformal coverage in ``metrics["horizons"]``; ``half_widths`` of each test
-        day, as a share of the day before's price, for the chart) and the calibration that
-        ``predict`` reads (``intervals.json``): per-horizon half-widths as a share of the last
-        price, at the level adapted through the test period.
+        The metrics: the model's and the naive interval's coverage, mean width and Winkler
+        score; ``horizon_coverage``, each of ``evaluate.horizons``'s coverage by plain split
+        conformal; and ``half_widths``, each test day's, as a share of the day before's price
+        (both for :func:`evaluate` to place). Then the calibration that ``predict`` reads
+        (``intervals.json``): per-horizon half-widths as a share of the last price, at the level
+        adapted through the test period.
     """
     settings = config.evaluate
     coverage = settings.coverage
