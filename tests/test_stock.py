@@ -634,7 +634,8 @@ def test_reads_the_real_exports() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("csv", ["", "AAPL.csv", "NSE-TATAGLOBAL.csv"])
 def test_the_defaults_match_persistence_on_real_series(csv, models_dir, cli) -> None:
-    """The issue's bar: rmse / baseline_rmse at most 1.02 with the default config."""
+    """The bars: rmse / baseline_rmse at most 1.02 with the default config, and the 90% interval
+    holding 88-92% of the test days."""
     if csv and not SHARED_STOCK.is_dir():
         pytest.skip(f"real series not found in {SHARED_STOCK}")
     result = cli("train", "stock", "--set", f"data.path={SHARED_STOCK / csv if csv else ''}")
@@ -642,6 +643,8 @@ def test_the_defaults_match_persistence_on_real_series(csv, models_dir, cli) -> 
     metrics = json.loads((models_dir / "stock" / "latest" / "metrics.json").read_text())
     assert metrics["rmse_ratio"] <= 1.02
     assert 0 <= metrics["dm_p_value"] <= 1 and 0 <= metrics["validation_dm_p_value"] <= 1
+    # The 90% intervals hold 88-92% of the test days (measured: 88.7%, 89.6%, 89.1%).
+    assert 0.88 <= metrics["interval_coverage"] <= 0.92
 
 
 # --- Windows, splits, scaling and scores, by value on hand-made series --------------------------
