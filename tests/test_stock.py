@@ -1157,3 +1157,34 @@ def test_a_window_longer_than_the_series_is_one_line(tmp_path, models_dir, cli) 
     csv = write_yahoo(tmp_path / "prices.csv", random_walk(days=120))
     result = cli("train", "stock", "--set", f"data.path={csv}", "--set", "data.window=200")
     assert_one_line_error(result, "too few rows for data.window = 200")
+
+
+def test_the_report_prints_the_intervals_and_each_horizon_in_order() -> None:
+    metrics = {
+        "test_start": "2020-02-19", "test_end": "2020-02-27", "rmse": 1.5, "baseline_rmse": 2.0,
+        "rmse_ratio": 0.75, "mae": 1.25, "baseline_mae": 1.5, "mape": 0.5, "baseline_mape": 0.75,
+        "directional_accuracy": 0.6, "baseline_directional_accuracy": 0.5, "dm_p_value": 0.2,
+        "interval_coverage_asked": 0.9, "interval_method": "split conformal",
+        "interval_coverage": 0.875, "interval_mean_width": 3.0, "interval_winkler": 4.5,
+        "naive_interval_coverage": 0.95, "naive_interval_mean_width": 5.0, "naive_interval_winkler": 5.5,
+        "horizons": {
+            "10": {"days_scored": 90, "rmse": 6.0, "baseline_rmse": 5.0, "rmse_ratio": 1.2,
+                   "dm_p_value": 0.01, "interval_coverage": 0.9},
+            "1": {"days_scored": 99, "rmse": 1.5, "baseline_rmse": 2.0, "rmse_ratio": 0.75,
+                  "dm_p_value": 0.2, "interval_coverage": 0.85},
+        },
+    }  # fmt: skip
+    assert format_report(metrics).split("\n")[8:] == [
+        "90% intervals (split conformal):",
+        "                     covered    mean width     Winkler",
+        "model                  87.5%        3.0000      4.5000",
+        "naive                  95.0%        5.0000      5.5000",
+        "(naive: persistence +- the training period's daily move at that quantile)",
+        "recursive multi-day forecasts (as predict gives them) beside persistence at each horizon:",
+        "days ahead  scored        RMSE  persistence    ratio  covered  verdict",
+        "         1      99      1.5000       2.0000   0.7500    85.0%  indistinguishable from persistence "
+        "(Diebold-Mariano p = 0.2)",
+        "        10      90      6.0000       5.0000   1.2000    90.0%  worse than persistence "
+        "(Diebold-Mariano p = 0.01)",
+        "(covered: the split-conformal interval of that horizon, not adapted on the test period)",
+    ]
