@@ -1188,3 +1188,23 @@ def test_the_report_prints_the_intervals_and_each_horizon_in_order() -> None:
         "(Diebold-Mariano p = 0.01)",
         "(covered: the split-conformal interval of that horizon, not adapted on the test period)",
     ]
+
+
+def test_predicts_intervals_widen_like_the_square_root_of_the_horizon_past_the_calibrated_ones() -> None:
+    from projects.stock.intervals import horizon_half_widths
+
+    np.testing.assert_allclose(
+        horizon_half_widths([0.01, 0.02], 4), [0.01, 0.02, 0.02 * math.sqrt(3 / 2), 0.02 * math.sqrt(2)]
+    )
+    np.testing.assert_allclose(horizon_half_widths([0.01, 0.02, 0.03], 2), [0.01, 0.02])
+
+
+def test_the_recursive_forecast_compounds_each_day_on_the_one_before() -> None:
+    from projects.stock.predict import forecast_prices
+
+    prices = hand_prices()
+    volume = np.arange(HAND_DAYS) * 1000.0
+    frame = hand_series(prices, Open=prices * 0.99, Volume=volume).frame
+    dates, forecast = forecast_prices(constant_return_model(3, 3, 0.01), frame, "return", 3, 4)
+    np.testing.assert_allclose(forecast, prices[-1] * 1.01 ** np.arange(1, 5), rtol=1e-6)
+    assert list(dates) == list(pd.bdate_range(frame.index[-1], periods=5)[1:])
