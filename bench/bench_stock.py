@@ -58,7 +58,7 @@ def measure(config_file: str | None, overrides: list[str], windows: int, epochs:
     seconds = time.perf_counter() - started
     return {
         "window": config.data.window,
-        "lstm_units": list(config.model.lstm_units),
+        "units": list(config.model.units),
         "batch_size": batch_size,
         "windows_trained": windows * epochs,
         "seconds": seconds,
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, result in results:
         lines.append(
-            f"| {name} | {result['window']} | {result['lstm_units']} | {result['batch_size']} | "
+            f"| {name} | {result['window']} | {result['units']} | {result['batch_size']} | "
             f"{result['windows_trained']} | {result['seconds']:.1f} | {result['windows_per_second']:.0f} | "
             f"{result['windows_per_second'] / tutorial_speed:.1f}x |"
         )

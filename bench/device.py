@@ -73,7 +73,7 @@ COMMON_SETTINGS = ["train.early_stopping_patience=0"]
 TINY = {
     "mnist": ["model.conv_filters=[4, 8]", "model.dense_units=8", "train.batch_size=64"],
     "emojify": ["model.blocks=[[8], [16]]", "model.dense_units=16"],
-    "stock": ["data.window=10", "model.lstm_units=[4]", "train.batch_size=32"],
+    "stock": ["data.window=10", "model.units=[4]", "train.batch_size=32"],
 }
 # No run is started with less of the budget left than this (it could not finish).
 MIN_START_SECONDS = 25

@@ -54,7 +54,11 @@ def load_saved(
     # Without the optimizer, loss and metrics: answering needs none of them, and a compile config
     # saved under another backend may import that backend (PyTorch's, when a model trained under it
     # is loaded under TensorFlow, crashed the process).
-    return load_model_file(model_file, compile=False), config, model_file
+    model = load_model_file(model_file, compile=False)
+    # Where it came from, for a project that keeps more of the run than the model (stock's
+    # interval calibration beside it).
+    model.source_file = model_file
+    return model, config, model_file
 
 
 # A .keras file is a zip archive: its config.json and metadata.json describe the layers (a few

@@ -74,6 +74,7 @@ TARGETS: dict[str, list[str]] = {
     "projects/stock/data.py": ["tests/test_stock.py"],
     "projects/stock/evaluate.py": ["tests/test_stock.py"],
     "projects/stock/significance.py": ["tests/test_stock.py"],
+    "projects/stock/intervals.py": ["tests/test_stock.py"],
 }
 
 # The plausible one-line bugs: a comparison, a boolean, a constant off by one, an arithmetic

@@ -129,3 +129,31 @@ def test_overhead_benchmark_times_both_sides_and_leaves_no_run_behind(models_dir
     assert result["overhead_ratio"] > 0
     assert len(result["plain_fit_seconds"]) == len(result["template_train_seconds"]) == 1
     assert not models_dir.exists() or not any(models_dir.rglob("*"))
+
+
+def test_missing_stock_series_for_the_cells_benchmark_is_one_line(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    module = importlib.import_module("bench.bench_cells")
+    monkeypatch.setattr(module, "SHARED_STOCK", tmp_path)
+    result = run_in_process(module, ["--series", "AAPL", "--seeds", "1"], capsys)
+    assert_one_line_error(result, "AAPL.csv not found; set SHARED_DATA")
+
+
+def test_the_cells_table_row_gives_means_ranges_and_each_seeds_p_value() -> None:
+    from bench.bench_cells import table_row
+
+    def metrics(ratio: float, p_value: float, coverage: float) -> dict:
+        return {
+            "parameters": 4385, "rmse_ratio": ratio, "dm_p_value": p_value, "train_seconds": 3.0,
+            "horizons": {"10": {"rmse_ratio": 2 * ratio, "dm_p_value": p_value / 2}},
+            "interval_coverage": coverage, "naive_interval_coverage": 0.95,
+            "interval_mean_width": 3.0, "naive_interval_mean_width": 4.0,
+            "interval_winkler": 5.0, "naive_interval_winkler": 4.0,
+        }  # fmt: skip
+
+    row = table_row("S&P 500", "gru", [metrics(0.999, 0.5, 0.88), metrics(1.001, 0.25, 0.9)])
+    assert row == (
+        "| S&P 500 | gru | 4,385 | 1.0000 (0.9990-1.0010) | 0.5, 0.25 | 2.0000 (1.9980-2.0020) | 0.25, 0.12 "
+        "| 3.0 | 89.0% (88.0-90.0) | 95.0% | 0.75 (0.75-0.75) | 1.25 (1.25-1.25) |"
+    )

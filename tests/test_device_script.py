@@ -23,7 +23,7 @@ from tests.conftest import ROOT
 
 SCRIPT = ROOT / "bench" / "device.sh"
 PREPARE = ROOT / "bench" / "device_prepare.sh"
-TINY_STOCK = ["data.window=10", "model.lstm_units=[4]", "train.batch_size=32"]
+TINY_STOCK = ["data.window=10", "model.units=[4]", "train.batch_size=32"]
 
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 

@@ -261,7 +261,7 @@ def test_jax_data_parallel_trains_on_splits_that_do_not_divide_by_the_devices(tm
     csv = write_yahoo(tmp_path / "prices.csv", random_walk(days=301))
     result = subprocess.run(
         [sys.executable, "-m", "common", "train", "stock", "-q", "--set", f"data.path={csv}",
-         "--set", "data.window=10", "--set", "model.lstm_units=[4]", "--set", "train.epochs=2",
+         "--set", "data.window=10", "--set", "model.units=[4]", "--set", "train.epochs=2",
          "--set", "train.batch_size=32", "--set", "train.distribution=data_parallel"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={**os.environ, "KERAS_BACKEND": "jax", "MODELS_DIR": str(tmp_path / "models"),

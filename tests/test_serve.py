@@ -202,7 +202,7 @@ def test_stock_forecast_answers_as_predict_does(models_dir, cli, tmp_path):
     trained = cli("train", "stock", "--set", "train.epochs=1", "--promote")
     assert trained.code == 0, trained.stderr
     # A later run, not promoted, does not take its place.
-    assert cli("train", "stock", "--set", "train.epochs=1", "--set", "model.lstm_units=[16]").code == 0
+    assert cli("train", "stock", "--set", "train.epochs=1", "--set", "model.units=[16]").code == 0
     promoted = models_dir / "stock" / runs.promoted_name("stock")
     assert runs.latest_run("stock") != promoted.resolve()
     served, unavailable = serve.load_projects(["stock"])

@@ -88,7 +88,15 @@ def load_data(config: Config, need_training: bool = True) -> Splits:
     All three splits are always returned: they are cheap to cut, and evaluation reports the
     validation figures beside the test ones.
     """
-    return make_splits(load_series(config), config)
+    splits = make_splits(load_series(config), config)
+    # Checked here, before training, rather than when the multi-day forecasts are scored.
+    n_test, too_far = len(splits.test[1]), max(config.evaluate.horizons)
+    if too_far > n_test:
+        raise UserError(
+            f"config key 'evaluate.horizons' asks for {too_far} trading days ahead, beyond the test period's "
+            f"{n_test} days; use horizons up to {n_test}"
+        )
+    return splits
 
 
 def load_series(config: Config, path: str | Path | None = None) -> PriceSeries:
@@ -332,25 +340,37 @@ def to_features(frame: pd.DataFrame, target: str) -> np.ndarray:
     Returns:
         A float64 array of shape ``(days - 1, columns)``.
     """
-    columns = []
-    for name in frame.columns:
-        values = frame[name].to_numpy(np.float64)
-        if is_volume_column(str(name)):
-            values = np.log1p(values)
-            columns.append(values[1:] if target == "price" else np.diff(values))
-        else:
-            columns.append(price_to_target(values, target))
-    return np.stack(columns, axis=1)
+    volume = np.array([is_volume_column(str(name)) for name in frame.columns])
+    return values_to_features(frame.to_numpy(np.float64), volume, target)
 
 
-def price_to_target(prices: np.ndarray, target: str) -> np.ndarray:
-    """Day-to-day targets of a price series: one fewer value than prices."""
+def values_to_features(values: np.ndarray, volume: np.ndarray, target: str) -> np.ndarray:
+    """:func:`to_features` of raw values shaped ``(..., days, columns)``, e.g. many windows at once.
+
+    Args:
+        values: prices and volumes, the forecast price in column 0.
+        volume: one flag per column, true for a volume column.
+        target: ``data.target``.
+    """
+    values = np.asarray(values, np.float64)
+    features = np.empty((*values.shape[:-2], values.shape[-2] - 1, values.shape[-1]))
+    features[..., ~volume] = price_to_target(values[..., ~volume], target, axis=-2)
+    logs = np.log1p(values[..., volume])
+    features[..., volume] = logs[..., 1:, :] if target == "price" else np.diff(logs, axis=-2)
+    return features
+
+
+def price_to_target(prices: np.ndarray, target: str, axis: int = -1) -> np.ndarray:
+    """Day-to-day targets of a price series (days along ``axis``): one fewer value than prices."""
+    prices = np.asarray(prices, np.float64)
+    days = prices.shape[axis]
+    later = np.take(prices, np.arange(1, days), axis=axis)
     if target == "log_return":
-        return np.diff(np.log(prices))
+        return np.diff(np.log(prices), axis=axis)
     if target == "return":
-        return prices[1:] / prices[:-1] - 1.0
+        return later / np.take(prices, np.arange(days - 1), axis=axis) - 1.0
     if target == "price":
-        return prices[1:]
+        return later
     raise ValueError(f"target must be one of log_return, return, price; received: {target!r}")
 
 
@@ -464,6 +484,8 @@ def make_splits(series: PriceSeries, config: Config) -> Splits:
             "price_column": series.price_column,
             "input_columns": [str(name) for name in series.frame.columns],
             "days": days,
+            # Each period's windows, as [start, stop) of all windows in time order.
+            "bounds": bounds,
             "series": series,
         },
     )

@@ -31,6 +31,7 @@ def demo(argv: list[str]) -> int:
     from common import inference, registry, runs
     from projects.stock.data import load_series, make_splits
     from projects.stock.evaluate import one_step_prices
+    from projects.stock.intervals import horizon_half_widths, read_intervals
     from projects.stock.plots import MODEL_COLOR, draw_against_persistence, draw_forecast_difference
     from projects.stock.predict import forecast_prices
 
@@ -82,6 +83,20 @@ def demo(argv: list[str]) -> int:
         marker=".",
         label=f"forecast, next {len(forecast_dates)} business days (recursive)",
     )
+    calibration = read_intervals(model_file.parent)
+    if calibration is not None:
+        half_widths = (
+            horizon_half_widths(calibration["relative_half_widths"], len(forecast)) * series.prices[-1]
+        )
+        recent.fill_between(
+            [series.dates[-1], *forecast_dates],
+            [series.prices[-1], *(forecast - half_widths)],
+            [series.prices[-1], *(forecast + half_widths)],
+            color="tab:red",
+            alpha=0.15,
+            linewidth=0,
+            label=f"{calibration['coverage']:.0%} forecast interval",
+        )
     recent.set_title(f"last {HISTORY_DAYS} days and the forecast")
     difference.sharex(recent)  # The same days under each other; the forecast days stay blank here.
     draw_forecast_difference(

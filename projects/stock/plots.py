@@ -44,6 +44,14 @@ def draw_against_persistence(
     axis.plot(dates, model, color=MODEL_COLOR, linewidth=1.1, label=labels[0])
 
 
+def draw_interval(axis: Axes, dates, lower: np.ndarray, upper: np.ndarray, metrics: dict) -> None:
+    """The model's forecast interval as a pale band, labelled with its asked and test coverage."""
+    label = f"{metrics['interval_coverage_asked']:.0%} interval"
+    if "interval_coverage" in metrics:
+        label += f" (held {metrics['interval_coverage']:.1%} of test days)"
+    axis.fill_between(dates, lower, upper, color=MODEL_COLOR, alpha=0.12, linewidth=0, label=label)
+
+
 def draw_forecast_difference(axis: Axes, dates, model: np.ndarray, persistence: np.ndarray) -> None:
     """The model's forecast minus persistence's, on a scale of its own: the model's whole
     contribution. Persistence is the zero line."""
@@ -53,9 +61,16 @@ def draw_forecast_difference(axis: Axes, dates, model: np.ndarray, persistence: 
     axis.fill_between(dates, difference, 0, color=MODEL_COLOR, alpha=0.2, linewidth=0)
 
 
-def plot_test_predictions(days: dict, predicted: np.ndarray, metrics: dict, out_path: Path) -> Figure:
-    """Actual, model and persistence over the test period and its last weeks, and the gap
-    between the model and persistence day by day. Saves the figure and returns it."""
+def plot_test_predictions(
+    days: dict,
+    predicted: np.ndarray,
+    metrics: dict,
+    out_path: Path,
+    interval: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Figure:
+    """Actual, model and persistence over the test period and its last weeks (with the model's
+    forecast interval, ``(lower, upper)``, if given), and the gap between the model and
+    persistence day by day. Saves the figure and returns it."""
     figure = Figure(figsize=(11, 10))
     whole, zoomed, difference = figure.subplots(3, 1, gridspec_kw={"height_ratios": [1.2, 1.2, 1]})
     zoom = slice(-ZOOM_DAYS, None)
@@ -66,6 +81,9 @@ def plot_test_predictions(days: dict, predicted: np.ndarray, metrics: dict, out_
         draw_against_persistence(axis, dates, predicted[part], days["previous"][part])
         axis.legend(loc="best", fontsize=8)
     zoomed.plot(days["dates"][zoom], days["actual"][zoom], "o", color="black", markersize=2.5)
+    if interval is not None:
+        draw_interval(zoomed, days["dates"][zoom], interval[0][zoom], interval[1][zoom], metrics)
+        zoomed.legend(loc="best", fontsize=8)
     p_text = format_p_value(metrics["dm_p_value"], with_sign=True)
     whole.set_title(
         f"test period: RMSE {metrics['rmse']:.3f} vs persistence {metrics['baseline_rmse']:.3f} "

@@ -5,6 +5,13 @@ then appended as if it had happened, and the next day is forecast from the windo
 and so on. One model serves every horizon, but errors compound and the path soon settles near
 the training drift: past a few days it says little more than persistence does.
 
+Each forecast day comes with an interval meant to hold the true price with the probability
+asked in ``evaluate.coverage`` (90% by default): the conformal half-width of that horizon,
+calibrated when the model was trained on the validation period's recursive forecasts
+(``intervals.py``; stored in the run folder as ``intervals.json``), times the last true price.
+Past the last calibrated horizon it widens like ``sqrt(days ahead)``. A model saved without that
+file forecasts without intervals.
+
 An extra input column of an invented day is not forecast: its price columns (Open, High...) move
 by the same factor as the forecast price, and its volume repeats the last day's.
 Dates are business days (Monday to Friday) after the last row; exchange holidays are not known,
@@ -14,6 +21,7 @@ so a forecast date may fall on one.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated
 
 import keras
@@ -23,7 +31,14 @@ import pandas as pd
 from common.config import Config
 from common.errors import UserError
 from common.project import Option
-from projects.stock.data import check_model_input, is_volume_column, load_series, target_to_price, to_features
+from projects.stock.data import (
+    check_model_input,
+    is_volume_column,
+    load_series,
+    target_to_price,
+    values_to_features,
+)
+from projects.stock.intervals import horizon_half_widths, read_intervals
 
 DEFAULT_DAYS = 5
 MAX_HISTORY = 5000  # True prices given back with a forecast, for a chart: about 20 years.
@@ -55,10 +70,10 @@ def predict(
 
     Returns:
         One ``{"input", "price_column", "last_date", "last_price", "method", "dates",
-        "forecast"}`` dict; with ``history`` N > 0 also ``history_dates`` and ``history``,
-        the last N true prices (a chart draws them before the forecast). ``days`` and
-        ``history`` are ``--days`` and ``--history`` on the command line and the web API's query
-        parameters.
+        "forecast", "interval"}`` dict, with ``lower`` and ``upper`` (the interval of each day)
+        when the model's run folder holds its calibration; with ``history`` N > 0 also
+        ``history_dates`` and ``history``, the last N true prices (a chart draws them before
+        the forecast).
     """
     if len(inputs) > 1:
         raise UserError(
@@ -78,10 +93,28 @@ def predict(
         "dates": [f"{date:%Y-%m-%d}" for date in dates],
         "forecast": [significant(price) for price in forecast],
     }
+    calibration = saved_calibration(model)
+    if calibration is None:
+        result["interval"] = "none: the model was saved without interval calibration (train it again)"
+    else:
+        half_widths = horizon_half_widths(calibration["relative_half_widths"], days) * series.prices[-1]
+        result["interval"] = (
+            f"{calibration['coverage']:.0%} conformal interval, calibrated on validation "
+            f"({calibration['method']}); wider each day ahead"
+        )
+        result["lower"] = [significant(price) for price in forecast - half_widths]
+        result["upper"] = [significant(price) for price in forecast + half_widths]
     if history:
         result["history_dates"] = [f"{date:%Y-%m-%d}" for date in series.dates[-history:]]
         result["history"] = [significant(price) for price in series.prices[-history:]]
     return [result]
+
+
+def saved_calibration(model: keras.Model) -> dict | None:
+    """The interval calibration in the run folder of the model (the folder it was loaded from,
+    see common.inference.load_saved), or None without one."""
+    model_file = getattr(model, "source_file", None)
+    return None if model_file is None else read_intervals(Path(model_file).parent)
 
 
 def forecast_prices(
@@ -109,25 +142,48 @@ def forecast_prices(
     last_date = pd.Timestamp(frame.index[-1]).normalize()
     dates = pd.bdate_range(last_date + pd.Timedelta(days=1), periods=days)
     # Only the last window (plus the day before it, for the first return) is ever read.
-    history = frame.iloc[-(window + 1) :].copy()
-    price_columns = [name for name in frame.columns if not is_volume_column(str(name))]
-    forecast = np.empty(days)
-    for step, date in enumerate(dates):
-        x = to_features(history, target)[-window:][None].astype(np.float32)
-        predicted = np.asarray(model.predict_on_batch(x))
-        last_day = history.iloc[-1]
-        price = float(target_to_price(predicted, np.array([last_day.iloc[0]]), target)[0])
-        if not np.isfinite(price):
-            raise UserError(
-                f"the forecast for {date:%Y-%m-%d} is not a finite number: the series' last prices "
-                f"({last_day.iloc[0]:g}) are outside anything the model can handle"
-            )
-        next_day = last_day.copy()
-        next_day[price_columns] = last_day[price_columns] * (price / last_day.iloc[0])
-        next_day.iloc[0] = price
-        history = pd.concat([history.iloc[1:], next_day.to_frame(date).T])
-        forecast[step] = price
+    history = frame.to_numpy(np.float64)[-(window + 1) :]
+    volume = np.array([is_volume_column(str(name)) for name in frame.columns])
+    with np.errstate(all="ignore"):  # A price the model cannot handle is reported below.
+        forecast = recursive_forecast(model, history[None], volume, target, days)[0]
+    if not np.isfinite(forecast).all():
+        date = dates[int(np.argmin(np.isfinite(forecast)))]
+        raise UserError(
+            f"the forecast for {date:%Y-%m-%d} is not a finite number: the series' last prices "
+            f"({history[-1, 0]:g}) are outside anything the model can handle"
+        )
     return dates, forecast
+
+
+def recursive_forecast(
+    model: keras.Model, histories: np.ndarray, volume: np.ndarray, target: str, days: int
+) -> np.ndarray:
+    """The next ``days`` prices after each of many histories, each day's forecast fed back in.
+
+    Args:
+        model: a trained stock model.
+        histories: raw values shaped ``(n, data.window + 1, columns)``, price in column 0,
+            oldest day first; the extra day gives the first day's return.
+        volume: one flag per column, true for a volume column.
+        target: ``data.target`` the model was trained with.
+        days: how many days to forecast.
+
+    Returns:
+        The forecast prices, shaped ``(n, days)``.
+    """
+    histories = np.array(histories, np.float64)
+    forecast = np.empty((len(histories), days))
+    for step in range(days):
+        x = values_to_features(histories, volume, target).astype(np.float32)
+        last_day = histories[:, -1]
+        price = target_to_price(np.asarray(model.predict_on_batch(x)), last_day[:, 0], target)
+        # The invented day: its other price columns move by the same factor, its volume repeats.
+        next_day = last_day.copy()
+        next_day[:, ~volume] *= (price / last_day[:, 0])[:, None]
+        next_day[:, 0] = price
+        histories = np.concatenate([histories[:, 1:], next_day[:, None]], axis=1)
+        forecast[:, step] = price
+    return forecast
 
 
 def significant(price: float) -> float:
@@ -153,12 +209,17 @@ def price_decimals(price: float) -> int:
 
 
 def format_prediction(result: dict) -> str:
-    """A small table: the last known price, then one line per forecast day."""
+    """A small table: the last known price, then one line per forecast day with its interval."""
     decimals = price_decimals(result["last_price"])
     lines = [
         f"{result['input']}: {result['price_column']} was {format_price(result['last_price'], decimals)} on "
-        f"{result['last_date']}; forecast ({result['method']}):"
+        f"{result['last_date']}; forecast ({result['method']})"
+        + (f"; interval: {result['interval']}" if "interval" in result else "")
     ]
-    for date, price in zip(result["dates"], result["forecast"]):
-        lines.append(f"  {date}  {format_price(price, decimals, 12)}")
+    for day, (date, price) in enumerate(zip(result["dates"], result["forecast"])):
+        line = f"  {date}  {format_price(price, decimals, 12)}"
+        if "lower" in result:
+            lower, upper = (format_price(result[key][day], decimals) for key in ("lower", "upper"))
+            line += f"   [{lower}, {upper}]"
+        lines.append(line)
     return "\n".join(lines)

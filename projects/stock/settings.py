@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from common.config import Config
+from common.config import Config, did_you_mean, require
 from common.errors import UserError
 
 TARGETS = ("log_return", "return", "price")
 GAP_RULES = ("drop", "ffill", "error")
+# model.CELLS, repeated here because this module must not import Keras (a test keeps them equal).
+CELLS = ("lstm", "gru", "simple_rnn", "conv1d")
+
+
+def _require_choice(config: Config, key: str, choices: tuple[str, ...]) -> None:
+    """One line naming the key, the closest choice to a misspelt value, and every choice."""
+    value = config.get(key)
+    if value not in choices:
+        raise UserError(
+            f"config key '{key}': {value!r} is not one of {', '.join(choices)}{did_you_mean(value, choices)}"
+        )
 
 
 def validate_config(config: Config) -> None:
-    """Checks the values of the ``[data]`` and ``[model]`` keys; raises UserError naming the key."""
+    """Checks the ``[data]``, ``[model]`` and ``[evaluate]`` values; raises UserError naming the key."""
     data = config.data
     if not data.column.strip():
         raise UserError("config key 'data.column' is empty; name the price column to forecast, e.g. Close")
@@ -18,14 +29,8 @@ def validate_config(config: Config) -> None:
         raise UserError(f"config key 'data.features' holds an empty column name; received: {data.features!r}")
     if data.window < 2:
         raise UserError(f"config key 'data.window' must be at least 2 days; received: {data.window}")
-    if data.target not in TARGETS:
-        raise UserError(
-            f"config key 'data.target' must be one of {', '.join(TARGETS)}; received: {data.target!r}"
-        )
-    if data.gaps not in GAP_RULES:
-        raise UserError(
-            f"config key 'data.gaps' must be one of {', '.join(GAP_RULES)}; received: {data.gaps!r}"
-        )
+    _require_choice(config, "data.target", TARGETS)
+    _require_choice(config, "data.gaps", GAP_RULES)
     for key in ("validation_fraction", "test_fraction"):
         value = data[key]
         if not 0 < value < 0.5:
@@ -36,10 +41,30 @@ def validate_config(config: Config) -> None:
             f"series for training; received: {data.validation_fraction} + {data.test_fraction}"
         )
     model = config.model
-    if not model.lstm_units or any(units < 1 for units in model.lstm_units):
+    _require_choice(config, "model.cell", CELLS)
+    if not model.units or any(units < 1 for units in model.units):
         raise UserError(
-            f"config key 'model.lstm_units' needs one or more positive unit counts, e.g. [32]; "
-            f"received: {model.lstm_units!r}"
+            f"config key 'model.units' needs one or more positive unit counts, e.g. [32]; "
+            f"received: {model.units!r}"
         )
-    if not 0 <= model.dropout < 1:
-        raise UserError(f"config key 'model.dropout' must be in [0, 1); received: {model.dropout}")
+    require(model.kernel_size >= 1, "model.kernel_size", "must be at least 1 day", model.kernel_size)
+    require(0 <= model.dropout < 1, "model.dropout", "must be in [0, 1)", model.dropout)
+    evaluate = config.evaluate
+    require(
+        0 < evaluate.coverage < 1,
+        "evaluate.coverage",
+        "must lie between 0 and 1, e.g. 0.9",
+        evaluate.coverage,
+    )
+    require(
+        0 <= evaluate.adapt_rate < 1,
+        "evaluate.adapt_rate",
+        "must lie in [0, 1) (0 = off)",
+        evaluate.adapt_rate,
+    )
+    require(
+        bool(evaluate.horizons) and all(days >= 1 for days in evaluate.horizons),
+        "evaluate.horizons",
+        "needs one or more horizons of at least 1 trading day, e.g. [1, 5, 10]",
+        evaluate.horizons,
+    )

@@ -2,13 +2,14 @@
 
 Two forecasts of the same days are compared through the loss differential
 ``d_t = e_model,t ** 2 - e_persistence,t ** 2`` (squared errors, as RMSE scores them). Its mean
-is 0 when neither forecast is better. For one-step forecasts (horizon h = 1) the Diebold-Mariano
-statistic is ``mean(d) / sqrt(gamma_0 / T)``, with ``gamma_0`` the variance of ``d`` (no
-autocovariances: one-step errors of optimal forecasts are serially uncorrelated). The
-Harvey-Leybourne-Newbold small-sample correction multiplies it by
-``sqrt((T + 1 - 2h + h (h - 1) / T) / T) = sqrt((T - 1) / T)`` and reads it on Student's t with
-``T - 1`` degrees of freedom. For h = 1 the corrected statistic is exactly the one-sample t
-statistic of ``d`` against 0.
+is 0 when neither forecast is better. The Diebold-Mariano statistic is
+``mean(d) / sqrt((gamma_0 + 2 * sum(gamma_k, k = 1 .. h - 1)) / T)``, with ``gamma_k`` the
+autocovariances of ``d``: forecasts ``h`` days ahead made on consecutive days share ``h - 1`` days
+of surprises, so their errors overlap; one-step errors of optimal forecasts (h = 1) are serially
+uncorrelated and only the variance ``gamma_0`` remains. The Harvey-Leybourne-Newbold
+small-sample correction multiplies it by ``sqrt((T + 1 - 2h + h (h - 1) / T) / T)`` and reads it
+on Student's t with ``T - 1`` degrees of freedom. For h = 1 the corrected statistic is exactly
+the one-sample t statistic of ``d`` against 0.
 
 References: Diebold & Mariano (1995), "Comparing predictive accuracy", JBES 13(3);
 Harvey, Leybourne & Newbold (1997), "Testing the equality of prediction mean squared errors",
@@ -25,12 +26,13 @@ from scipy import stats
 SIGNIFICANCE_LEVEL = 0.05
 
 
-def diebold_mariano(errors: np.ndarray, baseline_errors: np.ndarray) -> dict:
-    """Two-sided Diebold-Mariano test (h = 1, HLN-corrected) of equal mean squared error.
+def diebold_mariano(errors: np.ndarray, baseline_errors: np.ndarray, horizon: int = 1) -> dict:
+    """Two-sided Diebold-Mariano test (HLN-corrected) of equal mean squared error.
 
     Args:
         errors: the model's forecast errors, one per day.
         baseline_errors: the baseline's errors on the same days.
+        horizon: how many days ahead each forecast was made (``h``).
 
     Returns:
         ``{"dm_statistic", "dm_p_value"}``. The statistic is positive when the model's squared
@@ -58,8 +60,15 @@ def diebold_mariano(errors: np.ndarray, baseline_errors: np.ndarray) -> dict:
         # No spread, so no standard error: equal losses are no evidence of a difference, and a
         # gap that never varies is a certain one (its statistic would be infinite: left out).
         return {"dm_statistic": 0.0 if mean == 0 else None, "dm_p_value": 1.0 if mean == 0 else 0.0}
-    gamma_0 = float(np.mean((differential - mean) ** 2))
-    statistic = mean / math.sqrt(gamma_0 / days) * math.sqrt((days - 1) / days)
+    centred = differential - mean
+    gamma = [float(np.dot(centred[lag:], centred[: days - lag]) / days) for lag in range(min(horizon, days))]
+    variance = gamma[0] + 2 * sum(gamma[1:])
+    if variance <= 0:
+        # The truncated sum of autocovariances can turn negative; the variance alone is the
+        # usual fallback (Diebold 2015, "Comparing predictive accuracy, twenty years later").
+        variance = gamma[0]
+    correction = (days + 1 - 2 * horizon + horizon * (horizon - 1) / days) / days
+    statistic = mean / math.sqrt(variance / days) * math.sqrt(max(correction, 0.0))
     p_value = float(2 * stats.t.sf(abs(statistic), df=days - 1))
     return {"dm_statistic": statistic, "dm_p_value": p_value}
 
