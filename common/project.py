@@ -67,7 +67,9 @@ class ProjectFunctions(Protocol):
         ``ShuffledBatches`` of the training split.
     ``serving_model(model, config) -> keras.Model``
         The model as ``predict`` and ``evaluate`` query it (e.g. averaged with each input's
-        mirror image); ``export`` writes this one. Without it, the trained model itself.
+        mirror image); ``export`` writes this one. Without it, the trained model itself. A model
+        with ``is_serving_model`` set (``serve``'s batching stand-in for this function's result,
+        see :mod:`common.batching`) is returned as it is.
     """
 
     def load_data(self, config: Config, need_training: bool = True) -> Any: ...
