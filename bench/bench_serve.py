@@ -117,12 +117,30 @@ def start_server(max_batch: int, max_wait_ms: float) -> tuple[subprocess.Popen, 
     raise UserError("python -m common serve did not answer within 3 minutes")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far (user and system; Linux's /proc), NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values) * 1000, q)) if values else float("nan")
 
 
-def load(port: int, route: str, body: bytes, content_type: str, clients: int, seconds: float) -> dict:
-    """``clients`` callers posting ``body`` back to back for ``seconds``; health asked meanwhile."""
+def load(
+    server: subprocess.Popen,
+    port: int,
+    route: str,
+    body: bytes,
+    content_type: str,
+    clients: int,
+    seconds: float,
+) -> dict:
+    """``clients`` callers posting ``body`` back to back for ``seconds``; health asked meanwhile.
+    The server's CPU time per answer says what one costs it, whatever else runs on the machine."""
     latencies: list[float] = []
     health_latencies: list[float] = []
     errors: list[str] = []
@@ -168,7 +186,9 @@ def load(port: int, route: str, body: bytes, content_type: str, clients: int, se
         return time.monotonic() - began
 
     run_callers(min(2.0, seconds), record=False)  # Connections opened, every code path warm.
+    cpu_before = cpu_seconds(server.pid)
     elapsed = run_callers(seconds, record=True)
+    server_cpu = cpu_seconds(server.pid) - cpu_before
     return {
         "clients": clients,
         "requests": len(latencies),
@@ -179,6 +199,7 @@ def load(port: int, route: str, body: bytes, content_type: str, clients: int, se
         "p99": percentile(latencies, 99),
         "health_p50": percentile(health_latencies, 50),
         "health_p95": percentile(health_latencies, 95),
+        "server_cpu_ms": 1000 * server_cpu / max(1, len(latencies) + len(errors)),
     }
 
 
@@ -248,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             body, content_type = multipart(file_name, read())
             results[name] = [
-                load(port, route, body, content_type, clients, options.seconds) for clients in client_counts
+                load(server, port, route, body, content_type, clients, options.seconds)
+                for clients in client_counts
             ]
     finally:
         server.terminate()
@@ -285,13 +307,14 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *(f"- {name}: {limit:,.0f} inputs/s" for name, limit in limits.items()),
         "",
-        "| route | upload | clients | requests/s | p50 | p95 | p99 | errors | /api/health p50 / p95 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| route | upload | clients | requests/s | p50 | p95 | p99 | errors | server CPU per request "
+        "| /api/health p50 / p95 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| `POST {CASES[name][0]}` | {CASES[name][1]} | {result['clients']} | {result['per_second']:.1f} | "
         f"{result['p50']:.1f} ms | {result['p95']:.1f} ms | {result['p99']:.1f} ms | {result['errors']} | "
-        f"{result['health_p50']:.1f} / {result['health_p95']:.1f} ms |"
+        f"{result['server_cpu_ms']:.1f} ms | {result['health_p50']:.1f} / {result['health_p95']:.1f} ms |"
         for name, rows in results.items()
         for result in rows
     ]

@@ -63,7 +63,7 @@ PAGE_FILE = "page.html"
 # (or of its previous answer): half-sent requests cannot pile up.
 READ_TIMEOUT_S = 10.0
 # Requests handled at once; each one's reading and preprocessing runs in its own thread.
-REQUEST_THREADS = 100
+REQUEST_THREADS = 64
 MAX_BATCH = 64
 MAX_WAIT_MS = 5.0
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
