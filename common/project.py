@@ -136,7 +136,9 @@ class Project:
             is saved with), ``upload_help``, ``upload_required`` (default true), ``options``
             (query parameters with their defaults, passed to ``predict`` as its ``options``),
             ``picture_option`` (an option naming a picture ``predict`` writes, returned as a
-            base64 PNG with ``?annotated=true``). A ``page.html`` in the folder is served at
+            base64 PNG with ``?annotated=true``), ``batched`` (default true: concurrent requests'
+            ``predict_on_batch`` calls are answered together, see :mod:`common.batching`; false
+            answers one request at a time). A ``page.html`` in the folder is served at
             ``/<name>``.
         like: the template in ``common/templates/`` that ``new NAME --like <this project>``
             copies (``classifier`` or ``series``); empty when there is none.

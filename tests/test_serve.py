@@ -713,6 +713,22 @@ def test_a_port_in_use_is_one_line_before_any_model_loads():
     assert result.stdout == ""
 
 
+def test_serving_beyond_this_machine_warns_in_one_line_and_batch_settings_are_checked():
+    from tests.conftest import assert_one_line_error, run_subprocess
+
+    # The named model does not exist, so nothing is served: the warning comes before it is looked for.
+    result = run_subprocess(
+        "serve", "--host", "0.0.0.0", "--port", str(_free_port()), "--model", "mnist=no-such-run"
+    )
+    assert_one_line_error(result, "--model mnist=no-such-run")
+    [warning] = [line for line in result.stderr.splitlines() if "anyone who can reach this machine" in line]
+    assert warning.startswith("WARNING") and "serving on 0.0.0.0" in warning
+    for option in (["--max-batch", "0"], ["--max-wait-ms", "-1"]):
+        assert_one_line_error(
+            run_subprocess("serve", "--port", str(_free_port()), *option), "--max-batch must be"
+        )
+
+
 def test_serve_model_names_the_run_a_project_answers_with(cli, models_dir):
     from common import runs, serve
     from tests.conftest import assert_one_line_error, run_subprocess
