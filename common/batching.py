@@ -80,6 +80,8 @@ class BatchingModel:
     def predict_on_batch(self, x: Any) -> Any:
         """The model's answer for ``x``'s rows, computed in one call with other requests' rows."""
         pending = _Pending(np.asarray(x))
+        if pending.rows.ndim == 0:
+            raise ValueError("predict_on_batch takes a batch: an array whose first axis counts its inputs")
         with self._condition:
             self._queue.append(pending)
             self._condition.notify()
