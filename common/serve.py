@@ -90,11 +90,11 @@ class ServedProject:
         metrics = runs.read_metrics(self.model_file.parent)
         key = self.project.headline.metric
         score = {"metric": key, "value": metrics[key]} if key in metrics else None
-        shown = shown_path(self.model_file)
-        described = runs.describe_model(self.project, self.model_file, chosen_by_default=True)
         return {
-            "model": shown,
-            "described": [line.replace(paths.short_path(self.model_file), shown) for line in described],
+            "model": shown_path(self.model_file),
+            "described": runs.describe_model(
+                self.project, self.model_file, chosen_by_default=True, show_path=shown_path
+            ),
             "promoted": self.model_file.parent.resolve() != runs.pretrained_dir(self.project.name).resolve(),
             "data_source": metrics.get("data_source"),
             "stand_in_data": bool(metrics.get("stand_in_data")),
