@@ -216,12 +216,17 @@ def _build_parser(predict_project: str | None = None) -> argparse.ArgumentParser
         "instead of its default model; repeatable",
     )
     serve.add_argument(
-        "--max-batch", type=int, default=64, help="most inputs one batched model call answers (default 64)"
+        "--max-batch",
+        type=int,
+        default=64,
+        metavar="N",
+        help="most inputs one batched model call answers (default 64)",
     )
     serve.add_argument(
         "--max-wait-ms",
         type=float,
         default=5.0,
+        metavar="MS",
         help="how long a request waits for others to share its model call (default 5 ms)",
     )
 
