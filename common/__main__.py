@@ -203,6 +203,29 @@ def _build_parser(predict_project: str | None = None) -> argparse.ArgumentParser
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=[],
+        metavar="PROJECT=RUN",
+        help="serve PROJECT with this run (a run folder or name, latest, pretrained, a .keras file) "
+        "instead of its default model; repeatable",
+    )
+    serve.add_argument(
+        "--max-batch",
+        type=int,
+        default=64,
+        metavar="N",
+        help="most inputs one batched model call answers (default 64)",
+    )
+    serve.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        metavar="MS",
+        help="how long a request waits for others to share its model call (default 5 ms)",
+    )
 
     demo = commands.add_parser("demo", help="open a project's interactive window")
     demo.add_argument("project")
@@ -319,7 +342,14 @@ def _serve(options: argparse.Namespace) -> int:
     import_keras()  # Quietly, before the projects' modules import it.
     from common import serve
 
-    serve.serve(options.host, options.port, quiet=options.quiet)
+    serve.serve(
+        options.host,
+        options.port,
+        quiet=options.quiet,
+        models=options.models,
+        max_batch=options.max_batch,
+        max_wait_ms=options.max_wait_ms,
+    )
     return 0
 
 

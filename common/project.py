@@ -70,7 +70,9 @@ class ProjectFunctions(Protocol):
         ``ShuffledBatches`` of the training split.
     ``serving_model(model, config) -> keras.Model``
         The model as ``predict`` and ``evaluate`` query it (e.g. averaged with each input's
-        mirror image); ``export`` writes this one. Without it, the trained model itself.
+        mirror image); ``export`` writes this one. Without it, the trained model itself. A model
+        with ``is_serving_model`` set (``serve``'s batching stand-in for this function's result,
+        see :mod:`common.batching`) is returned as it is.
     """
 
     def load_data(self, config: Config, need_training: bool = True) -> Any: ...
@@ -134,8 +136,10 @@ class Project:
             ``/api/<name>/<verb>``, default ``predict``), ``upload`` (the suffix the uploaded file
             is saved with), ``upload_help``, ``upload_required`` (default true),
             ``picture_option`` (the option naming a picture ``predict`` writes, returned as a
-            base64 PNG with ``?annotated=true``). ``predict``'s own options are its query
-            parameters (see :func:`predict_options`). A ``page.html`` in the folder is served at
+            base64 PNG with ``?annotated=true``), ``batched`` (default true: concurrent requests'
+            ``predict_on_batch`` calls are answered together, see :mod:`common.batching`; false
+            answers one request at a time). ``predict``'s own options are its query parameters
+            (see :func:`predict_options`). A ``page.html`` in the folder is served at
             ``/<name>``.
         like: the template in ``common/templates/`` that ``new NAME --like <this project>``
             copies (``classifier`` or ``series``); empty when there is none.

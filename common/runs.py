@@ -26,6 +26,7 @@ import stat
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -576,10 +577,16 @@ def resolve_model(project: str, model_arg: str | None) -> tuple[Path, Path | Non
     return model_file, config if config.is_file() else None
 
 
-def describe_model(project: Project, model_file: Path, chosen_by_default: bool = False) -> list[str]:
+def describe_model(
+    project: Project,
+    model_file: Path,
+    chosen_by_default: bool = False,
+    show_path: Callable[[Path], str] = short_path,
+) -> list[str]:
     """Lines saying which model answers (the promoted run, the shipped model, or the one
     ``--model`` named), what it was trained on and its recorded test score; and, for the default
-    model, how to reach a newer run that does not answer."""
+    model, how to reach a newer run that does not answer. ``show_path`` writes the model's path
+    (by default relative to the current folder)."""
     run_dir = model_file.parent.resolve()
     metrics = read_metrics(run_dir)
     promoted = promoted_name(project.name)
@@ -593,7 +600,7 @@ def describe_model(project: Project, model_file: Path, chosen_by_default: bool =
     key = project.headline.metric
     if isinstance(metrics.get(key), (int, float)):
         facts.append(f"recorded {key} {metrics[key]:.4f}")
-    lines = [f"{kind}: {short_path(model_file)}" + (f" ({'; '.join(facts)})" if facts else "")]
+    lines = [f"{kind}: {show_path(model_file)}" + (f" ({'; '.join(facts)})" if facts else "")]
     latest = latest_run(project.name)
     if chosen_by_default and latest is not None and latest.resolve() != run_dir:
         lines.append(

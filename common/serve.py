@@ -9,9 +9,16 @@ twice. Which route a project gets and what it uploads come from its declared ``w
 (:func:`common.project.predict_options`), as are its ``predict`` flags on the command line.
 
 Each model is loaded once at start, by the same default-model rule as ``predict``
-(:func:`common.runs.default_model_dir`: the promoted run, else the shipped model). Model calls run
-in FastAPI's threadpool (the endpoints are plain ``def``), one at a time per project (a lock), so
-the event loop keeps answering.
+(:func:`common.runs.default_model_dir`: the promoted run, else the shipped model), or the run
+``--model PROJECT=RUN`` names. Requests run in FastAPI's threadpool (the endpoints are plain
+``def``), so the event loop keeps answering: each reads and preprocesses its own upload in its
+own thread, and the model calls of concurrent requests are gathered for a few milliseconds into
+one batched call (:mod:`common.batching`). A project that opts out (``"batched": False`` in its
+``web_api``) is answered one request at a time.
+
+On a loopback address the server answers only requests that name it by a loopback name (no DNS
+rebinding), refuses POSTs from another origin's pages, and drops a client that has not sent its
+whole request within :data:`READ_TIMEOUT_S`.
 
 Example:
     python -m common serve --port 8000     # then open http://127.0.0.1:8000/
@@ -20,10 +27,15 @@ Example:
 from __future__ import annotations
 
 import base64
+import errno
+import functools
 import inspect
+import ipaddress
 import logging
+import socket
 import tempfile
 import threading
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -37,6 +49,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
 from common import paths, registry, runs
+from common.batching import BatchingModel
 from common.errors import UserError
 from common.project import Project, predict_options
 
@@ -46,6 +59,14 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 # A photo from a phone is a few megabytes; a drawing or a price CSV far less.
 MAX_UPLOAD_BYTES = 10 * 2**20
 PAGE_FILE = "page.html"
+# A client must send its whole request (headers and body) within this many seconds of connecting
+# (or of its previous answer): half-sent requests cannot pile up.
+READ_TIMEOUT_S = 10.0
+# Requests handled at once; each one's reading and preprocessing runs in its own thread.
+REQUEST_THREADS = 64
+MAX_BATCH = 64
+MAX_WAIT_MS = 5.0
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
 @dataclass
@@ -57,6 +78,7 @@ class ServedProject:
     config: Any
     model_file: Path
     web_api: dict
+    batching: BatchingModel | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -69,8 +91,10 @@ class ServedProject:
         key = self.project.headline.metric
         score = {"metric": key, "value": metrics[key]} if key in metrics else None
         return {
-            "model": paths.in_repository(self.model_file),
-            "described": runs.describe_model(self.project, self.model_file, chosen_by_default=True),
+            "model": shown_path(self.model_file),
+            "described": runs.describe_model(
+                self.project, self.model_file, chosen_by_default=True, show_path=shown_path
+            ),
             "promoted": self.model_file.parent.resolve() != runs.pretrained_dir(self.project.name).resolve(),
             "data_source": metrics.get("data_source"),
             "stand_in_data": bool(metrics.get("stand_in_data")),
@@ -81,7 +105,23 @@ class ServedProject:
         }
 
 
-DEFAULT_WEB_API = {"verb": "predict", "upload": ".bin", "upload_required": True}
+def shown_path(path: Path) -> str:
+    """A path as a client is shown it: relative to the repository, or inside ``$MODELS_DIR``;
+    never the server's own folders."""
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(paths.ROOT):
+        return paths.in_repository(resolved)
+    if resolved.is_relative_to(paths.models_dir().resolve()):
+        return f"$MODELS_DIR/{resolved.relative_to(paths.models_dir().resolve())}"
+    return resolved.name
+
+
+DEFAULT_WEB_API = {
+    "verb": "predict",
+    "upload": ".bin",
+    "upload_required": True,
+    "batched": True,
+}
 
 
 def web_api(project: Project) -> dict:
@@ -89,25 +129,55 @@ def web_api(project: Project) -> dict:
     return {**DEFAULT_WEB_API, **project.served_api()}
 
 
-def load_projects(names: list[str] | None = None) -> tuple[dict[str, ServedProject], dict[str, str]]:
-    """Loads the default model of each project (all by default) once.
+def load_projects(
+    names: list[str] | None = None,
+    models: dict[str, str] | None = None,
+    max_batch: int = MAX_BATCH,
+    max_wait_ms: float = MAX_WAIT_MS,
+) -> tuple[dict[str, ServedProject], dict[str, str]]:
+    """Loads each project's model (all projects by default) once: the run ``models`` names for
+    it (as ``--model`` names one), else its default model.
 
     Returns:
         ``(served, unavailable)``: the projects that have a model, and for each one that has
-        none (or whose model cannot be loaded) the one-line reason.
+        none (or whose default model cannot be loaded) the one-line reason.
+
+    Raises:
+        UserError: a model that ``models`` names cannot be loaded.
     """
     from common import inference  # Imports Keras: only when a server is really started.
 
+    models = models or {}
     served, unavailable = {}, {}
     for name in names or registry.project_names():
+        project = registry.get_project(name)
         try:
-            project = registry.get_project(name)
-            model, config, model_file = inference.load_saved(project, None, announce=False)
+            model, config, model_file = inference.load_saved(project, models.get(name), announce=False)
         except UserError as error:
+            if name in models:
+                raise UserError(f"--model {name}={models[name]}: {error}") from None
             unavailable[name] = str(error)
             continue
-        served[name] = ServedProject(project, model, config, model_file, web_api(project))
+        item = ServedProject(project, model, config, model_file, web_api(project))
+        if item.web_api["batched"] and hasattr(model, "predict_on_batch"):
+            serving = project.functions.serving_model
+            item.batching = BatchingModel(
+                serving(model, config) if serving is not None else model, max_batch, max_wait_ms / 1000
+            )
+        served[name] = item
     return served, unavailable
+
+
+def model_choices(specs: list[str]) -> dict[str, str]:
+    """``--model PROJECT=RUN`` options as ``{project: run}``, the projects checked."""
+    chosen = {}
+    for spec in specs:
+        name, equals, run = spec.partition("=")
+        if not equals or not run:
+            raise UserError(f"--model {spec}: give PROJECT=RUN, e.g. --model mnist=latest")
+        registry.get_project(name)  # Its error names the projects there are.
+        chosen[name] = run
+    return chosen
 
 
 def create_app(
@@ -117,14 +187,24 @@ def create_app(
 ) -> FastAPI:
     """The web app: pages, ``/api/<project>/<verb>``, ``/api/health`` and offline ``/docs``."""
     unavailable = unavailable or {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
+        yield
+
     app = FastAPI(
         title="Keras project template",
         summary="The projects' own predict behind HTTP routes",
         docs_url=None,  # Served below from a local copy of Swagger UI: no CDN.
         redoc_url=None,
+        lifespan=lifespan,
     )
     _add_error_handlers(app)
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
+    app.add_middleware(LocalGuard)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     swagger = _swagger_ui_folder()
     if swagger is not None:
@@ -262,10 +342,12 @@ def predict_upload(
             shown_as = _client_name(upload.filename)
         if picture and spec.get("picture_option"):
             options = {**options, spec["picture_option"]: Path(folder) / "annotated.png"}
+        # Batched: requests run side by side, their model calls gathered; else one at a time.
+        # predict yields lazily, so it runs whole inside the block.
+        model = item.batching or item.model
         try:
-            with item.lock:
-                # One call at a time per model; predict yields lazily, so it runs inside the lock.
-                results = list(item.project.functions.predict(item.model, inputs, item.config, **options))
+            with item.batching.request() if item.batching else item.lock:
+                results = list(item.project.functions.predict(model, inputs, item.config, **options))
         except UserError as error:
             raise UserError(_renamed(str(error), inputs[0], shown_as) if inputs else str(error)) from None
         result = results[0]
@@ -350,6 +432,50 @@ class UploadLimit:
             await refusal(scope, receive, send)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is this machine only."""
+    if host.strip("[]") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class LocalGuard:
+    """Refuses, with 403 and a JSON error, what a web page of another site could send.
+
+    A request that reached the server on a loopback address must name it by a loopback name
+    (``localhost``, ``127.0.0.1`` or ``[::1]``, with or without the port) in its Host header: a
+    site whose name an attacker points at 127.0.0.1 (DNS rebinding) is refused. A POST (or any
+    other unsafe method) whose ``Origin`` is not this server's own ``http://host:port`` (the page
+    that sent it is another site's) is refused whatever the address.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        server_host, server_port = scope.get("server") or ("", None)
+        problem = None
+        if is_loopback(str(server_host)) and host not in {
+            form for name in LOOPBACK_NAMES for form in (name, f"{name}:{server_port}")
+        }:
+            problem = f"this server answers only to {', '.join(LOOPBACK_NAMES)}; the request named {host!r}"
+        elif scope["method"] not in ("GET", "HEAD", "OPTIONS") and "origin" in headers:
+            if headers["origin"] != f"{scope.get('scheme', 'http')}://{host}":
+                problem = f"a page of another site ({headers['origin']}) may not post here"
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        await JSONResponse({"error": f"refused: {problem}"}, status_code=403)(scope, receive, send)
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     """Every error is ``{"error": "..."}`` with its status, never a traceback page."""
 
@@ -398,21 +524,122 @@ def describe(served: dict[str, ServedProject], unavailable: dict[str, str]) -> l
     return lines
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, quiet: bool = False) -> None:
-    """Loads every project's model, says which answers, and serves until Ctrl-C or SIGTERM."""
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, before any model loads: a port in use is one line at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named, so asyncio turns Nagle's algorithm off on each connection (it checks the
+    # protocol), else an answer written in two parts waits for the client's delayed ACK (40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise UserError(
+                f"port {port} on {host} is already in use (another server?); stop it or pass --port N"
+            ) from None
+        raise UserError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return sock
+
+
+def server_config(app: Any, read_timeout_s: float = READ_TIMEOUT_S, quiet: bool = False) -> Any:
+    """uvicorn's settings for ``app``, with the read timeout that drops half-sent requests."""
     import uvicorn
 
-    served, unavailable = load_projects()
-    if not served:
-        raise UserError("no project has a trained model yet; train one first (e.g. make train-mnist)")
-    for line in describe(served, unavailable):
-        print(line, flush=True)
-    shown_host = f"[{host}]" if ":" in host else host
-    print(f"serving on http://{shown_host}:{port}/ (API docs: /docs; Ctrl-C stops)", flush=True)
-    uvicorn.run(
-        create_app(served, unavailable),
-        host=host,
-        port=port,
+    return uvicorn.Config(
+        app,
+        http=functools.partial(_timed_protocol(), read_timeout_s=read_timeout_s),  # type: ignore[arg-type]
         log_level="warning" if quiet else "info",
         timeout_graceful_shutdown=5,
     )
+
+
+@functools.cache
+def _timed_protocol() -> type:
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request has not arrived whole within
+    ``read_timeout_s`` of its start (or of the previous answer on the same connection)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    reading = (h11.IDLE, h11.SEND_BODY)
+
+    class TimedH11Protocol(H11Protocol):
+        def __init__(self, *args: Any, read_timeout_s: float, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.read_timeout_s = read_timeout_s
+            self.read_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state not in reading:
+                self._disarm()  # The whole request is in.
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()  # The next request on this connection gets its own time.
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            if not self.transport.is_closing() and self.conn.their_state in reading:
+                self.read_timer = self.loop.call_later(self.read_timeout_s, self._drop)
+
+        def _disarm(self) -> None:
+            if self.read_timer is not None:
+                self.read_timer.cancel()
+                self.read_timer = None
+
+        def _drop(self) -> None:
+            self.read_timer = None
+            if self.conn.their_state in reading and not self.transport.is_closing():
+                self.transport.close()
+
+    return TimedH11Protocol
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    quiet: bool = False,
+    models: list[str] | None = None,
+    max_batch: int = MAX_BATCH,
+    max_wait_ms: float = MAX_WAIT_MS,
+) -> None:
+    """Loads every project's model, says which answers, and serves until Ctrl-C or SIGTERM.
+
+    Args:
+        models: ``PROJECT=RUN`` choices (``--model``); other projects answer with their default.
+        max_batch, max_wait_ms: the most rows one model call answers, and how long a request
+            waits for others to share it (see :mod:`common.batching`).
+    """
+    import uvicorn
+
+    if max_batch < 1 or max_wait_ms < 0:
+        raise UserError("--max-batch must be at least 1 and --max-wait-ms at least 0")
+    chosen = model_choices(models or [])
+    sock = listening_socket(host, port)
+    try:
+        if not is_loopback(host):
+            log.warning(
+                "serving on %s: anyone who can reach this machine can use it, without a password; "
+                "use --host 127.0.0.1 unless a proxy in front of it checks who asks",
+                host,
+            )
+        served, unavailable = load_projects(None, chosen, max_batch, max_wait_ms)
+        if not served:
+            raise UserError("no project has a trained model yet; train one first (e.g. make train-mnist)")
+        for line in describe(served, unavailable):
+            print(line, flush=True)
+        shown_host = f"[{host}]" if ":" in host else host
+        print(f"serving on http://{shown_host}:{port}/ (API docs: /docs; Ctrl-C stops)", flush=True)
+        uvicorn.Server(server_config(create_app(served, unavailable), quiet=quiet)).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -66,6 +66,7 @@ TARGETS: dict[str, list[str]] = {
     "common/ensemble.py": ["tests/test_ensemble.py"],
     "common/tuning.py": ["tests/test_tune.py"],
     "common/serve.py": ["tests/test_serve.py"],
+    "common/batching.py": ["tests/test_serve.py"],
     "common/classification.py": ["tests/test_classification.py", "tests/test_mnist.py"],
     "projects/mnist/data.py": ["tests/test_mnist.py"],
     "projects/mnist/evaluate.py": ["tests/test_mnist.py"],

@@ -246,15 +246,16 @@ def test_stock_forecast_answers_as_predict_does(models_dir, cli, tmp_path):
 
 
 @contextlib.contextmanager
-def running(app):
-    """The app on a free port of 127.0.0.1, in a thread; yields its address."""
+def running(app, read_timeout_s: float = 10.0):
+    """The app on a free port of 127.0.0.1, in a thread, as `serve` runs it; yields its address."""
     import uvicorn
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    from common import serve
+
+    sock = serve.listening_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(serve.server_config(app, read_timeout_s=read_timeout_s, quiet=True))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
@@ -264,12 +265,13 @@ def running(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
 
 
 def test_model_calls_leave_the_server_free_and_take_turns(tmp_path):
     """A slow model call runs in the thread pool (health answers while it runs), and two calls
-    to the same project never run at the same time. No clock: the model call holds until the
-    test releases it."""
+    to a project that is not batched (here: its model has no predict_on_batch) never run at the
+    same time. No clock: the model call holds until the test releases it."""
     from common import serve
 
     busy = {"now": 0, "most": 0}
@@ -581,3 +583,201 @@ def test_an_exception_in_a_model_call_answers_500_naming_only_its_type(tmp_path)
         )
     assert failed.status_code == 500
     assert failed.json() == {"error": "internal error: RuntimeError"}
+
+
+def _post(address: str, route: str, name: str, data: bytes, headers: dict | None = None) -> tuple[int, dict]:
+    """POSTs one file as the pages do; returns the status and the JSON answer."""
+    body = (
+        f'--b\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n\r\n'.encode()
+        + data
+        + b"\r\n--b--\r\n"
+    )
+    request = urllib.request.Request(
+        address + route,
+        data=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b", **(headers or {})},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def _digit_pictures(tmp_path: Path) -> dict[str, bytes]:
+    """Drawn digits of different shapes, and a text file posing as a picture."""
+    one = Image.new("RGB", (280, 280), "white")
+    ImageDraw.Draw(one).line([(140, 40), (140, 240)], fill="black", width=20)
+    zero = Image.new("RGB", (280, 280), "white")
+    ImageDraw.Draw(zero).ellipse([80, 40, 200, 240], outline="black", width=20)
+    pictures = {"seven.png": drawn_digit(tmp_path / "seven.png").read_bytes()}
+    for name, image in (("one.png", one), ("zero.png", zero)):
+        image.save(tmp_path / name)
+        pictures[name] = (tmp_path / name).read_bytes()
+    pictures["notes.png"] = b"not a picture at all\n" * 20
+    return pictures
+
+
+def test_concurrent_requests_share_a_model_call_and_each_gets_its_own_answer(tmp_path):
+    from common import serve
+
+    served, _ = serve.load_projects(["mnist"], max_batch=64, max_wait_ms=2000)
+    pictures = _digit_pictures(tmp_path)
+    with running(serve.create_app(served)) as address:
+        alone = {name: _post(address, "/api/mnist/predict", name, data) for name, data in pictures.items()}
+        calls_before = served["mnist"].batching.calls
+        # Four callers for each picture, all at once: 16 requests, the text file's among them.
+        callers = [(f"{index}-{name}", data) for index in range(4) for name, data in pictures.items()]
+        start = threading.Barrier(len(callers))
+        answers: dict[str, tuple[int, dict]] = {}
+
+        def call(name: str, data: bytes) -> None:
+            start.wait(timeout=30)
+            answers[name] = _post(address, "/api/mnist/predict", name, data)
+
+        threads = [threading.Thread(target=call, args=caller) for caller in callers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        calls = served["mnist"].batching.calls - calls_before
+    assert alone["seven.png"][1]["label"] == 7 and alone["one.png"][1]["label"] == 1
+    assert alone["zero.png"][1]["label"] == 0
+    for name, (status, answer) in answers.items():
+        expected_status, expected = alone[name.split("-", 1)[1]]
+        if name.endswith("notes.png"):
+            assert status == 400 and "not an image" in answer["error"] and name in answer["error"]
+            continue
+        assert status == 200 and answer == {**expected, "input": name}
+    # The twelve pictures were answered in far fewer model calls than twelve.
+    assert 1 <= calls <= 4, calls
+
+
+def test_a_batching_model_answers_each_thread_its_own_rows():
+    import keras
+
+    from common.batching import BatchingModel
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, kernel_initializer="ones")(inputs))
+    batching = BatchingModel(model, max_batch=8, max_wait_s=1.0)
+    rows = [np.full((1 + index % 3, 3), index, np.float32) for index in range(12)]
+    answers: dict[int, np.ndarray] = {}
+
+    def ask(index: int) -> None:
+        with batching.request():
+            answers[index] = batching.predict_on_batch(rows[index])
+
+    threads = [threading.Thread(target=ask, args=(index,)) for index in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for index, row in enumerate(rows):
+        np.testing.assert_allclose(answers[index], np.full((len(row), 2), 3.0 * index))
+    # 24 rows, at most 8 a call: at least 3 calls, and fewer than one per request.
+    assert batching.rows == 24 and 3 <= batching.calls < 12
+    assert batching.input_shape == (None, 3)  # Anything else is the real model's.
+
+
+def test_on_localhost_only_local_names_and_own_pages_are_answered(tmp_path):
+    from common import serve
+
+    answers = _served(tmp_path, "answers", lambda model, inputs, config, options: [{"answer": 1}])
+    with running(serve.create_app(answers)) as address:
+        port = address.rsplit(":", 1)[1]
+        for host in ("localhost", f"localhost:{port}", f"127.0.0.1:{port}", "[::1]"):
+            assert _post(address, "/api/answers/predict", "x.bin", b"abc", {"Host": host}) == (
+                200, {"answer": 1},
+            )  # fmt: skip
+        # A rebinding site's name for 127.0.0.1, and another port's, are refused.
+        for host in (f"attacker.example:{port}", "localhost:1"):
+            status, answer = _post(address, "/api/answers/predict", "x.bin", b"abc", {"Host": host})
+            assert status == 403 and "answers only to localhost" in answer["error"]
+            request = urllib.request.Request(f"{address}/api/health", headers={"Host": host})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)
+            assert refused.value.code == 403
+        # A page of another site may not post; the server's own pages may.
+        foreign = {"Origin": "http://attacker.example"}
+        status, answer = _post(address, "/api/answers/predict", "x.bin", b"abc", foreign)
+        assert status == 403 and answer == {
+            "error": "refused: a page of another site (http://attacker.example) may not post here"
+        }
+        own = {"Origin": address, "Host": address.removeprefix("http://")}
+        assert _post(address, "/api/answers/predict", "x.bin", b"abc", own) == (200, {"answer": 1})
+
+
+def test_a_half_sent_request_is_dropped_after_the_read_timeout(tmp_path):
+    from common import serve
+
+    answers = _served(tmp_path, "answers", lambda model, inputs, config, options: [{"answer": 1}])
+    with running(serve.create_app(answers), read_timeout_s=0.5) as address:
+        port = int(address.rsplit(":", 1)[1])
+        halves = (
+            b"POST /api/answers/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n",  # Headers cut short.
+            b"POST /api/answers/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 500\r\n\r\n--b\r\n",
+        )
+        for half in halves:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+                connection.sendall(half)
+                started = time.monotonic()
+                assert connection.recv(1024) == b""  # Closed by the server...
+                assert time.monotonic() - started < 5  # ...after the read timeout, not the test's.
+        # Whole requests are still answered.
+        assert _post(address, "/api/answers/predict", "x.bin", b"abc") == (200, {"answer": 1})
+
+
+def test_a_port_in_use_is_one_line_before_any_model_loads():
+    from tests.conftest import assert_one_line_error, run_subprocess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # The model named does not exist: the port is refused before it would be looked for.
+        result = run_subprocess("serve", "--port", str(port), "--model", "mnist=no-such-run", timeout=60)
+    assert_one_line_error(result, f"port {port} on 127.0.0.1 is already in use")
+    assert result.stdout == ""
+
+
+def test_serving_beyond_this_machine_warns_in_one_line_and_batch_settings_are_checked():
+    from tests.conftest import assert_one_line_error, run_subprocess
+
+    # The named model does not exist, so nothing is served: the warning comes before it is looked for.
+    result = run_subprocess(
+        "serve", "--host", "0.0.0.0", "--port", str(_free_port()), "--model", "mnist=no-such-run"
+    )
+    assert_one_line_error(result, "--model mnist=no-such-run")
+    [warning] = [line for line in result.stderr.splitlines() if "anyone who can reach this machine" in line]
+    assert warning.startswith("WARNING") and "serving on 0.0.0.0" in warning
+    for option in (["--max-batch", "0"], ["--max-wait-ms", "-1"]):
+        assert_one_line_error(
+            run_subprocess("serve", "--port", str(_free_port()), *option), "--max-batch must be"
+        )
+
+
+def test_serve_model_names_the_run_a_project_answers_with(cli, models_dir):
+    from common import runs, serve
+    from tests.conftest import assert_one_line_error, run_subprocess
+
+    assert cli("train", "stock", "--set", "train.epochs=1").code == 0
+    latest = runs.latest_run("stock")
+    chosen = serve.model_choices(["stock=latest"])
+    served, unavailable = serve.load_projects(["stock", "mnist"], chosen)
+    assert served["stock"].model_file.resolve() == (latest / "model.keras").resolve()
+    assert served["mnist"].model_file.parent.resolve() == runs.pretrained_dir("mnist").resolve()
+    with TestClient(serve.create_app(served, unavailable)) as client:
+        health = client.get("/api/health").json()["projects"]
+    # Paths as the repository or $MODELS_DIR reads them, never this machine's folders.
+    assert health["stock"]["model"] == f"$MODELS_DIR/stock/{latest.name}/model.keras"
+    assert health["mnist"]["model"] == "models/pretrained/mnist/model.keras"
+    assert health["stock"]["described"][0].startswith(f"model: $MODELS_DIR/stock/{latest.name}/model.keras")
+    assert str(models_dir) not in json.dumps(health) and str(ROOT) not in json.dumps(health)
+
+    for spec, fragment in (("stock", "give PROJECT=RUN"), ("nosuch=latest", "nosuch")):
+        assert_one_line_error(run_subprocess("serve", "--port", "1", "--model", spec), fragment)
+    missing = run_subprocess("serve", "--port", str(_free_port()), "--model", "stock=no-such-run")
+    assert_one_line_error(missing, "--model stock=no-such-run", "no such file or folder")

@@ -112,3 +112,83 @@ def test_the_stock_page_charts_the_forecast(browser, shipped_site):
     assert browser.evaluate("document.getElementById('table').rows.length") == 11  # Header + 10 days.
     assert browser.evaluate("document.getElementById('error').textContent") == ""
     keep_screenshot(browser, "stock")
+
+
+def test_a_failed_upload_clears_the_answer_before_it(browser, shipped_site, tmp_path):
+    browser.open(f"{shipped_site}/emojify")
+    browser.wait_for(f"{MODEL_LINE}.startsWith('Answered')")
+    browser.set_file("#photo", HOPPER)
+    browser.wait_for("document.getElementById('faces').rows.length >= 2")
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture at all\n" * 20)
+    browser.set_file("#photo", text)
+    assert "not an image" in browser.wait_for("document.getElementById('error').textContent")
+    assert browser.evaluate("document.getElementById('faces').rows.length") == 0
+    assert browser.evaluate("document.getElementById('result').hidden") is True
+
+    browser.open(f"{shipped_site}/stock")
+    browser.wait_for("document.querySelectorAll('#chart polyline').length === 2")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("When,Close\nyesterday,1\n")
+    browser.set_file("#csv", bad)
+    browser.evaluate("document.getElementById('form').requestSubmit()")
+    assert "bad.csv" in browser.wait_for("document.getElementById('error').textContent")
+    for part in ("chart", "legend", "table", "summary"):
+        assert browser.evaluate(f"document.getElementById('{part}').textContent") == "", part
+
+
+def test_the_stock_chart_prints_prices_as_the_cli_does_and_fits_a_phone(browser, shipped_site, tmp_path):
+    from projects.stock.predict import format_price, price_decimals
+
+    # Penny prices: the CLI prints them to three significant digits, not as 0.00.
+    csv = tmp_path / "pennies.csv"
+    csv.write_text(
+        "Date,Close\n"
+        + "".join(
+            f"2020-{1 + day // 28:02d}-{1 + day % 28:02d},{0.0001 + day * 1e-6:.7f}\n" for day in range(80)
+        )
+    )
+    browser.call(
+        "Emulation.setDeviceMetricsOverride",
+        session=True,
+        width=400,
+        height=800,
+        deviceScaleFactor=1,
+        mobile=True,
+    )
+    try:
+        browser.open(f"{shipped_site}/stock")
+        browser.wait_for("document.querySelectorAll('#chart polyline').length === 2")
+        browser.set_file("#csv", csv)
+        browser.evaluate("document.getElementById('form').requestSubmit()")
+        browser.wait_for("document.getElementById('summary').textContent.startsWith('pennies.csv')")
+        keep_screenshot(browser, "stock-narrow")
+        answer = browser.evaluate("shown")
+        decimals = price_decimals(answer["last_price"])
+        assert decimals == 6
+        cells = browser.evaluate(
+            "[...document.querySelectorAll('#table tr')].slice(1).map(r => r.cells[1].textContent)"
+        )
+        assert cells == [format_price(price, decimals) for price in answer["forecast"]]
+        assert f"was {format_price(answer['last_price'], decimals)} on" in browser.evaluate(
+            "document.getElementById('summary').textContent"
+        )
+        ticks = browser.evaluate("[...document.querySelectorAll('#chart text')].map(t => t.textContent)")
+        assert all(tick.startswith("0.000") for tick in ticks[:5]), ticks
+        legend = browser.evaluate(
+            "[...document.querySelectorAll('#legend span')].map(s => s.textContent.trim())"
+        )
+        assert legend == [
+            "true Close",
+            f"forecast, {len(answer['forecast'])} trading days",
+            f"last true day, {answer['last_date']}",
+        ]
+        # Nothing wider than the screen: no sideways scrolling.
+        assert browser.evaluate("document.documentElement.scrollWidth") <= 400
+        assert browser.evaluate("document.querySelector('#chart svg').getBoundingClientRect().right") <= 400
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride", session=True)
+    # The CLI's scientific notation for prices with more than 8 decimals, the same in the page.
+    assert browser.evaluate("formatPrice(1.234e-9, priceDecimals(1.234e-9))") == format_price(
+        1.234e-9, price_decimals(1.234e-9)
+    )

@@ -81,6 +81,8 @@ def serving_model(model: keras.Model, config: Config) -> keras.Model:
     trained on crops with global pooling reads any size, so ``model.test_size`` may give its
     network a larger centre square than the training crops (more of the face, one pass).
     """
+    if getattr(model, "is_serving_model", False):
+        return model  # Already this function's result (the web server's batching stand-in for it).
     trained = config.augment.crop or SIZE
     test_crops = config.model.test_crops if config.augment.crop else 1
     size = serving_size(config)
