@@ -103,9 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.seeds < 1:
         raise UserError(f"--seeds must be at least 1; received: {options.seeds}")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("projects", "common"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     paths = {}
     for name in options.series:
         paths[name] = str(SHARED_STOCK / SERIES[name]) if SERIES[name] else ""
@@ -113,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(
                 f"{paths[name]} not found; set SHARED_DATA to the folder holding stock/{SERIES[name]}"
             )
+    # Set only once the arguments are checked: a refused command changes no logger.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("projects", "common"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     rows = []
     for name in options.series:

@@ -684,7 +684,7 @@ def test_a_batching_model_answers_each_thread_its_own_rows():
 def test_on_localhost_only_local_names_and_own_pages_are_answered(tmp_path):
     from common import serve
 
-    answers = _served(tmp_path, "answers", lambda model, inputs, config, options: [{"answer": 1}])
+    answers = _served(tmp_path, "answers", lambda model, inputs, config: [{"answer": 1}])
     with running(serve.create_app(answers)) as address:
         port = address.rsplit(":", 1)[1]
         for host in ("localhost", f"localhost:{port}", f"127.0.0.1:{port}", "[::1]"):
@@ -712,7 +712,7 @@ def test_on_localhost_only_local_names_and_own_pages_are_answered(tmp_path):
 def test_a_half_sent_request_is_dropped_after_the_read_timeout(tmp_path):
     from common import serve
 
-    answers = _served(tmp_path, "answers", lambda model, inputs, config, options: [{"answer": 1}])
+    answers = _served(tmp_path, "answers", lambda model, inputs, config: [{"answer": 1}])
     with running(serve.create_app(answers), read_timeout_s=0.5) as address:
         port = int(address.rsplit(":", 1)[1])
         halves = (

@@ -180,7 +180,8 @@ def test_the_stock_chart_prints_prices_as_the_cli_does_and_fits_a_phone(browser,
         )
         assert legend == [
             "true Close",
-            f"forecast, {len(answer['forecast'])} trading days",
+            f"forecast, {len(answer['forecast'])} trading days"
+            + (", its interval shaded" if "lower" in answer else ""),
             f"last true day, {answer['last_date']}",
         ]
         # Nothing wider than the screen: no sideways scrolling.
