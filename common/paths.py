@@ -31,6 +31,17 @@ def in_repository(path: Path) -> str:
     return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
 
 
+def shown_path(path: Path) -> str:
+    """A path as a web client is shown it: relative to the repository, or inside ``$MODELS_DIR``,
+    else its name alone; never the server's own folders."""
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(ROOT):
+        return in_repository(resolved)
+    if resolved.is_relative_to(models_dir().resolve()):
+        return f"$MODELS_DIR/{resolved.relative_to(models_dir().resolve())}"
+    return resolved.name
+
+
 def short_path(path: Path) -> str:
     """A path relative to the current folder when it lies inside it (for messages to the user
     who is in that folder), else as it is."""

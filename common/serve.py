@@ -91,9 +91,9 @@ class ServedProject:
         key = self.project.headline.metric
         score = {"metric": key, "value": metrics[key]} if key in metrics else None
         return {
-            "model": shown_path(self.model_file),
+            "model": paths.shown_path(self.model_file),
             "described": runs.describe_model(
-                self.project, self.model_file, chosen_by_default=True, show_path=shown_path
+                self.project, self.model_file, chosen_by_default=True, show_path=paths.shown_path
             ),
             "promoted": self.model_file.parent.resolve() != runs.pretrained_dir(self.project.name).resolve(),
             "data_source": metrics.get("data_source"),
@@ -103,17 +103,6 @@ class ServedProject:
             "api": self.route,
             "page": f"/{self.project.name}",
         }
-
-
-def shown_path(path: Path) -> str:
-    """A path as a client is shown it: relative to the repository, or inside ``$MODELS_DIR``;
-    never the server's own folders."""
-    resolved = Path(path).resolve()
-    if resolved.is_relative_to(paths.ROOT):
-        return paths.in_repository(resolved)
-    if resolved.is_relative_to(paths.models_dir().resolve()):
-        return f"$MODELS_DIR/{resolved.relative_to(paths.models_dir().resolve())}"
-    return resolved.name
 
 
 DEFAULT_WEB_API = {
