@@ -29,8 +29,8 @@ try:
     from common import paths, registry, runs
     from common.backend import import_keras
     from common.errors import UserError
+    from common.files import strict_json
     from common.project import Project, predict_options
-    from common.runs import strict_json
 except ModuleNotFoundError as missing:
     # `python -m common` run by a Python without the project's packages (the system one, or a
     # shell where .venv is not active): say so, rather than a traceback about a module.

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import numpy as np
 import pandas as pd
 
-from common import runs
+from common import files, runs
 from common.backend import import_keras
 
 if TYPE_CHECKING:
@@ -49,17 +49,17 @@ def read_progress(run_dir: Path) -> dict | None:
     when no epoch was committed.
 
     Raises:
-        runs.RunFileError: ``progress.json`` cannot be read, is not strict JSON or not a record
+        files.UnreadableFile: ``progress.json`` cannot be read, is not strict JSON or not a record
             a run writes (see :func:`progress_problem`).
     """
     recover(run_dir)
     path = run_dir / PROGRESS_FILE
     if not path.exists() and not path.is_symlink():
         return None
-    record = runs.load_json(path)
+    record = files.load_json(path)
     problem = progress_problem(record)
     if problem is not None:
-        raise runs.RunFileError(f"{path}: {problem}")
+        raise files.UnreadableFile(f"{path}: {problem}")
     return record
 
 
@@ -67,8 +67,8 @@ def recover(run_dir: Path) -> None:
     """Completes the commit that a kill cut short, or discards it if its record was not complete."""
     partial = run_dir / _PARTIAL_PROGRESS
     try:
-        record = runs.load_json(partial) or None
-    except runs.RunFileError:
+        record = files.load_json(partial) or None
+    except files.UnreadableFile:
         record = None
     if record is not None and (
         progress_problem(record) is not None
@@ -78,17 +78,17 @@ def recover(run_dir: Path) -> None:
         record = None  # Not a whole record of a commit: discarded as a torn one.
     if record is not None:
         for name in record["files"]:
-            staged = runs.partial_model_path(run_dir / name)
+            staged = files.partial_model_path(run_dir / name)
             if staged.exists():
                 os.replace(staged, run_dir / name)
         os.replace(partial, run_dir / PROGRESS_FILE)
-        runs.sync_folder(run_dir)
+        files.sync_folder(run_dir)
         _write_history(run_dir, record["history"])
         return
     if partial.is_file() or partial.is_symlink():
         partial.unlink()
     for name in (runs.LAST_CHECKPOINT, runs.BEST_CHECKPOINT):
-        staged = runs.partial_model_path(run_dir / name)
+        staged = files.partial_model_path(run_dir / name)
         if staged.is_file() or staged.is_symlink():
             staged.unlink()
 
@@ -222,19 +222,19 @@ class RunRecorder(keras.callbacks.Callback):
             return
         row = {"epoch": epoch, **{key: float(value) for key, value in logs.items()}}
         history = [*self.history, row]
-        files = [runs.LAST_CHECKPOINT]
+        saved = [runs.LAST_CHECKPOINT]
         current = logs.get(self.monitor)
         improved = current is not None and current < self.best
-        last = runs.partial_model_path(self.run_dir / runs.LAST_CHECKPOINT)
+        last = files.partial_model_path(self.run_dir / runs.LAST_CHECKPOINT)
         self.model.save(last)
         if improved:
             # The same bytes: a second name for the file rather than a second save (a save is most of
             # a commit's cost). Later commits replace checkpoint-last by renaming a new file onto the
             # name, so the best checkpoint's file is never written again.
-            files.append(runs.BEST_CHECKPOINT)
-            _same_file(last, runs.partial_model_path(self.run_dir / runs.BEST_CHECKPOINT))
-        for name in files:
-            runs.fsync_file(runs.partial_model_path(self.run_dir / name))
+            saved.append(runs.BEST_CHECKPOINT)
+            _same_file(last, files.partial_model_path(self.run_dir / runs.BEST_CHECKPOINT))
+        for name in saved:
+            files.fsync_file(files.partial_model_path(self.run_dir / name))
         best = current if improved else self.best
         record = {
             "epoch": epoch,
@@ -243,7 +243,7 @@ class RunRecorder(keras.callbacks.Callback):
             "best": best if best is not None and math.isfinite(best) else None,
             "history": history,
             "train_seconds": round(self.seconds_before + time.perf_counter() - self.started, 1),
-            "files": files,
+            "files": saved,
             "seed_states": [np.asarray(v.numpy()).tolist() for v in seed_variables(self.model)],
             "early_stopping": _early_stopping_state(self.early_stopping),
             "plateau": _plateau_state(self.plateau),
@@ -253,7 +253,7 @@ class RunRecorder(keras.callbacks.Callback):
             json.dump(record, file, allow_nan=False)
             file.flush()
             os.fsync(file.fileno())
-        runs.sync_folder(self.run_dir)
+        files.sync_folder(self.run_dir)
         self.history, self.best = history, best
         recover(self.run_dir)
 
@@ -289,6 +289,6 @@ def _number(value: Any) -> float | None:
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:
     if history:
-        runs.write_bytes_atomically(
+        files.write_bytes_atomically(
             pd.DataFrame(history).to_csv(index=False).encode(), run_dir / HISTORY_FILE
         )

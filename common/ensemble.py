@@ -22,7 +22,7 @@ from pathlib import Path
 
 import keras
 
-from common import runs
+from common import files, runs
 from common.config import Config, split_settings
 from common.errors import UserError
 from common.project import Project
@@ -91,7 +91,7 @@ def build(project: Project, model_args: list[str], name: str | None, overrides: 
     log.info("run folder: %s", run_dir)
     try:
         config.save(run_dir / runs.CONFIG_FILE)
-        runs.save_model_atomically(model, run_dir / runs.MODEL_FILE)
+        files.save_model_atomically(model, run_dir / runs.MODEL_FILE)
         # Scored as `evaluate` scores any saved model, into the run folder.
         metrics, _ = inference.evaluate_saved(project, str(run_dir), out_dir=run_dir)
         metrics.pop("model")
@@ -107,7 +107,7 @@ def build(project: Project, model_args: list[str], name: str | None, overrides: 
             keras_backend=keras.backend.backend(),
             ensemble_of=[str(model_file.resolve()) for model_file, _ in found],
         )
-        runs.write_json(metrics, run_dir / runs.METRICS_FILE)
+        files.write_json(metrics, run_dir / runs.METRICS_FILE)
         runs.set_state(run_dir, runs.COMPLETED)
     except BaseException:
         # A new folder that nothing else points to: an ensemble half made is no run at all.

@@ -21,7 +21,7 @@ from typing import Any, TypeGuard
 
 import pandas as pd
 
-from common import runs
+from common import files, runs
 from common.config import read_toml
 from common.errors import UserError
 from common.project import Project
@@ -73,10 +73,10 @@ def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | Non
     never hides the others."""
     defaults = defaults if defaults is not None else flat_config(project.default_config)
     try:
-        metrics = runs.load_json(run_dir / runs.METRICS_FILE)
+        metrics = files.load_json(run_dir / runs.METRICS_FILE)
         config = flat_config(run_dir / runs.CONFIG_FILE)
-        progress = runs.load_json(run_dir / "progress.json")
-        runs.load_json(run_dir / runs.STATE_FILE)
+        progress = files.load_json(run_dir / "progress.json")
+        files.load_json(run_dir / runs.STATE_FILE)
     except UserError as error:
         return _unreadable_row(run_dir, str(error))
     promoted = runs.promoted_name(project.name)
@@ -120,9 +120,9 @@ def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | Non
 def _best_val_loss(run_dir: Path) -> float | None:
     """A run's lowest validation loss from its ``history.csv``; ``None`` when it cannot be read."""
     try:
-        history = pd.read_csv(io.BytesIO(runs.read_small_file(run_dir / "history.csv")))
+        history = pd.read_csv(io.BytesIO(files.read_small_file(run_dir / "history.csv")))
         return history["val_loss"].min()
-    except (runs.RunFileError, OSError, KeyError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
+    except (files.UnreadableFile, OSError, KeyError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
         return None
 
 
@@ -283,13 +283,13 @@ def _plot_validation_curves(run_dirs: list[Path], names: list[str], out_path: Pa
     for name, run_dir in zip(names, run_dirs):
         history_file = run_dir / "history.csv"
         try:
-            history = pd.read_csv(io.BytesIO(runs.read_small_file(history_file)))
+            history = pd.read_csv(io.BytesIO(files.read_small_file(history_file)))
             if "epoch" not in history:
                 raise ValueError("no epoch column")
             histories[name] = history
         except FileNotFoundError:
             continue
-        except runs.RunFileError as error:
+        except files.UnreadableFile as error:
             unreadable[name] = str(error).replace(f"{run_dir}{os.sep}", "")
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
             unreadable[name] = f"history.csv: not a table ({' '.join(str(error).split())[:200]})"

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from common import runs
+from common import files, runs
 from common.backend import import_keras
 from common.errors import UserError
 from common.project import Project
@@ -115,7 +115,7 @@ def export(
                 f"{report['largest_difference']:.2e} (allowed {TOLERANCE:.0e}), "
                 f"{report.get('labels_differ', 0)} of {len(checked)} labels differ; nothing was kept"
             )
-        runs.write_json(report, work / "export.json")
+        files.write_json(report, work / "export.json")
         folder.mkdir(exist_ok=True)
         for item in work.iterdir():
             item.rename(folder / item.name)

@@ -1,12 +1,16 @@
-"""Reading the small files a project keeps (configs, a run's records) without trusting them to be
-what their names say: a FIFO would block the reader for ever, a device or a huge file would fill
-the memory."""
+"""Files written so that a kill at any instant leaves the old one or the new one whole, and small
+files (configs, a run's records) read without trusting them to be what their names say: a FIFO
+would block the reader for ever, a device or a huge file would fill the memory, a record with NaN
+in it is not JSON. Run folders, checkpoints, sweeps and exports all write through here."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from common.errors import UserError
 
@@ -37,3 +41,115 @@ def read_regular_file(path: Path, limit: int) -> bytes:
     if len(data) > limit:
         raise UnreadableFile(f"{path}: over {limit / 2**20:g} MB, far larger than such a file is")
     return data
+
+
+def write_bytes_atomically(data: bytes, path: Path) -> None:
+    """Writes a file so that a kill at any instant leaves either the old file or the new one:
+    a temporary file in the same folder, flushed to disk, then renamed over the target."""
+    temporary = path.with_name(f".{path.name}.partial")
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """Flushes a folder's entries (the renames in it) to disk, where the system allows it."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+# The files a run writes are kilobytes (progress.json: its history and seed states); a larger one
+# was not written by a run.
+MAX_SMALL_FILE_BYTES = 64 * 2**20
+
+
+def read_small_file(path: Path, limit: int = MAX_SMALL_FILE_BYTES) -> bytes:
+    """A run file's bytes: a :class:`UnreadableFile` naming it when it is not a regular file (a FIFO
+    is never opened to wait on) or over ``limit`` bytes; a missing one: ``FileNotFoundError``."""
+    return read_regular_file(path, limit)
+
+
+def load_json(path: Path) -> dict:
+    """A run folder's JSON object, read strictly: ``{}`` when the file is missing; a
+    :class:`UnreadableFile` naming the file when it is not a regular file, too large, not UTF-8, not
+    strict JSON (NaN and Infinity are not JSON, and no run writes them), nested too deep, or not
+    an object."""
+    try:
+        data = read_small_file(path)
+    except FileNotFoundError:
+        return {}
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise UnreadableFile(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise UnreadableFile(f"{path}: nested too deep to be a run's JSON") from None
+    except ValueError as error:
+        raise UnreadableFile(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise UnreadableFile(f"{path}: holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def save_model_atomically(model: Any, path: Path) -> None:
+    """Saves to a temporary file flushed to disk first, so a kill never leaves a broken model."""
+    temporary = partial_model_path(path)
+    model.save(temporary)
+    fsync_file(temporary)
+    os.replace(temporary, path)
+    sync_folder(path.parent)
+
+
+def partial_model_path(path: Path) -> Path:
+    """Where a model is written before it is renamed into place (Keras needs the .keras suffix)."""
+    return path.with_name(f".{path.stem}.partial.keras")
+
+
+def fsync_file(path: Path) -> None:
+    """Flushes a written file's contents to disk."""
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+
+
+def write_json(data: dict, path: Path) -> None:
+    """Writes strict JSON (no NaN) atomically: a temporary file, flushed, then renamed."""
+    write_bytes_atomically((strict_json(data, indent=2, sort_keys=True) + "\n").encode(), path)
+
+
+def strict_json(data: Any, **options: Any) -> str:
+    """JSON that every parser reads: NaN and infinities (a diverged model's output) become null."""
+    return json.dumps(_finite(json.loads(json.dumps(data, default=_jsonable))), allow_nan=False, **options)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    # numpy scalars and arrays reach metrics from the projects' evaluation code.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

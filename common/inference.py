@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common import images, registry, runs
+from common import files, images, registry, runs
 from common.backend import import_keras
 from common.data import Splits
 from common.errors import UserError
@@ -150,7 +150,7 @@ def evaluate_saved(
     metrics.update(
         data_source=splits.source, stand_in_data=splits.stand_in, **splits.sizes(), model=str(model_file)
     )
-    runs.write_json(metrics, out_dir / runs.METRICS_FILE)
+    files.write_json(metrics, out_dir / runs.METRICS_FILE)
     return metrics, out_dir
 
 

@@ -1,4 +1,4 @@
-"""Run folders: one per training, their state, atomic saves, ``latest`` and the promoted run.
+"""Run folders: one per training, their state and lock, ``latest`` and the promoted run.
 
 ``models/<project>/<run-name>/`` holds ``model.keras``, the resolved ``config.toml``,
 ``history.csv``, ``metrics.json``, checkpoints and plots, and ``state.json``: whether the run is
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import stat
@@ -31,7 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.errors import UserError
-from common.files import UnreadableFile, read_regular_file
+from common.files import (
+    UnreadableFile,
+    load_json,
+    read_small_file,
+    sync_folder,
+    write_bytes_atomically,
+    write_json,
+)
 from common.paths import models_dir, pretrained_dir, short_path
 
 if TYPE_CHECKING:
@@ -98,32 +104,6 @@ def check_writable(folder: Path, instead: str | None = None) -> None:
         ) from None
 
 
-def write_bytes_atomically(data: bytes, path: Path) -> None:
-    """Writes a file so that a kill at any instant leaves either the old file or the new one:
-    a temporary file in the same folder, flushed to disk, then renamed over the target."""
-    temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-    sync_folder(path.parent)
-
-
-def sync_folder(folder: Path) -> None:
-    """Flushes a folder's entries (the renames in it) to disk, where the system allows it."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
 def read_state(run_dir: Path) -> dict:
     """A run's ``state.json`` as written, or ``{}`` when it is missing or unreadable."""
     return read_json(run_dir / STATE_FILE)
@@ -165,7 +145,7 @@ def lock_owner(run_dir: Path) -> int | None:
         fields = read_small_file(run_dir / LOCK_FILE, 1024).decode().split()
         pid = int(fields[0])
         started = int(fields[1]) if len(fields) > 1 else None
-    except (OSError, RunFileError, ValueError, IndexError):
+    except (OSError, UnreadableFile, ValueError, IndexError):
         return None
     if pid == os.getpid():
         return pid
@@ -366,49 +346,8 @@ def read_json(path: Path) -> dict:
     unreadable (see :func:`load_json` for why it could not be read)."""
     try:
         return load_json(path)
-    except RunFileError:
+    except UnreadableFile:
         return {}
-
-
-# A run folder's file that cannot be read or is not what the run writes there; the message
-# names the file and why.
-RunFileError = UnreadableFile
-
-# The files a run writes are kilobytes (progress.json: its history and seed states); a larger one
-# was not written by a run.
-MAX_RUN_FILE_BYTES = 64 * 2**20
-
-
-def read_small_file(path: Path, limit: int = MAX_RUN_FILE_BYTES) -> bytes:
-    """A run file's bytes: a :class:`RunFileError` naming it when it is not a regular file (a FIFO
-    is never opened to wait on) or over ``limit`` bytes; a missing one: ``FileNotFoundError``."""
-    return read_regular_file(path, limit)
-
-
-def load_json(path: Path) -> dict:
-    """A run folder's JSON object, read strictly: ``{}`` when the file is missing; a
-    :class:`RunFileError` naming the file when it is not a regular file, too large, not UTF-8, not
-    strict JSON (NaN and Infinity are not JSON, and no run writes them), nested too deep, or not
-    an object."""
-    try:
-        data = read_small_file(path)
-    except FileNotFoundError:
-        return {}
-    try:
-        value = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
-    except UnicodeDecodeError:
-        raise RunFileError(f"{path}: not UTF-8 text") from None
-    except RecursionError:
-        raise RunFileError(f"{path}: nested too deep to be a run's JSON") from None
-    except ValueError as error:
-        raise RunFileError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise RunFileError(f"{path}: holds a JSON {type(value).__name__}, not an object")
-    return value
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def promoted_name(project: str) -> str | None:
@@ -608,52 +547,3 @@ def describe_model(
             f"(`python -m common promote {project.name} {latest.name}`) or named (--model latest)"
         )
     return lines
-
-
-def save_model_atomically(model: Any, path: Path) -> None:
-    """Saves to a temporary file flushed to disk first, so a kill never leaves a broken model."""
-    temporary = partial_model_path(path)
-    model.save(temporary)
-    fsync_file(temporary)
-    os.replace(temporary, path)
-    sync_folder(path.parent)
-
-
-def partial_model_path(path: Path) -> Path:
-    """Where a model is written before it is renamed into place (Keras needs the .keras suffix)."""
-    return path.with_name(f".{path.stem}.partial.keras")
-
-
-def fsync_file(path: Path) -> None:
-    """Flushes a written file's contents to disk."""
-    with open(path, "rb") as file:
-        os.fsync(file.fileno())
-
-
-def write_json(data: dict, path: Path) -> None:
-    """Writes strict JSON (no NaN) atomically: a temporary file, flushed, then renamed."""
-    write_bytes_atomically((strict_json(data, indent=2, sort_keys=True) + "\n").encode(), path)
-
-
-def strict_json(data: Any, **options: Any) -> str:
-    """JSON that every parser reads: NaN and infinities (a diverged model's output) become null."""
-    return json.dumps(_finite(json.loads(json.dumps(data, default=_jsonable))), allow_nan=False, **options)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value
-
-
-def _jsonable(value: Any) -> Any:
-    # numpy scalars and arrays reach metrics from the projects' evaluation code.
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -47,7 +47,7 @@ from typing import Any
 import pandas as pd
 import tomli_w
 
-from common import runs
+from common import files, runs
 from common.config import FREE_TABLES, Config, read_toml
 from common.errors import Interrupted, UserError
 from common.project import Project
@@ -297,7 +297,7 @@ def run_search(
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
         return pd.DataFrame(), directory / "best.toml"
     table = _results(tuner, name, project.name, space)
-    runs.write_bytes_atomically(table.to_csv(index=False).encode(), directory / RESULTS_FILE)
+    files.write_bytes_atomically(table.to_csv(index=False).encode(), directory / RESULTS_FILE)
     best_file = directory / "best.toml"
     # KerasTuner falls back on a failed trial (no score) when none completed.
     best = [trial for trial in tuner.oracle.get_best_trials(1) if trial.status == "COMPLETED"]
@@ -380,4 +380,4 @@ def _write_variant(path: Path, chosen: dict[str, Any], header: str) -> None:
         for table in tables:
             target = target.setdefault(table, {})
         target[last] = value
-    runs.write_bytes_atomically((header + tomli_w.dumps(nested)).encode(), path)
+    files.write_bytes_atomically((header + tomli_w.dumps(nested)).encode(), path)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from common import checkpoints, devices, distill, plots, runs, tracking
+from common import checkpoints, devices, distill, files, plots, runs, tracking
 from common.backend import import_keras
 from common.batches import ShuffledBatches
 from common.config import Config, training_seed
@@ -224,7 +224,7 @@ def check_resume_files(project: Project, run_dir: Path, config: Config) -> dict 
 
     try:
         progress = checkpoints.read_progress(run_dir)
-    except runs.RunFileError as error:
+    except files.UnreadableFile as error:
         raise damaged(str(error)) from None
     if progress is None:
         if last.exists():
@@ -235,11 +235,11 @@ def check_resume_files(project: Project, run_dir: Path, config: Config) -> dict 
         raise damaged(f"{run_dir / checkpoints.PROGRESS_FILE}: {problem}")
     history_file = run_dir / checkpoints.HISTORY_FILE
     try:
-        history = pd.read_csv(io.BytesIO(runs.read_small_file(history_file)))
+        history = pd.read_csv(io.BytesIO(files.read_small_file(history_file)))
         epochs = [int(epoch) for epoch in history["epoch"]]
     except FileNotFoundError:
         raise damaged(f"{history_file} is missing") from None
-    except runs.RunFileError as error:
+    except files.UnreadableFile as error:
         raise damaged(str(error)) from None
     except (ValueError, KeyError, TypeError, pd.errors.ParserError) as error:
         raise damaged(f"{history_file}: not a history table ({' '.join(str(error).split())[:200]})") from None
@@ -351,7 +351,7 @@ def _train_in(
     train_seconds = seconds_before + time.perf_counter() - started
 
     model = distill.student_of(model)  # A distilled run keeps its student alone.
-    runs.save_model_atomically(model, run_dir / runs.MODEL_FILE)
+    files.save_model_atomically(model, run_dir / runs.MODEL_FILE)
     plots.plot_learning_curves(
         run_dir / checkpoints.HISTORY_FILE,
         run_dir / "learning_curves.png",
@@ -381,7 +381,7 @@ def _train_in(
         metrics["continued_from"] = str(continue_from)
     if distill.distilling(config):
         metrics["distilled_from"] = config.distill.teacher
-    runs.write_json(metrics, run_dir / runs.METRICS_FILE)
+    files.write_json(metrics, run_dir / runs.METRICS_FILE)
     runs.set_state(run_dir, runs.COMPLETED)
     tracking.finish(config, run_dir, metrics)
     runs.mark_latest(project.name, run_dir)

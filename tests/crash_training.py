@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 
-from common import runs
+from common import files
 from common.__main__ import main
 
 
@@ -30,7 +30,7 @@ def _arm(where: str, when: str, truncate: bool) -> None:
         return calls == int(when)
 
     if where == "fsync":
-        original_fsync = runs.fsync_file
+        original_fsync = files.fsync_file
 
         def fsync_then_maybe_die(path):
             if should_die():
@@ -39,7 +39,7 @@ def _arm(where: str, when: str, truncate: bool) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
             original_fsync(path)
 
-        runs.fsync_file = fsync_then_maybe_die
+        files.fsync_file = fsync_then_maybe_die
     elif where == "replace":
         original_replace = os.replace
 

@@ -55,6 +55,7 @@ TARGETS: dict[str, list[str]] = {
         "tests/test_experiments.py",
         "tests/test_cli.py",
     ],
+    "common/files.py": [*_RUN_TESTS, "tests/test_config.py"],
     "common/checkpoints.py": [*_RUN_TESTS, "tests/test_emojify.py"],
     "common/batches.py": ["tests/test_batches.py", "tests/test_workflow.py", "tests/test_streaming.py"],
     "common/workflow.py": [

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import backend, runs
+from common import backend, files, runs
 from tests.conftest import ROOT, assert_one_line_error, run_subprocess
 
 # What TensorFlow 2.21 writes to descriptor 2 at import on a CPU with AVX-512 / AMX (copied from
@@ -185,7 +185,7 @@ def _fake_run(models_dir: Path, project: str, name: str, model_source: Path, met
     run_dir.mkdir(parents=True)
     shutil.copy(model_source / "model.keras", run_dir / "model.keras")
     shutil.copy(model_source / "config.toml", run_dir / "config.toml")
-    runs.write_json(metrics, run_dir / "metrics.json")
+    files.write_json(metrics, run_dir / "metrics.json")
     runs.mark_latest(project, run_dir)
     return run_dir
 

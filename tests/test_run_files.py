@@ -9,13 +9,13 @@ import os
 
 import pytest
 
-from common import registry, runs
+from common import files, registry, runs
 
 
 def test_an_atomic_write_leaves_exactly_the_new_bytes_and_no_partial_file(tmp_path):
     target = tmp_path / "metrics.json"
     target.write_bytes(b"old")
-    runs.write_bytes_atomically(b'{"a": 1}\n', target)
+    files.write_bytes_atomically(b'{"a": 1}\n', target)
     assert target.read_bytes() == b'{"a": 1}\n'
     assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json"]
 
@@ -31,7 +31,7 @@ def test_a_folder_the_system_will_not_open_is_not_synced_and_the_write_lands(tmp
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", refuse_folders)
-    runs.write_bytes_atomically(b"new", tmp_path / "file")
+    files.write_bytes_atomically(b"new", tmp_path / "file")
     assert (tmp_path / "file").read_bytes() == b"new" and refused == [tmp_path]
 
 
@@ -52,7 +52,7 @@ def test_a_folder_the_system_will_not_fsync_is_skipped_and_the_write_lands(tmp_p
 
     monkeypatch.setattr(os, "open", remember_folders)
     monkeypatch.setattr(os, "fsync", refuse_folder_fsync)
-    runs.write_bytes_atomically(b"new", tmp_path / "file")
+    files.write_bytes_atomically(b"new", tmp_path / "file")
     assert (tmp_path / "file").read_bytes() == b"new" and len(refused) == 1
 
 
@@ -71,15 +71,15 @@ def test_strict_json_writes_a_path_as_its_text_and_refuses_other_objects(tmp_pat
     import pytest
 
     data = {"model": Path("models/run/model.keras"), "n_test": 3, "ratio": 0.5, "names": ["a", None]}
-    assert runs.strict_json(data, sort_keys=True) == (
+    assert files.strict_json(data, sort_keys=True) == (
         '{"model": "models/run/model.keras", "n_test": 3, "names": ["a", null], "ratio": 0.5}'
     )
-    runs.write_json(data, tmp_path / "metrics.json")
+    files.write_json(data, tmp_path / "metrics.json")
     assert json.loads((tmp_path / "metrics.json").read_text()) == {
         "model": "models/run/model.keras", "n_test": 3, "ratio": 0.5, "names": ["a", None],
     }  # fmt: skip
     with pytest.raises(TypeError, match="^cannot write object to JSON$"):
-        runs.strict_json({"other": object()})
+        files.strict_json({"other": object()})
 
 
 def test_describe_model_names_the_shipped_the_promoted_and_any_other_model(models_dir):
