@@ -47,7 +47,7 @@ def train_once(path: str, cell: str, seed: int, epochs: int | None) -> dict:
     overrides = [f"data.path={json.dumps(path)}", f"model.cell={cell}", f"train.seed={seed}"]
     if epochs is not None:
         overrides.append(f"train.epochs={epochs}")
-    config = workflow.resolve_config(project, None, overrides)
+    config = project.load_config(None, overrides)
     saved = os.environ.get("MODELS_DIR")
     with tempfile.TemporaryDirectory() as folder:
         os.environ["MODELS_DIR"] = folder

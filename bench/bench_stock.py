@@ -41,7 +41,7 @@ RESULTS = RESULTS_DIR / "stock.md"
 def measure(config_file: str | None, overrides: list[str], windows: int, epochs: int) -> dict:
     """Trains a fresh model on the first ``windows`` training windows; returns its throughput."""
     project = registry.get_project("stock")
-    config = workflow.resolve_config(project, config_file, overrides)
+    config = project.load_config(config_file, overrides)
     keras.utils.set_random_seed(config.seed)
     splits = project.functions.load_data(config)
     x_train, y_train = splits.train
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     project = registry.get_project("stock")
     classic = str(project.folder / "classic.toml")
-    default_batch = workflow.resolve_config(project).train.batch_size
+    default_batch = project.load_config().train.batch_size
     setups = [
         ("tutorial recipe (classic.toml), batch 1", classic, [], 1),
         (

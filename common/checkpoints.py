@@ -16,15 +16,25 @@ file and flushed to disk; ``.progress.json.partial`` is written last, naming the
 renamed into place and ``progress.json`` last. :func:`recover` finishes a commit whose progress
 record was complete when the process died, and discards one whose record was not. So the files
 on disk always belong to one epoch.
+
+Before a resume reads any of it, :func:`check_resume_files` checks it all, so a damaged file is
+one line and the run is left as it was. When training stops early, :func:`after_failure` leaves
+the folder truthful (interrupted and resumable, failed when the loss diverged, or removed when
+nothing was committed) and :func:`as_user_error` says so in one line.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -33,9 +43,13 @@ import pandas as pd
 
 from common import files, runs
 from common.backend import import_keras
+from common.config import Config
+from common.errors import Interrupted, UserError
 
 if TYPE_CHECKING:
     import keras
+
+    from common.project import Project
 else:
     keras = import_keras()
 
@@ -292,3 +306,144 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
         files.write_bytes_atomically(
             pd.DataFrame(history).to_csv(index=False).encode(), run_dir / HISTORY_FILE
         )
+
+
+# What a resume reads, checked before it reads it; how a run that stops early is left.
+
+
+def check_resume_files(project: Project, run_dir: Path, config: Config) -> dict | None:
+    """The committed progress record of a run to resume (``None``: no epoch was committed, so it
+    starts from the first), after checking everything the resume will read: ``progress.json``
+    (strict JSON, its types, its epochs within the config's), ``history.csv`` (one row per epoch
+    done), the last checkpoint (it loads, its seed generators are the record's) and the best
+    checkpoint when early stopping restores it.
+
+    Raises:
+        UserError: one line naming the damaged file and what can be done instead.
+    """
+    from common.inference import load_model_file  # Keras' loader with its safety checks.
+
+    last, best = run_dir / runs.LAST_CHECKPOINT, run_dir / runs.BEST_CHECKPOINT
+
+    def damaged(problem: str) -> UserError:
+        if any(runs.archive_problem(path) is None for path in (last, best)):
+            start = runs.continuation_model(run_dir)
+            advice = (
+                f"start a new run from its {start.name} with `python -m common train {project.name} "
+                f"--continue-from {run_dir}`, or delete the folder"
+            )
+        else:
+            advice = f"no checkpoint in it can be loaded: delete the folder and train {project.name} anew"
+        return UserError(f"--resume {run_dir}: cannot resume: {problem}; the run is left as it was; {advice}")
+
+    try:
+        progress = read_progress(run_dir)
+    except files.UnreadableFile as error:
+        raise damaged(str(error)) from None
+    if progress is None:
+        if last.exists():
+            raise damaged(f"{run_dir / PROGRESS_FILE} is missing beside its {last.name}")
+        return None
+    problem = progress_problem(progress, config.train.epochs)
+    if problem is not None:
+        raise damaged(f"{run_dir / PROGRESS_FILE}: {problem}")
+    history_file = run_dir / HISTORY_FILE
+    try:
+        history = pd.read_csv(io.BytesIO(files.read_small_file(history_file)))
+        epochs = [int(epoch) for epoch in history["epoch"]]
+    except FileNotFoundError:
+        raise damaged(f"{history_file} is missing") from None
+    except files.UnreadableFile as error:
+        raise damaged(str(error)) from None
+    except (ValueError, KeyError, TypeError, pd.errors.ParserError) as error:
+        raise damaged(f"{history_file}: not a history table ({' '.join(str(error).split())[:200]})") from None
+    if epochs != list(range(progress["epochs_done"])):
+        raise damaged(
+            f"{history_file} holds {len(epochs)} epochs, but {PROGRESS_FILE} records "
+            f"{progress['epochs_done']} done"
+        )
+    try:
+        model = load_model_file(last)
+    except UserError as error:
+        raise damaged(str(error) if str(last) in str(error) else f"{last}: {error}") from None
+    shapes = [tuple(variable.shape) for variable in seed_variables(model)]
+    saved = [np.shape(state) for state in progress.get("seed_states", [])]
+    if saved != shapes:
+        raise damaged(f"the seed states in {PROGRESS_FILE} do not fit the model in {last.name}")
+    del model
+    if config.train.early_stopping_patience > 0:
+        try:
+            load_model_file(best, compile=False)
+        except UserError as error:
+            raise damaged(str(error) if str(best) in str(error) else f"{best}: {error}") from None
+    return progress
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(epoch)
+        self.epoch = epoch
+
+
+def after_failure(project: Project, run_dir: Path, error: BaseException, resuming: bool) -> None:
+    """Leaves the run folder truthful: failed when its loss diverged (resuming would only diverge
+    again); otherwise resumable once an epoch is committed (an interrupt, a write error, a bug
+    fixed later: its committed files are still whole); removed when a new run has nothing of
+    value in it."""
+    committed = (run_dir / PROGRESS_FILE).is_file()
+    if not committed and not resuming:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    try:
+        if isinstance(error, Diverged):
+            runs.set_state(run_dir, runs.FAILED, message=_reason(error))
+        else:
+            runs.set_state(run_dir, runs.INTERRUPTED, message=_reason(error))
+    except OSError:
+        pass  # A full disk may refuse even this; the dead lock then reads as interrupted.
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, Diverged):
+        return f"loss became NaN or infinite in epoch {error.epoch + 1}"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    return str(error) or type(error).__name__
+
+
+def as_user_error(project: Project, run_dir: Path, error: BaseException) -> BaseException:
+    """The one line a failure is reported with (bugs keep their traceback)."""
+    resume = f"python -m common train {project.name} --resume {run_dir}"
+    if isinstance(error, KeyboardInterrupt):
+        if (run_dir / PROGRESS_FILE).is_file():
+            return Interrupted(f"training interrupted; 'latest' is unchanged. Continue with: {resume}")
+        return Interrupted("training interrupted before its first epoch ended; nothing was kept")
+    if isinstance(error, Diverged):
+        return UserError(
+            f"training diverged: the loss became NaN or infinite in epoch {error.epoch + 1}; the run is "
+            "marked failed and 'latest' is unchanged. Lower train.learning_rate and train again"
+        )
+    if isinstance(error, OSError):
+        where = error.filename or run_dir
+        kept = f"; once fixed, continue with: {resume}" if (run_dir / PROGRESS_FILE).is_file() else ""
+        return UserError(f"could not write {where}: {error.strerror or error}{kept}")
+    return error
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """``kill PID`` (SIGTERM) stops training like Ctrl-C: the run is left resumable."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

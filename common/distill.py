@@ -118,7 +118,7 @@ class Distiller(keras.Model):
 
 def load_teacher(model_file: Path) -> keras.Model:
     """The teacher's model, for inference; one line when its file is gone or damaged."""
-    from common.workflow import load_model_file  # The workflow imports this module.
+    from common.inference import load_model_file  # Keras' loader with its safety checks.
 
     if not model_file.is_file():
         raise UserError(

@@ -195,7 +195,7 @@ def run_search(
     import_keras()
     import keras_tuner
 
-    from common import workflow
+    from common import checkpoints, workflow
 
     hyperparameters = keras_tuner.HyperParameters()
     defaults = {key: _declare(hyperparameters, key, values, base.get(key)) for key, values in space.items()}
@@ -285,7 +285,7 @@ def run_search(
         tuner_id=os.environ.get("KERASTUNER_TUNER_ID"),
     )
     try:
-        with workflow.terminate_as_interrupt():
+        with checkpoints.terminate_as_interrupt():
             # The progress lines are this module's (numbered as the table is), not KerasTuner's.
             tuner.search(verbose=0)
     except KeyboardInterrupt:

@@ -1,34 +1,34 @@
-"""The one place training is driven: build → compile → fit → save → evaluate, and serving.
+"""Training, as Keras' five steps: create a model, compile it, fit it, save it, and predict with
+it (the evaluation on the test split). :func:`train` reads top to bottom as those steps.
 
 Projects supply data, model and evaluation; everything here is shared, so all pipelines get the
-same run folders, checkpoints, logs, early stopping and plots.
+same run folders, checkpoints, logs, early stopping and plots. What keeps a run safe is behind
+small interfaces a first reading can skip: :mod:`common.runs` (the run folder, its state and
+lock), :mod:`common.checkpoints` (per-epoch commits, resume, how a failed run is left),
+:mod:`common.devices` (precision and device placement) and :mod:`common.files` (atomic writes).
+Distillation and MLflow tracking are imported only by a run whose config asks for them.
 """
 
 from __future__ import annotations
 
 import inspect
-import io
 import logging
 import os
-import shutil
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
-from common import checkpoints, devices, distill, files, plots, runs, tracking
+from common import checkpoints, devices, files, plots, runs
 from common.backend import import_keras
 from common.batches import ShuffledBatches
 from common.config import Config, training_seed
 from common.data import FileList, Splits
-from common.errors import Interrupted, UserError
-from common.inference import load_model_file
+from common.errors import UserError
 from common.project import Project
 
 # Every module that needs Keras imports it after this one, so its start-up lines are filtered once.
@@ -40,11 +40,255 @@ else:
 log = logging.getLogger(__name__)
 
 
-def resolve_config(
-    project: Project, config_file: str | None = None, overrides: list[str] | None = None
-) -> Config:
-    """The project's defaults, an optional variant file, then ``--set`` overrides, validated."""
-    return project.load_config(config_file, overrides)
+def train(
+    project: Project,
+    config: Config,
+    run_name: str | None = None,
+    resume_dir: Path | None = None,
+    verbose: int | None = None,
+    continue_from: Path | None = None,
+) -> Path:
+    """Trains a project's model and writes a complete run folder; returns its path.
+
+    Args:
+        project: the discovered project.
+        config: the resolved settings (saved into the run folder).
+        run_name: optional suffix for the run folder's name.
+        resume_dir: an interrupted run folder to continue exactly where it stopped.
+        verbose: passed to ``model.fit``; by default a progress bar on a terminal and one
+            line per epoch in a log file.
+        continue_from: a completed run whose final weights a new run starts from (with a fresh
+            optimizer and schedule, as ``config`` says).
+
+    Raises:
+        UserError: one line for anything the user can fix; the run folder is then marked
+            interrupted (resumable), failed, or removed when nothing of value was in it.
+    """
+    # Everything that can be checked before any data is read or any folder made.
+    devices.check(config)
+    check_keras_names(config)
+    distill, tracking = _distill_module(config), _tracking_module(config)
+    if tracking is not None:
+        tracking.check_available(config)
+    if distill is not None:
+        config = distill.pin_teacher(project, config)
+    if resume_dir is not None:
+        run_dir = runs.check_resumable(project.name, resume_dir)
+    else:
+        runs.check_run_name(run_name)
+        if continue_from is not None:
+            continue_from = runs.check_continuable(project.name, continue_from)
+        run_dir = runs.new_run_dir(project.name, run_name)
+    with runs.RunLock(run_dir), checkpoints.terminate_as_interrupt():
+        # What a resume reads is checked before anything is written: a damaged file is one line,
+        # and the run is left exactly as it was, resumable or continuable.
+        progress = (
+            checkpoints.check_resume_files(project, run_dir, config) if resume_dir is not None else None
+        )
+        try:
+            if resume_dir is None:
+                config.save(run_dir / runs.CONFIG_FILE)
+            runs.set_state(run_dir, runs.RUNNING, project=project.name, pid=os.getpid())
+            with devices.placed(config) as placement:
+                run = Run(project, config, run_dir, placement, progress, continue_from, verbose, distill)
+                return _train_in(run)
+        except BaseException as error:
+            if tracking is not None:
+                tracking.abort()
+            checkpoints.after_failure(project, run_dir, error, resuming=resume_dir is not None)
+            raise checkpoints.as_user_error(project, run_dir, error) from None
+
+
+@dataclass
+class Run:
+    """What every step of one training needs: the project, its settings, its run folder, where the
+    devices place it, and where it starts (``progress``: the committed record of a run being
+    resumed; ``continue_from``: a run whose weights a new run starts from)."""
+
+    project: Project
+    config: Config
+    run_dir: Path
+    placement: devices.Placement
+    progress: dict | None = None
+    continue_from: Path | None = None
+    verbose: int | None = None
+    distill: ModuleType | None = None  # common.distill when the config names a teacher
+
+    @property
+    def first_epoch(self) -> int:
+        return self.progress["epochs_done"] if self.progress else 0
+
+
+def _train_in(run: Run) -> Path:
+    """The data, then the five steps; the run is completed and becomes ``latest``."""
+    splits = load_data(run)
+    batches = training_batches(run, splits)
+    model = create_model(run, splits)  # 1. create (or load the checkpoint of the run resumed)
+    if run.progress is None:
+        compile_model(model, run.config, steps_per_epoch=len(batches))  # 2. compile
+    train_seconds = fit_model(run, model, batches, splits)  # 3. fit
+    model = save_model(run, model, splits)  # 4. save
+    evaluate_model(run, model, splits, train_seconds)  # 5. predict the test split, beside a baseline
+    runs.mark_latest(run.project.name, run.run_dir)
+    return run.run_dir
+
+
+def load_data(run: Run) -> Splits:
+    """The project's splits. The data is drawn from the top-level seed, training from
+    ``train.seed``: independent networks (``train.seed`` apart) see the same split even where a
+    project's loader draws from global state."""
+    config = run.config
+    keras.utils.set_random_seed(config.seed)
+    splits: Splits = run.project.functions.load_data(config, need_training=True)
+    if run.distill is not None:
+        run.distill.check_split_sizes(config, splits.sizes())
+    keras.utils.set_random_seed(training_seed(config))
+    sizes = ", ".join(f"{k}={v}" for k, v in splits.sizes().items())
+    if splits.streamed:
+        sizes += "; streamed: read from disk batch by batch, never all in memory"
+    log.info("data: %s (%s)", splits.source, sizes)
+    if splits.train is None or splits.validation is None:
+        raise UserError(f"project {run.project.name} returned no training or validation split")
+    log.info("run folder: %s", run.run_dir)
+    return splits
+
+
+def training_batches(run: Run, splits: Splits) -> Any:
+    """The training split in shuffled batches (the project's own, streamed from files, or from
+    arrays), in an order fixed by ``train.seed`` and the epoch, so a resumed run sees the same."""
+    config, seed = run.config, training_seed(run.config)
+    assert splits.train is not None
+    x_train, y_train = splits.train
+    batches: Any
+    if run.project.functions.training_batches is not None:
+        batches = run.project.functions.training_batches(config, splits, run.first_epoch)
+    elif splits.streamed:
+        from common.streaming import StreamedBatches  # Only for data read from files each epoch.
+
+        batches = StreamedBatches(
+            x_train, y_train, config.train.batch_size, seed, run.first_epoch, splits.class_weight
+        )
+    else:
+        batches = ShuffledBatches(
+            x_train, y_train, config.train.batch_size, seed, run.first_epoch, splits.class_weight
+        )
+    placement = run.placement
+    if placement.processes > 1:
+        batches.shard(placement.process_index, placement.processes)
+    elif devices.batch_multiple(placement) > 1:
+        batches.whole_multiples(devices.batch_multiple(placement))
+    return batches
+
+
+def create_model(run: Run, splits: Splits) -> keras.Model:
+    """Step 1: the project's Sequential model, built for its data; or, resuming, the run's last
+    checkpoint (compiled, with its optimizer state); or the weights of the run continued from."""
+    if run.progress is not None:
+        log.info(
+            "resuming %s after epoch %d of %d", run.run_dir.name, run.first_epoch, run.config.train.epochs
+        )
+        return keras.saving.load_model(run.run_dir / runs.LAST_CHECKPOINT)
+    if run.continue_from is not None:
+        from common import distill  # A continued run may start from a distilled run's checkpoint.
+        from common.inference import load_model_file
+
+        start = runs.continuation_model(run.continue_from)
+        model = distill.student_of(load_model_file(start, compile=False))
+        log.info("starting from the weights of %s", start)
+    else:
+        model = run.project.functions.build_model(run.config, splits)
+        devices.check_output_dtype(model, run.placement.precision)
+    return run.distill.wrap(model, run.config) if run.distill is not None else model
+
+
+def fit_model(run: Run, model: keras.Model, batches: Any, splits: Splits) -> float:
+    """Step 3: ``model.fit`` from the run's first (or resumed) epoch, with early stopping, the
+    learning-rate schedule and a checkpoint committed every epoch. Returns the seconds spent
+    training, over every resume of the run."""
+    config, progress = run.config, run.progress or {}
+    started = time.perf_counter()
+    if progress.get("finished"):
+        # Killed after its last epoch, while saving: the final weights are the best epoch's when
+        # early stopping restores them, else the last epoch's, which the model already holds.
+        if config.train.early_stopping_patience > 0:
+            best = keras.saving.load_model(run.run_dir / runs.BEST_CHECKPOINT, compile=False)
+            model.set_weights(best.get_weights())
+    else:
+        callbacks = [
+            batches.ordering_callback(),
+            *_callbacks(config, run.run_dir, run.progress, run.project.name),
+        ]
+        recorder = next(c for c in callbacks if isinstance(c, checkpoints.RunRecorder))
+        fit_input = batches.fit_input(run.placement.replicas) if hasattr(batches, "fit_input") else batches
+        model.fit(
+            fit_input,
+            shuffle=False,  # The batches are shuffled by seed and epoch, so a resume sees the same.
+            epochs=config.train.epochs,
+            initial_epoch=run.first_epoch,
+            validation_data=_validation_data(splits, devices.batch_multiple(run.placement)),
+            callbacks=callbacks,
+            verbose=run.verbose if run.verbose is not None else _fit_verbosity(),
+        )
+        if recorder.diverged_epoch is not None:
+            raise checkpoints.Diverged(recorder.diverged_epoch)
+    return progress.get("train_seconds", 0.0) + time.perf_counter() - started
+
+
+def save_model(run: Run, model: keras.Model, splits: Splits) -> keras.Model:
+    """Step 4: ``model.keras`` (a distilled run keeps its student alone), written atomically, and
+    the learning curves; returns the model to evaluate."""
+    if run.distill is not None:
+        model = run.distill.student_of(model)
+    model_file = run.run_dir / runs.MODEL_FILE
+    files.save_model_atomically(model, model_file)
+    assert splits.train is not None and splits.validation is not None
+    plots.plot_learning_curves(
+        run.run_dir / checkpoints.HISTORY_FILE,
+        run.run_dir / "learning_curves.png",
+        title=(
+            f"{splits.source}; n_train = {len(splits.train[1]):,}, "
+            f"n_validation = {len(splits.validation[1]):,}"
+        ),
+    )
+    if devices.batch_multiple(run.placement) > 1:
+        # JAX spreads the model's arrays over the devices (on a cluster, over other processes' too),
+        # and splits only batches of a multiple of them: the evaluation uses a local copy.
+        model = devices.local_model(model_file)
+    return model
+
+
+def evaluate_model(run: Run, model: keras.Model, splits: Splits, train_seconds: float) -> dict:
+    """Step 5: the project's evaluation (predictions on the test split, scored beside a trivial
+    baseline), with how the run was made, written to ``metrics.json``; the run is completed."""
+    config, placement = run.config, run.placement
+    metrics = run.project.functions.evaluate(model, splits, config, run.run_dir)
+    metrics.update(
+        data_source=splits.source,
+        stand_in_data=splits.stand_in,
+        data_streamed=splits.streamed,
+        **splits.sizes(),
+        epochs_run=len(pd.read_csv(run.run_dir / checkpoints.HISTORY_FILE)),
+        train_seconds=round(train_seconds, 1),
+        parameters=model.count_params(),
+        keras_backend=keras.backend.backend(),
+        device=placement.device,
+        replicas=placement.replicas,
+        processes=placement.processes,
+        precision=placement.precision,
+    )
+    if run.continue_from is not None:
+        metrics["continued_from"] = str(run.continue_from)
+    if run.distill is not None:
+        metrics["distilled_from"] = config.distill.teacher
+    files.write_json(metrics, run.run_dir / runs.METRICS_FILE)
+    runs.set_state(run.run_dir, runs.COMPLETED)
+    tracking = _tracking_module(config)
+    if tracking is not None:
+        tracking.finish(config, run.run_dir, metrics)
+    return metrics
+
+
+# Step 2, compile: the names Keras must know, checked before any data is read, then the optimizer.
 
 
 def check_keras_names(config: Config) -> None:
@@ -143,249 +387,10 @@ def _callbacks(
     )
     if train.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=run_dir / "logs"))
-    if tracking.enabled(config):
+    tracking = _tracking_module(config)
+    if tracking is not None:
         callbacks.append(tracking.MLflowLogger(project_name, config, run_dir))
     return callbacks
-
-
-def train(
-    project: Project,
-    config: Config,
-    run_name: str | None = None,
-    resume_dir: Path | None = None,
-    verbose: int | None = None,
-    continue_from: Path | None = None,
-) -> Path:
-    """Trains a project's model and writes a complete run folder; returns its path.
-
-    Args:
-        project: the discovered project.
-        config: the resolved settings (saved into the run folder).
-        run_name: optional suffix for the run folder's name.
-        resume_dir: an interrupted run folder to continue exactly where it stopped.
-        verbose: passed to ``model.fit``; by default a progress bar on a terminal and one
-            line per epoch in a log file.
-        continue_from: a completed run whose final weights a new run starts from (with a fresh
-            optimizer and schedule, as ``config`` says).
-
-    Raises:
-        UserError: one line for anything the user can fix; the run folder is then marked
-            interrupted (resumable), failed, or removed when nothing of value was in it.
-    """
-    devices.check(config)
-    check_keras_names(config)
-    tracking.check_available(config)
-    config = distill.pin_teacher(project, config)
-    if resume_dir is not None:
-        run_dir = runs.check_resumable(project.name, resume_dir)
-    else:
-        runs.check_run_name(run_name)
-        if continue_from is not None:
-            continue_from = runs.check_continuable(project.name, continue_from)
-        run_dir = runs.new_run_dir(project.name, run_name)
-    with runs.RunLock(run_dir), terminate_as_interrupt():
-        # What a resume reads is checked before anything is written: a damaged file is one line,
-        # and the run is left exactly as it was, resumable or continuable.
-        progress = check_resume_files(project, run_dir, config) if resume_dir is not None else None
-        try:
-            if resume_dir is None:
-                config.save(run_dir / runs.CONFIG_FILE)
-            runs.set_state(run_dir, runs.RUNNING, project=project.name, pid=os.getpid())
-            with devices.placed(config) as placement:
-                return _train_in(project, config, run_dir, progress, continue_from, verbose, placement)
-        except BaseException as error:
-            tracking.abort()
-            _after_failure(project, run_dir, error, resuming=resume_dir is not None)
-            raise _as_user_error(project, run_dir, error) from None
-
-
-def check_resume_files(project: Project, run_dir: Path, config: Config) -> dict | None:
-    """The committed progress record of a run to resume (``None``: no epoch was committed, so it
-    starts from the first), after checking everything the resume will read: ``progress.json``
-    (strict JSON, its types, its epochs within the config's), ``history.csv`` (one row per epoch
-    done), the last checkpoint (it loads, its seed generators are the record's) and the best
-    checkpoint when early stopping restores it.
-
-    Raises:
-        UserError: one line naming the damaged file and what can be done instead.
-    """
-    last, best = run_dir / runs.LAST_CHECKPOINT, run_dir / runs.BEST_CHECKPOINT
-
-    def damaged(problem: str) -> UserError:
-        if any(runs.archive_problem(path) is None for path in (last, best)):
-            start = runs.continuation_model(run_dir)
-            advice = (
-                f"start a new run from its {start.name} with `python -m common train {project.name} "
-                f"--continue-from {run_dir}`, or delete the folder"
-            )
-        else:
-            advice = f"no checkpoint in it can be loaded: delete the folder and train {project.name} anew"
-        return UserError(f"--resume {run_dir}: cannot resume: {problem}; the run is left as it was; {advice}")
-
-    try:
-        progress = checkpoints.read_progress(run_dir)
-    except files.UnreadableFile as error:
-        raise damaged(str(error)) from None
-    if progress is None:
-        if last.exists():
-            raise damaged(f"{run_dir / checkpoints.PROGRESS_FILE} is missing beside its {last.name}")
-        return None
-    problem = checkpoints.progress_problem(progress, config.train.epochs)
-    if problem is not None:
-        raise damaged(f"{run_dir / checkpoints.PROGRESS_FILE}: {problem}")
-    history_file = run_dir / checkpoints.HISTORY_FILE
-    try:
-        history = pd.read_csv(io.BytesIO(files.read_small_file(history_file)))
-        epochs = [int(epoch) for epoch in history["epoch"]]
-    except FileNotFoundError:
-        raise damaged(f"{history_file} is missing") from None
-    except files.UnreadableFile as error:
-        raise damaged(str(error)) from None
-    except (ValueError, KeyError, TypeError, pd.errors.ParserError) as error:
-        raise damaged(f"{history_file}: not a history table ({' '.join(str(error).split())[:200]})") from None
-    if epochs != list(range(progress["epochs_done"])):
-        raise damaged(
-            f"{history_file} holds {len(epochs)} epochs, but {checkpoints.PROGRESS_FILE} records "
-            f"{progress['epochs_done']} done"
-        )
-    try:
-        model = load_model_file(last)
-    except UserError as error:
-        raise damaged(str(error) if str(last) in str(error) else f"{last}: {error}") from None
-    shapes = [tuple(variable.shape) for variable in checkpoints.seed_variables(model)]
-    saved = [np.shape(state) for state in progress.get("seed_states", [])]
-    if saved != shapes:
-        raise damaged(f"the seed states in {checkpoints.PROGRESS_FILE} do not fit the model in {last.name}")
-    del model
-    if config.train.early_stopping_patience > 0:
-        try:
-            load_model_file(best, compile=False)
-        except UserError as error:
-            raise damaged(str(error) if str(best) in str(error) else f"{best}: {error}") from None
-    return progress
-
-
-def _train_in(
-    project: Project,
-    config: Config,
-    run_dir: Path,
-    progress: dict | None,
-    continue_from: Path | None,
-    verbose: int | None,
-    placement: devices.Placement,
-) -> Path:
-    # The data is drawn from the top-level seed, training from train.seed: independent networks
-    # (train.seed apart) see the same split even where a project's loader draws from global state.
-    keras.utils.set_random_seed(config.seed)
-    splits: Splits = project.functions.load_data(config, need_training=True)
-    if distill.distilling(config):
-        distill.check_split_sizes(config, splits.sizes())
-    seed = training_seed(config)
-    keras.utils.set_random_seed(seed)
-    sizes = ", ".join(f"{k}={v}" for k, v in splits.sizes().items())
-    if splits.streamed:
-        sizes += "; streamed: read from disk batch by batch, never all in memory"
-    log.info("data: %s (%s)", splits.source, sizes)
-    if splits.train is None or splits.validation is None:
-        raise UserError(f"project {project.name} returned no training or validation split")
-    log.info("run folder: %s", run_dir)
-    first_epoch = progress["epochs_done"] if progress else 0
-    x_train, y_train = splits.train
-    project_batches = project.functions.training_batches
-    if project_batches is not None:
-        batches = project_batches(config, splits, first_epoch)
-    elif splits.streamed:
-        from common.streaming import StreamedBatches  # Only for data read from files each epoch.
-
-        batches = StreamedBatches(
-            x_train, y_train, config.train.batch_size, seed, first_epoch, splits.class_weight
-        )
-    else:
-        batches = ShuffledBatches(
-            x_train, y_train, config.train.batch_size, seed, first_epoch, splits.class_weight
-        )
-    even = devices.batch_multiple(placement)
-    if placement.processes > 1:
-        batches.shard(placement.process_index, placement.processes)
-    elif even > 1:
-        batches.whole_multiples(even)
-    if progress is not None:
-        model = keras.saving.load_model(run_dir / runs.LAST_CHECKPOINT)
-        log.info("resuming %s after epoch %d of %d", run_dir.name, first_epoch, config.train.epochs)
-    else:
-        if continue_from is not None:
-            start = runs.continuation_model(continue_from)
-            model = distill.student_of(load_model_file(start, compile=False))
-            log.info("starting from the weights of %s", start)
-        else:
-            model = project.functions.build_model(config, splits)
-            devices.check_output_dtype(model, placement.precision)
-        model = distill.wrap(model, config)
-        compile_model(model, config, steps_per_epoch=len(batches))
-
-    started = time.perf_counter()
-    seconds_before = progress.get("train_seconds", 0.0) if progress else 0.0
-    if progress is not None and progress["finished"]:
-        # Killed after its last epoch, while saving: the final weights are the best epoch's when
-        # early stopping restores them, else the last epoch's, which the model already holds.
-        if config.train.early_stopping_patience > 0:
-            model.set_weights(
-                keras.saving.load_model(run_dir / runs.BEST_CHECKPOINT, compile=False).get_weights()
-            )
-        recorder = None
-    else:
-        callbacks = [batches.ordering_callback(), *_callbacks(config, run_dir, progress, project.name)]
-        recorder = next(c for c in callbacks if isinstance(c, checkpoints.RunRecorder))
-        fit_input = batches.fit_input(placement.replicas) if hasattr(batches, "fit_input") else batches
-        model.fit(
-            fit_input,
-            shuffle=False,  # The batches are shuffled by seed and epoch, so a resume sees the same.
-            epochs=config.train.epochs,
-            initial_epoch=first_epoch,
-            validation_data=_validation_data(splits, even),
-            callbacks=callbacks,
-            verbose=verbose if verbose is not None else _fit_verbosity(),
-        )
-    if recorder is not None and recorder.diverged_epoch is not None:
-        raise _Diverged(recorder.diverged_epoch)
-    train_seconds = seconds_before + time.perf_counter() - started
-
-    model = distill.student_of(model)  # A distilled run keeps its student alone.
-    files.save_model_atomically(model, run_dir / runs.MODEL_FILE)
-    plots.plot_learning_curves(
-        run_dir / checkpoints.HISTORY_FILE,
-        run_dir / "learning_curves.png",
-        title=f"{splits.source}; n_train = {len(y_train):,}, n_validation = {len(splits.validation[1]):,}",
-    )
-    if even > 1:
-        # JAX spreads the model's arrays over the devices (on a cluster, over other processes' too),
-        # and splits only batches of a multiple of them: the evaluation uses a local copy.
-        model = devices.local_model(run_dir / runs.MODEL_FILE)
-    metrics = project.functions.evaluate(model, splits, config, run_dir)
-    epochs_run = len(pd.read_csv(run_dir / checkpoints.HISTORY_FILE))
-    metrics.update(
-        data_source=splits.source,
-        stand_in_data=splits.stand_in,
-        data_streamed=splits.streamed,
-        **splits.sizes(),
-        epochs_run=epochs_run,
-        train_seconds=round(train_seconds, 1),
-        parameters=model.count_params(),
-        keras_backend=keras.backend.backend(),
-        device=placement.device,
-        replicas=placement.replicas,
-        processes=placement.processes,
-        precision=placement.precision,
-    )
-    if continue_from is not None:
-        metrics["continued_from"] = str(continue_from)
-    if distill.distilling(config):
-        metrics["distilled_from"] = config.distill.teacher
-    files.write_json(metrics, run_dir / runs.METRICS_FILE)
-    runs.set_state(run_dir, runs.COMPLETED)
-    tracking.finish(config, run_dir, metrics)
-    runs.mark_latest(project.name, run_dir)
-    return run_dir
 
 
 # The batches ``fit`` evaluates validation arrays in (Keras' default when ``fit`` is given a
@@ -413,82 +418,26 @@ def _validation_data(splits: Splits, even: int = 1):
     return batches
 
 
-class _Diverged(Exception):
-    """The loss became NaN or infinite."""
-
-    def __init__(self, epoch: int) -> None:
-        super().__init__(epoch)
-        self.epoch = epoch
-
-
-def _after_failure(project: Project, run_dir: Path, error: BaseException, resuming: bool) -> None:
-    """Leaves the run folder truthful: failed when its loss diverged (resuming would only diverge
-    again); otherwise resumable once an epoch is committed (an interrupt, a write error, a bug
-    fixed later: its committed files are still whole); removed when a new run has nothing of
-    value in it."""
-    committed = (run_dir / checkpoints.PROGRESS_FILE).is_file()
-    if not committed and not resuming:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return
-    try:
-        if isinstance(error, _Diverged):
-            runs.set_state(run_dir, runs.FAILED, message=_reason(error))
-        else:
-            runs.set_state(run_dir, runs.INTERRUPTED, message=_reason(error))
-    except OSError:
-        pass  # A full disk may refuse even this; the dead lock then reads as interrupted.
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, _Diverged):
-        return f"loss became NaN or infinite in epoch {error.epoch + 1}"
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted"
-    return str(error) or type(error).__name__
-
-
-def _as_user_error(project: Project, run_dir: Path, error: BaseException) -> BaseException:
-    """The one line a failure is reported with (bugs keep their traceback)."""
-    resume = f"python -m common train {project.name} --resume {run_dir}"
-    if isinstance(error, KeyboardInterrupt):
-        if (run_dir / checkpoints.PROGRESS_FILE).is_file():
-            return Interrupted(f"training interrupted; 'latest' is unchanged. Continue with: {resume}")
-        return Interrupted("training interrupted before its first epoch ended; nothing was kept")
-    if isinstance(error, _Diverged):
-        return UserError(
-            f"training diverged: the loss became NaN or infinite in epoch {error.epoch + 1}; the run is "
-            "marked failed and 'latest' is unchanged. Lower train.learning_rate and train again"
-        )
-    if isinstance(error, OSError):
-        where = error.filename or run_dir
-        kept = (
-            f"; once fixed, continue with: {resume}"
-            if (run_dir / checkpoints.PROGRESS_FILE).is_file()
-            else ""
-        )
-        return UserError(f"could not write {where}: {error.strerror or error}{kept}")
-    return error
-
-
-@contextmanager
-def terminate_as_interrupt():
-    """``kill PID`` (SIGTERM) stops training like Ctrl-C: the run is left resumable."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _fit_verbosity() -> int:
     """Silent under ``-q``; a progress bar on a terminal; one line per epoch in a log file."""
     if not log.isEnabledFor(logging.INFO):
         return 0
     return 1 if sys.stdout.isatty() else 2
+
+
+def _distill_module(config: Config) -> ModuleType | None:
+    """:mod:`common.distill` when the config trains with a teacher (a non-empty ``distill.teacher``)."""
+    if "distill" not in config or not config.distill.teacher:
+        return None
+    from common import distill
+
+    return distill
+
+
+def _tracking_module(config: Config) -> ModuleType | None:
+    """:mod:`common.tracking` when the config asks for MLflow (``train.mlflow = true``)."""
+    if "mlflow" not in config.train or not config.train.mlflow:
+        return None
+    from common import tracking
+
+    return tracking

@@ -345,7 +345,7 @@ def test_a_plain_measurement_times_each_epoch_and_makes_its_row(tiny_stock, mode
     [_, plain_row] = table_rows(device.render([plain], meta(dry_run=True)))
     assert plain_row[1:5] == ["stock (windows)", "plain `model.fit`", "cpu (1)", "222"]
     # The template's epochs are timed by a callback added where the workflow makes its own.
-    assert "_callbacks(config, run_dir" in inspect.getsource(workflow._train_in)
+    assert "*_callbacks(config, run.run_dir" in inspect.getsource(workflow.fit_model)
 
 
 @pytest.mark.slow
