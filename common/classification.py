@@ -1,4 +1,5 @@
-"""Evaluation shared by the classifiers (MNIST, emojify): scores beside the majority baseline."""
+"""Evaluation shared by the classifiers (MNIST, emojify, any new one): scores beside the majority
+baseline, the confusion matrix and the most confident mistakes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn import metrics as sk_metrics
 
 from common import plots
@@ -29,8 +31,10 @@ def evaluate_classifier(
     when known (what a model could have learnt), else from the test labels.
 
     ``confusion_matrix.png`` is titled with the accuracy, the number of test examples and
-    ``data_source``; ``mistakes.png`` shows the ``max_mistakes`` most confident mistakes, each
-    with its true and predicted class and the predicted class's probability.
+    ``data_source``. The ``max_mistakes`` most confident mistakes, each with its true and
+    predicted class and the predicted class's probability, are drawn in ``mistakes.png`` when the
+    inputs are grayscale images (N x H x W, or N x H x W x 1); other inputs (vectors, text) are
+    listed in ``mistakes.csv`` instead, with the input itself when it is one value (a sentence).
 
     Returns:
         ``test_accuracy``, ``baseline_accuracy``, ``baseline_class`` and ``per_class``
@@ -62,16 +66,30 @@ def evaluate_classifier(
         which = f"; the {len(shown)} most confident shown"
     else:
         which = "; all shown" if len(wrong) else ""
-    plots.plot_image_grid(
-        x_test[shown],
-        [
-            f"true {class_names[y_test[i]]}\npred {class_names[predicted[i]]} ({confidence[i]:.0%})"
-            for i in shown
-        ],
-        out_dir / "mistakes.png",
-        title=f"{len(wrong):,} of {count:,} test examples misclassified{which}{data}",
-        empty_text="no test example misclassified",
-    )
+    title = f"{len(wrong):,} of {count:,} test examples misclassified{which}{data}"
+    if _grayscale_images(x_test):
+        plots.plot_image_grid(
+            x_test[shown],
+            [
+                f"true {class_names[y_test[i]]}\npred {class_names[predicted[i]]} ({confidence[i]:.0%})"
+                for i in shown
+            ],
+            out_dir / "mistakes.png",
+            title=title,
+            empty_text="no test example misclassified",
+        )
+    else:
+        table = pd.DataFrame(
+            {
+                "test_index": shown,
+                "true": [class_names[y_test[i]] for i in shown],
+                "predicted": [class_names[predicted[i]] for i in shown],
+                "confidence": np.round(confidence[shown], 4),
+            }
+        )
+        if np.ndim(x_test) == 1:
+            table["input"] = [str(x_test[i]) for i in shown]
+        table.to_csv(out_dir / "mistakes.csv", index=False)
     return {
         "test_accuracy": accuracy,
         "baseline_accuracy": float(np.mean(y_test == majority_class)),
@@ -87,6 +105,13 @@ def evaluate_classifier(
             for i, name in enumerate(class_names)
         },
     }
+
+
+def _grayscale_images(inputs: Any) -> bool:
+    """Whether ``inputs`` are what :func:`common.plots.plot_image_grid` draws: N x H x W, or
+    N x H x W x 1."""
+    shape = np.shape(inputs)
+    return len(shape) == 3 or (len(shape) == 4 and shape[-1] == 1)
 
 
 def format_classifier_report(metrics: dict) -> str:

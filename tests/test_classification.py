@@ -158,3 +158,26 @@ def test_the_mistakes_shown_are_the_wrong_answers_most_confident_first(tmp_path,
         "true cat\npred dog (100%)",
         "true dog\npred fox (58%)",
     ]
+
+
+def test_mistakes_of_inputs_that_are_not_images_are_listed_in_a_table(tmp_path):
+    """Vectors (or sentences) cannot be drawn as a grid: the same mistakes, most confident first,
+    go to mistakes.csv, and no mistakes.png is written."""
+    import keras
+    import pandas as pd
+
+    model = keras.Sequential([keras.Input(shape=(3,)), keras.layers.Dense(3, activation="softmax")])
+    model.set_weights([10 * np.eye(3, dtype="float32"), np.zeros(3, dtype="float32")])
+    x = np.eye(3, dtype="float32")[PREDICTED]
+    x[3] *= 0.1  # The dog read as fox, at 58% (see the test above).
+    metrics = evaluate_classifier(model, x, Y_TEST, Y_TRAIN, NAMES, tmp_path, max_mistakes=2)
+    assert metrics["test_accuracy"] == pytest.approx(5 / 8)
+    assert not (tmp_path / "mistakes.png").exists()
+    table = pd.read_csv(tmp_path / "mistakes.csv")
+    assert list(table.columns) == ["test_index", "true", "predicted", "confidence"]
+    assert table["test_index"].tolist() == [2, 5]
+    assert table["true"].tolist() == ["dog", "cat"] and table["predicted"].tolist() == ["cat", "dog"]
+    # e^10 / (e^10 + 2) and e / (e + 2), to four places.
+    assert table["confidence"].tolist() == [0.9999, 0.9999]
+    evaluate_classifier(model, x, Y_TEST, Y_TRAIN, NAMES, tmp_path)
+    assert pd.read_csv(tmp_path / "mistakes.csv")["confidence"].tolist() == [0.9999, 0.9999, 0.5761]
