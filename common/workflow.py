@@ -313,7 +313,7 @@ def check_keras_names(config: Config) -> None:
     optimizer_options(config)
 
 
-# Optional ``[train]`` keys passed to the optimizer when set (a project's config.toml may lack
+# The ``[train]`` keys passed to the optimizer when set (a config from an older run folder may lack
 # them), each with the value that leaves them off: Keras' SGD then is plain gradient descent.
 OPTIMIZER_OPTIONS = {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
 
