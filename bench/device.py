@@ -159,7 +159,7 @@ def measure(kind: str, project_name: str, settings: list[str]) -> dict:
             callbacks=[timer],
             verbose=0,
         )
-        result.update(n_train=len(y_train), replicas=1, device=devices._device_kind(), precision="float32")
+        result.update(n_train=len(y_train), replicas=1, device=devices.device_kind(), precision="float32")
     else:
         from common.__main__ import main as cli
 

@@ -111,8 +111,8 @@ def test_jax_splits_the_cpu_itself_when_asked(tmp_path):
 QUEUED_ALL_REDUCES = """
 import os, sys
 os.environ["XLA_FLAGS"] = "--xla_cpu_collective_call_terminate_timeout_seconds=5"
-from common import devices
-devices._split_cpu(2)
+from common import parallel
+parallel.split_cpu(2)
 import jax, jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 sharded = NamedSharding(Mesh(jax.devices(), ("d",)), PartitionSpec("d"))
