@@ -163,13 +163,13 @@ def validate(config: Config, base_dir: Path | None = None, check_paths: bool = T
         require(train.early_stopping_patience >= 0, "train.early_stopping_patience",
                 "must be 0 (off) or more epochs", train.early_stopping_patience)  # fmt: skip
     if "optimizer" in train:
-        _require_choice(config, "train.optimizer", OPTIMIZERS, "a Keras optimizer")
+        require_choice(config, "train.optimizer", OPTIMIZERS, "a Keras optimizer", any_case=True)
     if "lr_schedule" in train:
-        _require_choice(config, "train.lr_schedule", LR_SCHEDULES, "a schedule")
+        require_choice(config, "train.lr_schedule", LR_SCHEDULES, "a schedule", any_case=True)
     if "distribution" in train:
-        _require_choice(config, "train.distribution", DISTRIBUTIONS, "a distribution")
+        require_choice(config, "train.distribution", DISTRIBUTIONS, "a distribution", any_case=True)
     if "precision" in train:
-        _require_choice(config, "train.precision", PRECISIONS, "a precision policy")
+        require_choice(config, "train.precision", PRECISIONS, "a precision policy", any_case=True)
     for key, check, requirement in (
         ("cpu_devices", lambda value: value >= 1, "must be 1 (the CPU as one device) or more"),
         ("momentum", lambda value: 0 <= value < 1, "must lie in [0, 1) (0 = off)"),
@@ -229,11 +229,16 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _require_choice(config: Config, key: str, choices: tuple[str, ...], what: str) -> None:
+def require_choice(
+    config: Config, key: str, choices: tuple[str, ...], what: str = "a choice", any_case: bool = False
+) -> None:
+    """One line naming the key, the closest choice to a misspelt value, and every choice;
+    ``any_case``: ``Adam`` is ``adam`` (Keras' names)."""
     value = config.get(key)
-    if value.lower() not in choices:
+    compared = value.lower() if any_case else value
+    if compared not in choices:
         raise UserError(
-            f"config key '{key}': {value!r} is not {what}{did_you_mean(value.lower(), choices)}; "
+            f"config key '{key}': {value!r} is not {what}{did_you_mean(compared, choices)}; "
             f"choose one of {', '.join(choices)}"
         )
 

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from common.config import Config, did_you_mean, require
+from common.config import Config, require, require_choice
 from common.errors import UserError
 
 TARGETS = ("log_return", "return", "price")
 GAP_RULES = ("drop", "ffill", "error")
 # model.CELLS, repeated here because this module must not import Keras (a test keeps them equal).
 CELLS = ("lstm", "gru", "simple_rnn", "conv1d")
-
-
-def _require_choice(config: Config, key: str, choices: tuple[str, ...]) -> None:
-    """One line naming the key, the closest choice to a misspelt value, and every choice."""
-    value = config.get(key)
-    if value not in choices:
-        raise UserError(
-            f"config key '{key}': {value!r} is not one of {', '.join(choices)}{did_you_mean(value, choices)}"
-        )
 
 
 def validate_config(config: Config) -> None:
@@ -29,8 +20,8 @@ def validate_config(config: Config) -> None:
         raise UserError(f"config key 'data.features' holds an empty column name; received: {data.features!r}")
     if data.window < 2:
         raise UserError(f"config key 'data.window' must be at least 2 days; received: {data.window}")
-    _require_choice(config, "data.target", TARGETS)
-    _require_choice(config, "data.gaps", GAP_RULES)
+    require_choice(config, "data.target", TARGETS, "a target")
+    require_choice(config, "data.gaps", GAP_RULES, "a gap rule")
     for key in ("validation_fraction", "test_fraction"):
         value = data[key]
         if not 0 < value < 0.5:
@@ -41,7 +32,7 @@ def validate_config(config: Config) -> None:
             f"series for training; received: {data.validation_fraction} + {data.test_fraction}"
         )
     model = config.model
-    _require_choice(config, "model.cell", CELLS)
+    require_choice(config, "model.cell", CELLS, "a cell")
     if not model.units or any(units < 1 for units in model.units):
         raise UserError(
             f"config key 'model.units' needs one or more positive unit counts, e.g. [32]; "
