@@ -3,10 +3,11 @@
 Run: python -m bench.bench_serve [--clients 1,8,50] [--seconds 10] [--json] [--write]
 (or: make bench)
 
-First the limit: each project's model alone, ``predict_on_batch`` on batches of ``--max-batch``
-inputs, in inputs a second (nothing else runs meanwhile). Then the real command
+First the limit: each project's model alone on batches of ``--max-batch`` inputs, in inputs a
+second (nothing else runs meanwhile), answered by each runtime ``serve --runtime`` offers: Keras'
+``predict_on_batch`` and the model converted to ONNX, run by ONNX Runtime. Then the real command
 (``python -m common serve`` on a free port of 127.0.0.1 with the default models and the same
-``--max-batch`` and ``--max-wait-ms``), and for each image project and each number of clients,
+``--max-batch``, ``--max-wait-ms`` and ``--runtime``), and for each image project and each number of clients,
 that many callers posting one picture each, back to back over kept-alive connections (as a
 browser does), for ``--seconds``: a 280x280 drawn digit (what the drawing page sends) to
 ``/api/mnist/predict``, the grace_hopper photo that matplotlib ships to ``/api/emojify/predict``.
@@ -15,7 +16,8 @@ holds up the server's event loop. The clients run in this process, so they share
 cores with the server, as a browser on the same machine would.
 
 MNIST is held to targets, checked in the same run: at 50 clients a p99 of at most 100 ms, at least
-20% of the model's own batched throughput and no errors; at one client a p50 of at most 15 ms.
+20% of the model's own batched throughput (the faster runtime's) and no errors; at one client a
+p50 of at most 15 ms.
 Results are printed (``--json``: as one JSON object), and with ``--write`` recorded in
 ``bench/results/serve.md`` with the command and the machine's load.
 """
@@ -80,29 +82,34 @@ def multipart(name: str, data: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def model_limit(project_name: str, max_batch: int, seconds: float = 3.0) -> float:
-    """Inputs a second the project's served model answers alone, in batches of ``max_batch``."""
+def model_limits(project_name: str, max_batch: int, seconds: float = 3.0) -> dict[str, float]:
+    """Inputs a second the project's served model answers alone, in batches of ``max_batch``,
+    by each runtime: Keras' ``predict_on_batch`` and ONNX Runtime."""
     from common import inference, registry
+    from common.export import onnx_runner
 
     project = registry.get_project(project_name)
     model, config, _ = inference.load_saved(project, None, announce=False)
     serving = project.functions.serving_model
     model = serving(model, config) if serving is not None else model
     batch = np.zeros((max_batch, *model.input_shape[1:]), np.uint8)
-    model.predict_on_batch(batch)  # Traced once, outside the timing.
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        model.predict_on_batch(batch)
-        calls += 1
-    return calls * max_batch / (time.perf_counter() - started)
+    limits = {}
+    for runtime, call in (("keras", model.predict_on_batch), ("onnx", onnx_runner(model))):
+        call(batch)  # Traced once, outside the timing.
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            call(batch)
+            calls += 1
+        limits[runtime] = calls * max_batch / (time.perf_counter() - started)
+    return limits
 
 
-def start_server(max_batch: int, max_wait_ms: float) -> tuple[subprocess.Popen, int, dict]:
+def start_server(max_batch: int, max_wait_ms: float, runtime: str) -> tuple[subprocess.Popen, int, dict]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "common", "-q", "serve", "--port", str(port)]
-    command += ["--max-batch", str(max_batch), "--max-wait-ms", f"{max_wait_ms:g}"]
+    command += ["--max-batch", str(max_batch), "--max-wait-ms", f"{max_wait_ms:g}", "--runtime", runtime]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -241,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-batch", type=int, default=64, help="serve --max-batch (default 64)")
     parser.add_argument("--max-wait-ms", type=float, default=5, help="serve --max-wait-ms (default 5)")
+    parser.add_argument(
+        "--runtime", choices=("keras", "onnx"), default="keras", help="serve --runtime (default keras)"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     add_write_argument(parser, RESULTS)
     options = parser.parse_args(argv)
@@ -258,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--clients and --max-batch must be at least 1 and --seconds above 0")
 
     load_before = os.getloadavg()
-    limits = {name: model_limit(name, options.max_batch) for name in projects}
-    server, port, health = start_server(options.max_batch, options.max_wait_ms)
+    limits = {name: model_limits(name, options.max_batch) for name in projects}
+    server, port, health = start_server(options.max_batch, options.max_wait_ms, options.runtime)
     results: dict[str, list[dict]] = {}
     try:
         for name in projects:
@@ -285,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in vars(options).items()
         if name not in ("write", "json") and value != parser.get_default(name)
     )
-    targets = check_targets(limits["mnist"], results["mnist"]) if "mnist" in results else []
+    targets = check_targets(max(limits["mnist"].values()), results["mnist"]) if "mnist" in results else []
     if options.json:
         print(
             json.dumps({"command": command, "model_limits": limits, "results": results, "targets": targets})
@@ -298,14 +308,18 @@ def main(argv: list[str] | None = None) -> int:
         f"- Machine: {os.cpu_count()} CPU cores ({platform.machine()}); server and clients on it together",
         f"- Load average while it ran: {load_before[0]:.1f} before, {load_after[0]:.1f} after "
         "(other work on the machine slows every number below)",
-        f"- Server: `serve --max-batch {options.max_batch} --max-wait-ms {options.max_wait_ms:g}`; each load "
+        f"- Server: `serve --max-batch {options.max_batch} --max-wait-ms {options.max_wait_ms:g} "
+        f"--runtime {options.runtime}`; each load "
         f"kept up for {options.seconds:g} s over kept-alive connections, one more caller asking "
         "/api/health every 100 ms",
         "",
-        "The limit: each model alone, `predict_on_batch` on batches of "
-        f"{options.max_batch} inputs (what one batched call of the server can do at most):",
+        f"The limit: each model alone on batches of {options.max_batch} inputs (what one batched call "
+        "of the server can do at most), by Keras' `predict_on_batch` and by ONNX Runtime:",
         "",
-        *(f"- {name}: {limit:,.0f} inputs/s" for name, limit in limits.items()),
+        *(
+            f"- {name}: Keras {limit['keras']:,.0f} inputs/s, ONNX Runtime {limit['onnx']:,.0f} inputs/s"
+            for name, limit in limits.items()
+        ),
         "",
         "| route | upload | clients | requests/s | p50 | p95 | p99 | errors | server CPU per request "
         "| /api/health p50 / p95 |",

@@ -226,6 +226,13 @@ def _build_parser(predict_project: str | None = None) -> argparse.ArgumentParser
         metavar="MS",
         help="how long a request waits for others to share its model call (default 5 ms)",
     )
+    serve.add_argument(
+        "--runtime",
+        choices=("keras", "onnx"),
+        default="keras",
+        help="what answers the batched model calls: Keras (default) or the model converted to ONNX "
+        "and checked against Keras at start (needs the export extra)",
+    )
 
     demo = commands.add_parser("demo", help="open a project's interactive window")
     demo.add_argument("project")
@@ -349,6 +356,7 @@ def _serve(options: argparse.Namespace) -> int:
         models=options.models,
         max_batch=options.max_batch,
         max_wait_ms=options.max_wait_ms,
+        runtime=options.runtime,
     )
     return 0
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,14 +43,23 @@ class BatchingModel:
         model: the model a project's ``predict`` queries (its ``serving_model``, if it has one).
         max_batch: the most rows one model call takes (a larger single request runs alone).
         max_wait_s: how long the first queued request waits for others to join it.
+        runner: what answers a batched call, when not the model's own ``predict_on_batch``
+            (the same model through ONNX Runtime: :func:`common.export.onnx_runner`).
     """
 
     # The project's serving_model hook returns a model marked so as it is: this one already
     # stands for the served model.
     is_serving_model = True
 
-    def __init__(self, model: Any, max_batch: int = 64, max_wait_s: float = 0.005) -> None:
+    def __init__(
+        self,
+        model: Any,
+        max_batch: int = 64,
+        max_wait_s: float = 0.005,
+        runner: Callable[[np.ndarray], Any] | None = None,
+    ) -> None:
         self.model = model
+        self.runner = runner or model.predict_on_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.calls = 0  # Batched model calls made, and the rows they answered: for the curious.
@@ -133,7 +142,7 @@ class BatchingModel:
 
         try:
             stacked = batch[0].rows if len(batch) == 1 else np.concatenate([item.rows for item in batch])
-            outputs = self.model.predict_on_batch(stacked)
+            outputs = self.runner(stacked)
             self.calls += 1
             self.rows += len(stacked)
             start = 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,6 +156,53 @@ def inference_graph(model):
     graph = keras.Model(inputs, model(inputs, training=False), name=f"{model.name}_inference")
     graph(np.zeros((1, *[size or 1 for size in model.input_shape[1:]]), "float32"))  # built
     return graph
+
+
+def onnx_runner(model: Any, checked: int = 16) -> Callable[[np.ndarray], np.ndarray]:
+    """``model``'s batched call (``predict_on_batch``) answered by ONNX Runtime instead of Keras:
+    the model, in inference mode, converted to ONNX as ``export --format onnx`` converts it, and
+    checked on ``checked`` random inputs against Keras before it is used (the same labels, no
+    output further than :data:`TOLERANCE` from Keras' relative to the outputs' size).
+
+    Raises:
+        UserError: the export extra is missing, the model cannot be converted, or the converted
+            model disagrees with Keras.
+    """
+    check_request("onnx", None)
+    import onnxruntime
+
+    graph = inference_graph(model)
+    tensorflow_log = logging.getLogger("tensorflow")
+    level = tensorflow_log.level
+    tensorflow_log.setLevel(logging.WARNING)  # Not "Assets written to /tmp/...", once per model.
+    try:
+        with tempfile.TemporaryDirectory(prefix="onnx-") as folder:
+            artifact = Path(folder) / _ARTIFACT["onnx"]
+            write_artifact(graph, "onnx", artifact, None)
+            # Its threads sleep between calls instead of spinning: a server's request threads need
+            # the cores meanwhile. The session holds the model in memory: the file can go.
+            options = onnxruntime.SessionOptions()
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            session = onnxruntime.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+    finally:
+        tensorflow_log.setLevel(level)
+    input_name = session.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run(None, {input_name: np.asarray(x, np.float32)})[0])
+
+    shape = [size or 1 for size in model.input_shape[1:]]
+    x = np.random.default_rng(0).uniform(0, 255, (checked, *shape)).astype(np.float32)
+    expected = np.asarray(graph.predict_on_batch(x))
+    report = compare(expected, run(x))
+    allowed = TOLERANCE * max(1.0, float(np.max(np.abs(expected))))
+    if report["largest_difference"] > allowed or report.get("labels_differ", 0):
+        raise UserError(
+            f"{model.name} converted to ONNX answers unlike Keras (largest difference "
+            f"{report['largest_difference']:.2e}, {report.get('labels_differ', 0)} of {checked} labels "
+            "differ); serve it with --runtime keras"
+        )
+    return run
 
 
 def default_folder(project: str, model_file: Path, fmt: str, quantize: str | None) -> Path:

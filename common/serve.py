@@ -66,6 +66,9 @@ READ_TIMEOUT_SECONDS = 10.0
 REQUEST_THREADS = 64
 MAX_BATCH = 64
 MAX_WAIT_MS = 5.0
+# What answers the batched model calls: Keras' predict_on_batch, or the same model converted to
+# ONNX and run by ONNX Runtime (bench/bench_serve.py measures both; Keras was faster at 64 inputs).
+RUNTIMES = ("keras", "onnx")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
@@ -80,6 +83,7 @@ class ServedProject:
     web_api: dict
     batching: BatchingModel | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    runtime: str = "keras"  # what answers the batched model calls
 
     @property
     def route(self) -> str:
@@ -102,6 +106,7 @@ class ServedProject:
             "baseline_accuracy": metrics.get("baseline_accuracy"),
             "api": self.route,
             "page": f"/{self.project.name}",
+            "runtime": self.runtime,
         }
 
 
@@ -123,9 +128,12 @@ def load_projects(
     models: dict[str, str] | None = None,
     max_batch: int = MAX_BATCH,
     max_wait_ms: float = MAX_WAIT_MS,
+    runtime: str = "keras",
 ) -> tuple[dict[str, ServedProject], dict[str, str]]:
     """Loads each project's model (all projects by default) once: the run ``models`` names for
-    it (as ``--model`` names one), else its default model.
+    it (as ``--model`` names one), else its default model. With ``runtime="onnx"`` the batched
+    calls of each batched project's model are answered by ONNX Runtime
+    (:func:`common.export.onnx_runner`); a project answered one request at a time keeps Keras.
 
     Returns:
         ``(served, unavailable)``: the projects that have a model, and for each one that has
@@ -150,9 +158,14 @@ def load_projects(
         item = ServedProject(project, model, config, model_file, web_api(project))
         if item.web_api["batched"] and hasattr(model, "predict_on_batch"):
             serving = project.functions.serving_model
-            item.batching = BatchingModel(
-                serving(model, config) if serving is not None else model, max_batch, max_wait_ms / 1000
-            )
+            served_model = serving(model, config) if serving is not None else model
+            runner = None
+            if runtime == "onnx":
+                from common.export import onnx_runner  # The export extra: only when asked for.
+
+                runner = onnx_runner(served_model)
+                item.runtime = "onnx"
+            item.batching = BatchingModel(served_model, max_batch, max_wait_ms / 1000, runner)
         served[name] = item
     return served, unavailable
 
@@ -508,7 +521,8 @@ def describe(served: dict[str, ServedProject], unavailable: dict[str, str]) -> l
     lines = []
     for name, item in served.items():
         described = "; ".join(runs.describe_model(item.project, item.model_file, chosen_by_default=True))
-        lines.append(f"{name}: {described} -> POST {item.route}")
+        runtime = " (batched calls by ONNX Runtime)" if item.runtime == "onnx" else ""
+        lines.append(f"{name}: {described} -> POST {item.route}{runtime}")
     lines += [f"{name}: not served: {reason}" for name, reason in unavailable.items()]
     return lines
 
@@ -601,6 +615,7 @@ def serve(
     models: list[str] | None = None,
     max_batch: int = MAX_BATCH,
     max_wait_ms: float = MAX_WAIT_MS,
+    runtime: str = "keras",
 ) -> None:
     """Loads every project's model, says which answers, and serves until Ctrl-C or SIGTERM.
 
@@ -608,6 +623,7 @@ def serve(
         models: ``PROJECT=RUN`` choices (``--model``); other projects answer with their default.
         max_batch, max_wait_ms: the most rows one model call answers, and how long a request
             waits for others to share it (see :mod:`common.batching`).
+        runtime: what answers the batched calls, ``keras`` or ``onnx`` (see :data:`RUNTIMES`).
     """
     import uvicorn
 
@@ -622,7 +638,7 @@ def serve(
                 "use --host 127.0.0.1 unless a proxy in front of it checks who asks",
                 host,
             )
-        served, unavailable = load_projects(None, chosen, max_batch, max_wait_ms)
+        served, unavailable = load_projects(None, chosen, max_batch, max_wait_ms, runtime)
         if not served:
             raise UserError("no project has a trained model yet; train one first (e.g. make train-mnist)")
         for line in describe(served, unavailable):

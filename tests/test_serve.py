@@ -781,3 +781,23 @@ def test_serve_model_names_the_run_a_project_answers_with(cli, models_dir):
         assert_one_line_error(run_subprocess("serve", "--port", "1", "--model", spec), fragment)
     missing = run_subprocess("serve", "--port", str(_free_port()), "--model", "stock=no-such-run")
     assert_one_line_error(missing, "--model stock=no-such-run", "no such file or folder")
+
+
+def test_with_the_onnx_runtime_the_batched_calls_are_onnxs_and_answer_as_keras_does(client, tmp_path):
+    """`serve --runtime onnx`: the model converted, checked against Keras at start, and its answers
+    the same as the Keras server's for the same upload."""
+    from common import serve
+
+    served, _ = serve.load_projects(["mnist"], runtime="onnx")
+    batching = served["mnist"].batching
+    assert served["mnist"].runtime == "onnx" and batching.runner != batching.model.predict_on_batch
+    digit = drawn_digit(tmp_path / "seven.png")
+    with TestClient(serve.create_app(served)) as onnx_client:
+        answer = upload(onnx_client, "/api/mnist/predict", digit).json()
+        assert onnx_client.get("/api/health").json()["projects"]["mnist"]["runtime"] == "onnx"
+    expected = upload(client, "/api/mnist/predict", digit).json()
+    assert answer["label"] == expected["label"] == 7
+    assert [label for label, _ in answer["top3"]] == [label for label, _ in expected["top3"]]
+    for (_, ours), (_, theirs) in zip(answer["top3"], expected["top3"]):
+        assert ours == pytest.approx(theirs, abs=1e-4)
+    assert batching.calls >= 1
