@@ -36,7 +36,7 @@ else
 fi
 if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('keras') is None)"; then
     echo "error: $PY has no Keras and $WHEELS/ holds no wheels: run \`bash bench/device_prepare.sh\`" \
-        "where pip works, and carry .whl and .device-data to this machine" >&2
+        "where pip works, and copy .whl/ and .device-data/ to this machine with the repository" >&2
     exit 2
 fi
 

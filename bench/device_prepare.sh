@@ -25,8 +25,8 @@ CARRIED=(keras namex optree tomli-w mlxtend arch)
 # Already on the GPU machine's image:
 ON_IMAGE=(numpy pandas scikit-learn scipy matplotlib opencv-python-headless pillow h5py ml-dtypes rich
     absl-py packaging typing-extensions statsmodels joblib jax jaxlib)
-# Not carried: TensorFlow (its GPU wheel alone is larger than a run may carry; bench/device.sh
-# skips it where it does not import), PyTorch (on the image, not measured), MLflow (train.mlflow
+# Not carried: TensorFlow (its GPU wheel alone is larger than the 64 MiB the machine receives;
+# bench/device.sh skips it where it does not import), PyTorch (on the image, not measured), MLflow (train.mlflow
 # is off by default).
 NOT_CARRIED=(tensorflow tensorflow-cpu torch mlflow-skinny mlflow)
 
@@ -71,6 +71,7 @@ carried=$(du -cb .whl .device-data | tail -n 1 | cut -f 1)
 tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | awk '/\ttotal$/ {sum += $1} END {print sum + 0}')
 echo "wheels: ${pins[*]}"
 echo "data: full MNIST, $faces FER2013 faces, AAPL.csv"
-echo "to carry: $((carried / 1048576)) MiB (.whl, .device-data); with the tracked tree" \
-    "$(((carried + tracked) / 1048576)) MiB of the 64 MiB a run may take"
-echo "on the GPU machine: command 'bash bench/device.sh', carry [\".whl\", \".device-data\"]"
+echo "to copy: $((carried / 1048576)) MiB (.whl, .device-data); with the tracked tree" \
+    "$(((carried + tracked) / 1048576)) MiB of the 64 MiB the GPU machine receives"
+echo "next: copy the repository with .whl/ and .device-data/ to the GPU machine," \
+    "then run 'bash bench/device.sh' there"
