@@ -18,7 +18,7 @@ one batched call (:mod:`common.batching`). A project that opts out (``"batched":
 
 On a loopback address the server answers only requests that name it by a loopback name (no DNS
 rebinding), refuses POSTs from another origin's pages, and drops a client that has not sent its
-whole request within :data:`READ_TIMEOUT_SECONDS`.
+whole request within :data:`SECONDS_TO_SEND_A_REQUEST`.
 
 Example:
     python -m common serve --port 8000     # then open http://127.0.0.1:8000/
@@ -61,7 +61,7 @@ MAX_UPLOAD_BYTES = 10 * 2**20
 PAGE_FILE = "page.html"
 # A client must send its whole request (headers and body) within this many seconds of connecting
 # (or of its previous answer): half-sent requests cannot pile up.
-READ_TIMEOUT_SECONDS = 10.0
+SECONDS_TO_SEND_A_REQUEST = 10.0
 # Requests handled at once; each one's reading and preprocessing runs in its own thread.
 REQUEST_THREADS = 64
 MAX_BATCH = 64
@@ -546,13 +546,13 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def server_config(app: Any, read_timeout_seconds: float = READ_TIMEOUT_SECONDS, quiet: bool = False) -> Any:
+def server_config(app: Any, seconds_to_send: float = SECONDS_TO_SEND_A_REQUEST, quiet: bool = False) -> Any:
     """uvicorn's settings for ``app``, with the read timeout that drops half-sent requests."""
     import uvicorn
 
     return uvicorn.Config(
         app,
-        http=functools.partial(_timed_protocol(), read_timeout_seconds=read_timeout_seconds),  # type: ignore[arg-type]
+        http=functools.partial(_timed_protocol(), seconds_to_send=seconds_to_send),  # type: ignore[arg-type]
         log_level="warning" if quiet else "info",
         timeout_graceful_shutdown=5,
     )
@@ -561,16 +561,16 @@ def server_config(app: Any, read_timeout_seconds: float = READ_TIMEOUT_SECONDS, 
 @functools.cache
 def _timed_protocol() -> type:
     """uvicorn's HTTP/1.1 protocol, closing a connection whose request has not arrived whole within
-    ``read_timeout_seconds`` of its start (or of the previous answer on the same connection)."""
+    ``seconds_to_send`` of its start (or of the previous answer on the same connection)."""
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     reading = (h11.IDLE, h11.SEND_BODY)
 
     class TimedH11Protocol(H11Protocol):
-        def __init__(self, *args: Any, read_timeout_seconds: float, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, seconds_to_send: float, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.read_timeout_seconds = read_timeout_seconds
+            self.seconds_to_send = seconds_to_send
             self.read_timer: Any = None
 
         def connection_made(self, transport: Any) -> None:
@@ -593,7 +593,7 @@ def _timed_protocol() -> type:
         def _arm(self) -> None:
             self._disarm()
             if not self.transport.is_closing() and self.conn.their_state in reading:
-                self.read_timer = self.loop.call_later(self.read_timeout_seconds, self._drop)
+                self.read_timer = self.loop.call_later(self.seconds_to_send, self._drop)
 
         def _disarm(self) -> None:
             if self.read_timer is not None:

@@ -246,7 +246,7 @@ def test_stock_forecast_answers_as_predict_does(models_dir, cli, tmp_path):
 
 
 @contextlib.contextmanager
-def running(app, read_timeout_seconds: float = 10.0):
+def running(app, seconds_to_send: float = 10.0):
     """The app on a free port of 127.0.0.1, in a thread, as `serve` runs it; yields its address."""
     import uvicorn
 
@@ -254,7 +254,7 @@ def running(app, read_timeout_seconds: float = 10.0):
 
     sock = serve.listening_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(serve.server_config(app, read_timeout_seconds=read_timeout_seconds, quiet=True))
+    server = uvicorn.Server(serve.server_config(app, seconds_to_send=seconds_to_send, quiet=True))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -713,7 +713,7 @@ def test_a_half_sent_request_is_dropped_after_the_read_timeout(tmp_path):
     from common import serve
 
     answers = _served(tmp_path, "answers", lambda model, inputs, config: [{"answer": 1}])
-    with running(serve.create_app(answers), read_timeout_seconds=0.5) as address:
+    with running(serve.create_app(answers), seconds_to_send=0.5) as address:
         port = int(address.rsplit(":", 1)[1])
         halves = (
             b"POST /api/answers/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n",  # Headers cut short.
