@@ -217,6 +217,16 @@ def training_seed(config: Config) -> int:
     return config.seed
 
 
+def distilling(config: Config) -> bool:
+    """Whether the config trains with a teacher (a non-empty ``distill.teacher``)."""
+    return "distill" in config and bool(config.distill.teacher)
+
+
+def uses_mlflow(config: Config) -> bool:
+    """Whether the config asks for MLflow tracking (a project without the key never does)."""
+    return "mlflow" in config.train and bool(config.train.mlflow)
+
+
 def require(condition: bool, key: str, requirement: str, value: Any) -> None:
     """Raises the one-line error for a value that cannot work: ``config key 'k' must ...``."""
     if not condition:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from common import runs
 from common.backend import import_keras
-from common.config import Config, split_settings
+from common.config import Config, distilling, split_settings
 from common.errors import UserError
 from common.project import Project
 
@@ -126,11 +126,6 @@ def load_teacher(model_file: Path) -> keras.Model:
             "distill.teacher)"
         )
     return load_model_file(model_file, compile=False)
-
-
-def distilling(config: Config) -> bool:
-    """Whether the config trains with a teacher (a non-empty ``distill.teacher``)."""
-    return "distill" in config and bool(config.distill.teacher)
 
 
 def pin_teacher(project: Project, config: Config) -> Config:

@@ -110,7 +110,7 @@ def export(
         if quantize:
             report["quantized"] = "weights" if batch is not None else "weights and activations"
             report.update(scores_of_int8(graph, artifact, x_test, np.asarray(y_test), batch))
-        elif report["largest_difference"] > TOLERANCE or report.get("labels_differ", 0):
+        elif disagrees(report):
             raise UserError(
                 f"the {fmt} export disagrees with the Keras model on {splits.source}: largest difference "
                 f"{report['largest_difference']:.2e} (allowed {TOLERANCE:.0e}), "
@@ -161,16 +161,14 @@ def inference_graph(model):
 def onnx_runner(model: Any, checked: int = 16) -> Callable[[np.ndarray], np.ndarray]:
     """``model``'s batched call (``predict_on_batch``) answered by ONNX Runtime instead of Keras:
     the model, in inference mode, converted to ONNX as ``export --format onnx`` converts it, and
-    checked on ``checked`` random inputs against Keras before it is used (the same labels, no
-    output further than :data:`TOLERANCE` from Keras' relative to the outputs' size).
+    checked on ``checked`` random inputs against Keras before it is used, by the rule an export is
+    kept by (:func:`disagrees`).
 
     Raises:
         UserError: the export extra is missing, the model cannot be converted, or the converted
             model disagrees with Keras.
     """
     check_request("onnx", None)
-    import onnxruntime
-
     graph = inference_graph(model)
     tensorflow_log = logging.getLogger("tensorflow")
     level = tensorflow_log.level
@@ -179,11 +177,7 @@ def onnx_runner(model: Any, checked: int = 16) -> Callable[[np.ndarray], np.ndar
         with tempfile.TemporaryDirectory(prefix="onnx-") as folder:
             artifact = Path(folder) / _ARTIFACT["onnx"]
             write_artifact(graph, "onnx", artifact, None)
-            # Its threads sleep between calls instead of spinning: a server's request threads need
-            # the cores meanwhile. The session holds the model in memory: the file can go.
-            options = onnxruntime.SessionOptions()
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            session = onnxruntime.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+            session = onnx_session(artifact)  # It holds the model in memory: the file can go.
     finally:
         tensorflow_log.setLevel(level)
     input_name = session.get_inputs()[0].name
@@ -195,8 +189,7 @@ def onnx_runner(model: Any, checked: int = 16) -> Callable[[np.ndarray], np.ndar
     x = np.random.default_rng(0).uniform(0, 255, (checked, *shape)).astype(np.float32)
     expected = np.asarray(graph.predict_on_batch(x))
     report = compare(expected, run(x))
-    allowed = TOLERANCE * max(1.0, float(np.max(np.abs(expected))))
-    if report["largest_difference"] > allowed or report.get("labels_differ", 0):
+    if disagrees(report):
         raise UserError(
             f"{model.name} converted to ONNX answers unlike Keras (largest difference "
             f"{report['largest_difference']:.2e}, {report.get('labels_differ', 0)} of {checked} labels "
@@ -324,9 +317,7 @@ def run_artifact(fmt: str, artifact: Path, x: np.ndarray, batch: int | None) -> 
         loaded = tf.saved_model.load(str(artifact))  # Kept: its functions need its variables.
         return np.asarray(loaded.serve(x))
     if fmt == "onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+        session = onnx_session(artifact)
         return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
     from ai_edge_litert.interpreter import Interpreter
 
@@ -343,6 +334,22 @@ def run_artifact(fmt: str, artifact: Path, x: np.ndarray, batch: int | None) -> 
         interpreter.invoke()
         outputs.append(np.array(interpreter.get_tensor(target["index"])))
     return np.concatenate(outputs)
+
+
+def onnx_session(artifact: Path) -> Any:
+    """An ONNX Runtime session for ``artifact`` on the CPU, its threads sleeping between calls
+    rather than spinning (a server's request threads need the cores meanwhile)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+
+
+def disagrees(report: dict) -> bool:
+    """Whether a float artifact's :func:`compare` report rules it out: a label differs, or an
+    output is further than :data:`TOLERANCE` from Keras'."""
+    return report["largest_difference"] > TOLERANCE or report.get("labels_differ", 0) > 0
 
 
 def compare(expected: np.ndarray, answers: np.ndarray) -> dict:

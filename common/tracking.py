@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from common import runs
 from common.backend import import_keras
-from common.config import Config
+from common.config import Config, uses_mlflow
 from common.errors import UserError
 from common.paths import ROOT
 
@@ -23,11 +23,6 @@ if TYPE_CHECKING:
     import keras
 else:
     keras = import_keras()
-
-
-def enabled(config: Config) -> bool:
-    """Whether this config asks for MLflow (a project without the key never does)."""
-    return "mlflow" in config.train and bool(config.train.mlflow)
 
 
 def _mlflow() -> Any:
@@ -42,7 +37,7 @@ def _mlflow() -> Any:
 
 def check_available(config: Config) -> None:
     """Fails before any data is read when MLflow is asked for but not installed."""
-    if enabled(config):
+    if uses_mlflow(config):
         _mlflow()
 
 
@@ -91,7 +86,7 @@ class MLflowLogger(keras.callbacks.Callback):
 
 def finish(config: Config, run_dir: Path, metrics: dict) -> None:
     """Logs the final scores and the run folder's files, and ends the MLflow run."""
-    if not enabled(config):
+    if not uses_mlflow(config):
         return
     mlflow = _mlflow()
     if mlflow.active_run() is None:

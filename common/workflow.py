@@ -26,7 +26,7 @@ import pandas as pd
 from common import checkpoints, devices, files, plots, runs
 from common.backend import import_keras
 from common.batches import ShuffledBatches
-from common.config import Config, training_seed
+from common.config import Config, distilling, training_seed, uses_mlflow
 from common.data import FileList, Splits
 from common.errors import UserError
 from common.project import Project
@@ -90,7 +90,9 @@ def train(
                 config.save(run_dir / runs.CONFIG_FILE)
             runs.set_state(run_dir, runs.RUNNING, project=project.name, pid=os.getpid())
             with devices.placed(config) as placement:
-                run = Run(project, config, run_dir, placement, progress, continue_from, verbose, distill)
+                run = Run(
+                    project, config, run_dir, placement, progress, continue_from, verbose, distill, tracking
+                )
                 return _train_in(run)
         except BaseException as error:
             if tracking is not None:
@@ -113,6 +115,7 @@ class Run:
     continue_from: Path | None = None
     verbose: int | None = None
     distill: ModuleType | None = None  # common.distill when the config names a teacher
+    tracking: ModuleType | None = None  # common.tracking when the config asks for MLflow
 
     @property
     def first_epoch(self) -> int:
@@ -282,9 +285,8 @@ def evaluate_model(run: Run, model: keras.Model, splits: Splits, train_seconds: 
         metrics["distilled_from"] = config.distill.teacher
     files.write_json(metrics, run.run_dir / runs.METRICS_FILE)
     runs.set_state(run.run_dir, runs.COMPLETED)
-    tracking = _tracking_module(config)
-    if tracking is not None:
-        tracking.finish(config, run.run_dir, metrics)
+    if run.tracking is not None:
+        run.tracking.finish(config, run.run_dir, metrics)
     return metrics
 
 
@@ -426,8 +428,8 @@ def _fit_verbosity() -> int:
 
 
 def _distill_module(config: Config) -> ModuleType | None:
-    """:mod:`common.distill` when the config trains with a teacher (a non-empty ``distill.teacher``)."""
-    if "distill" not in config or not config.distill.teacher:
+    """:mod:`common.distill` when the config trains with a teacher, else ``None``."""
+    if not distilling(config):
         return None
     from common import distill
 
@@ -435,8 +437,8 @@ def _distill_module(config: Config) -> ModuleType | None:
 
 
 def _tracking_module(config: Config) -> ModuleType | None:
-    """:mod:`common.tracking` when the config asks for MLflow (``train.mlflow = true``)."""
-    if "mlflow" not in config.train or not config.train.mlflow:
+    """:mod:`common.tracking` when the config asks for MLflow (``train.mlflow = true``), else ``None``."""
+    if not uses_mlflow(config):
         return None
     from common import tracking
 
