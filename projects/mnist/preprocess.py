@@ -60,8 +60,7 @@ def to_mnist(image: np.ndarray) -> np.ndarray:
     ink[ink < NOISE * 255] = 0  # Paper texture and JPEG noise are not ink.
 
     mask = (ink >= STROKE * 255).astype(np.uint8)
-    rows, columns = np.nonzero(mask)
-    top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
+    top, bottom, left, right = _bounds(mask)
     digit = ink[top:bottom, left:right]
     digit = _thicken(digit, mask[top:bottom, left:right])
 
@@ -124,8 +123,7 @@ def unlike_one_digit(image: np.ndarray) -> str | None:
         return None
     inked = ink >= NOISE * 255
     stroke = (ink >= STROKE * 255).astype(np.uint8)
-    rows, columns = np.nonzero(stroke)
-    top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
+    top, bottom, left, right = _bounds(stroke)
     inked_near_stroke = inked[top:bottom, left:right]
     grey_tones = float((ink[top:bottom, left:right][inked_near_stroke] < FULL * 255).mean())
     inked_fraction = float(inked.mean())
@@ -138,7 +136,7 @@ def unlike_one_digit(image: np.ndarray) -> str | None:
             "this looks like a photo, not a digit on plain paper (grey tones over much of the "
             "image); the model only knows single handwritten digits, so its answer means little"
         )
-    pieces = _pieces_side_by_side(stroke, height=bottom - top)
+    pieces = _pieces_side_by_side(stroke[top:bottom, left:right])
     if pieces >= 2:
         return (
             f"this looks like {pieces} characters side by side, not one digit; the model reads "
@@ -153,14 +151,16 @@ def unlike_one_digit(image: np.ndarray) -> str | None:
     return None
 
 
-def _pieces_side_by_side(stroke: np.ndarray, height: int) -> int:
+def _pieces_side_by_side(stroke: np.ndarray) -> int:
     """Counts digit-sized pieces of ink that stand side by side, not one above or inside another.
 
-    A piece is a connected part of the stroke at least ``PIECE_HEIGHT`` as tall as all the ink
+    ``stroke`` is cropped to the ink. A piece is a connected part of it at least ``PIECE_HEIGHT``
+    as tall as all the ink
     and holding at least 2% of it (a 5's detached bar, a dotted stroke or a speck is not one);
     pieces whose columns overlap by more than a tenth of their width are counted once (an open
     4's two halves).
     """
+    height = stroke.shape[0]
     _, _, stats, _ = cv2.connectedComponentsWithStats(stroke, connectivity=8)
     stats = stats[1:]  # Row 0 is the background.
     areas = stats[:, cv2.CC_STAT_AREA]
@@ -196,8 +196,17 @@ def _thicken(digit: np.ndarray, mask: np.ndarray) -> np.ndarray:
     # Pad first so the thickened stroke is not clipped at the crop's edge.
     padded = cv2.copyMakeBorder(digit, grow, grow, grow, grow, cv2.BORDER_CONSTANT, value=0)
     thick = cv2.dilate(padded, kernel)
-    rows, columns = np.nonzero(thick)
-    return thick[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    top, bottom, left, right = _bounds(thick)
+    return thick[top:bottom, left:right]
+
+
+def _bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """The smallest box holding every non-zero pixel of ``mask``: top, bottom, left, right (the
+    last two exclusive). Found from the rows and columns that hold any, which is many times faster
+    than listing every pixel's coordinates on a large page."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    columns = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1
 
 
 def _centre_by_mass(image: np.ndarray) -> np.ndarray:
