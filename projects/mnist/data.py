@@ -28,7 +28,7 @@ from common.config import Config
 from common.data import Splits, split_arrays
 from common.errors import UserError
 from common.paths import ROOT
-from projects.mnist.preprocess import to_model_input
+from projects.mnist.model import to_model_input
 
 log = logging.getLogger(__name__)
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from common.config import Config
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
+
+
+def to_model_input(digits: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    """Stacks 28x28 uint8 digits into the (N, 28, 28, 1) batch the model takes."""
+    return np.asarray(digits, dtype=np.uint8).reshape(-1, *IMAGE_SHAPE)
 
 
 def build_model(config: Config, splits: object = None) -> keras.Model:

@@ -11,7 +11,8 @@ import numpy as np
 from common.config import Config
 from common.errors import UserError, per_input
 from common.images import read_image
-from projects.mnist.preprocess import to_mnist, to_model_input, unlike_one_digit
+from projects.mnist.model import to_model_input
+from projects.mnist.preprocess import to_mnist, unlike_one_digit
 
 log = logging.getLogger(__name__)
 

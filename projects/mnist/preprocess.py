@@ -219,8 +219,3 @@ def _centre_by_mass(image: np.ndarray) -> np.ndarray:
     shift_column = int(round(SIZE / 2 - centre_column))
     matrix = np.array([[1, 0, shift_column], [0, 1, shift_row]], dtype=np.float32)
     return cv2.warpAffine(image, matrix, (SIZE, SIZE), flags=cv2.INTER_NEAREST, borderValue=0)
-
-
-def to_model_input(digits: list[np.ndarray] | np.ndarray) -> np.ndarray:
-    """Stacks 28x28 uint8 digits into the (N, 28, 28, 1) batch the model takes."""
-    return np.asarray(digits, dtype=np.uint8).reshape(-1, SIZE, SIZE, 1)
