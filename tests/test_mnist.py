@@ -22,6 +22,7 @@ from common import runs
 from common.config import load_config
 from common.paths import PROJECTS_DIR
 from projects.mnist import data as mnist_data
+from projects.mnist import preprocess
 from projects.mnist.preprocess import to_mnist, unlike_one_digit
 from tests.conftest import SHARED_DATA, assert_one_line_error, brightness_model, run_subprocess, says
 from tests.drawn_digits import draw_on_canvas, drawn_digit_accuracy
@@ -235,6 +236,23 @@ def test_mnist_digits_pass_through_almost_unchanged(real_digits):
     images = real_digits[0][:200]
     changed = [np.abs(to_mnist(image).astype(int) - image.astype(int)).mean() for image in images]
     assert np.median(changed) < 12
+
+
+def test_the_box_around_the_ink_is_the_one_its_pixels_span():
+    """The box preprocessing crops to, found from the rows and columns that hold any ink, is the
+    one every inked pixel's coordinates give: one pixel, a corner, a full page, scattered ink."""
+    rng = np.random.default_rng(3)
+    masks = [np.zeros((5, 7), np.uint8), np.zeros((600, 800), np.uint8), np.ones((3, 4), np.uint8)]
+    masks[0][2, 3] = 1
+    masks[1][599, 0] = masks[1][10, 799] = 1
+    for share in (0.01, 0.01, 0.3):
+        mask = (rng.random((int(rng.integers(1, 60)), int(rng.integers(1, 60)))) < share).astype(np.uint8)
+        mask[int(rng.integers(mask.shape[0])), int(rng.integers(mask.shape[1]))] = 1
+        masks.append(mask)
+    for mask in masks:
+        rows, columns = np.nonzero(mask)
+        expected = (rows.min(), rows.max() + 1, columns.min(), columns.max() + 1)
+        assert preprocess._bounds(mask) == expected
 
 
 # Warnings about images that are not one digit ------------------------------------------------
