@@ -197,3 +197,16 @@ def test_a_config_without_a_required_key_names_it(tmp_path):
     with pytest.raises(UserError) as raised:
         load_config(defaults)
     assert str(raised.value) == "config is missing the required key 'train.epochs'"
+
+
+def test_a_choice_is_compared_exactly_unless_it_names_a_keras_object():
+    """Keras' own names take any case (``Adam`` is ``adam``); a project's choices are compared
+    exactly, as the code that reads them compares them, so ``LSTM`` is refused, not let through."""
+    from common.config import Config, require_choice
+
+    config = Config({"model": {"cell": "LSTM"}, "train": {"optimizer": "Adam"}})
+    require_choice(config, "train.optimizer", ("adam", "sgd"), "a Keras optimizer", any_case=True)
+    with pytest.raises(
+        UserError, match=r"^config key 'model.cell': 'LSTM' is not a cell; choose one of lstm, gru$"
+    ):
+        require_choice(config, "model.cell", ("lstm", "gru"), "a cell")
