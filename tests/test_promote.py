@@ -144,7 +144,9 @@ def test_train_promote_and_what_cannot_be_promoted(toy_project, models_dir, cli,
     failed.mkdir()
     (failed / "config.toml").write_text((first_run / "config.toml").read_text())
     runs.set_state(failed, runs.FAILED, message="diverged at epoch 1")
-    assert_one_line_error(cli("promote", TOY, failed), "failed, not completed")
+    refused = cli("promote", TOY, failed)
+    assert_one_line_error(refused, "failed, not completed; only a completed run can answer")
+    assert "--resume" not in refused.stderr  # A failed run is not resumed: the advice is the other.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "config.toml").write_text((first_run / "config.toml").read_text())

@@ -20,6 +20,16 @@ def test_an_atomic_write_leaves_exactly_the_new_bytes_and_no_partial_file(tmp_pa
     assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json"]
 
 
+def test_a_file_at_its_read_limit_is_read_whole_and_one_byte_over_is_refused_naming_the_limit(tmp_path):
+    limit = 2**20
+    at_limit, over = tmp_path / "at.json", tmp_path / "over.json"
+    at_limit.write_bytes(b"x" * limit)
+    over.write_bytes(b"x" * (limit + 1))
+    assert files.read_regular_file(at_limit, limit) == b"x" * limit
+    with pytest.raises(files.UnreadableFile, match=r"over\.json: over 1 MB, far larger than such a file is$"):
+        files.read_regular_file(over, limit)
+
+
 def test_a_folder_the_system_will_not_open_is_not_synced_and_the_write_lands(tmp_path, monkeypatch):
     """Some file systems (and Windows) refuse to open a folder: the write still lands."""
     refused, real_open = [], os.open
