@@ -59,6 +59,13 @@ def test_a_model_trained_through_either_input_ends_with_the_same_weights():
         np.testing.assert_array_equal(fast, plain)
 
 
+def test_by_default_every_example_is_served_once_an_epoch_the_last_batch_holding_the_rest():
+    x, y = np.arange(17), np.arange(17)
+    batches = ShuffledBatches(x, y, batch_size=8, seed=1)
+    assert [len(batches[index][1]) for index in range(len(batches))] == [8, 8, 1]
+    assert sorted(np.concatenate([batches[index][1] for index in range(len(batches))])) == list(range(17))
+
+
 def test_whole_multiples_trims_only_the_last_batch_and_shards_split_every_batch():
     x, y = np.arange(23), np.arange(23)
     batches = ShuffledBatches(x, y, batch_size=8, seed=1)
