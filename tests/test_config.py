@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common import paths, registry
-from common.config import load_config
+from common.config import Config, load_config, require_choice
 from common.errors import UserError
 
 MNIST_DEFAULTS = paths.PROJECTS_DIR / "mnist" / "config.toml"
@@ -202,8 +202,6 @@ def test_a_config_without_a_required_key_names_it(tmp_path):
 def test_a_choice_is_compared_exactly_unless_it_names_a_keras_object():
     """Keras' own names take any case (``Adam`` is ``adam``); a project's choices are compared
     exactly, as the code that reads them compares them, so ``LSTM`` is refused, not let through."""
-    from common.config import Config, require_choice
-
     config = Config({"model": {"cell": "LSTM"}, "train": {"optimizer": "Adam"}})
     require_choice(config, "train.optimizer", ("adam", "sgd"), "a Keras optimizer", any_case=True)
     with pytest.raises(

@@ -155,10 +155,9 @@ def _pieces_side_by_side(stroke: np.ndarray) -> int:
     """Counts digit-sized pieces of ink that stand side by side, not one above or inside another.
 
     ``stroke`` is cropped to the ink. A piece is a connected part of it at least ``PIECE_HEIGHT``
-    as tall as all the ink
-    and holding at least 2% of it (a 5's detached bar, a dotted stroke or a speck is not one);
-    pieces whose columns overlap by more than a tenth of their width are counted once (an open
-    4's two halves).
+    as tall as all the ink and holding at least 2% of it (a 5's detached bar, a dotted stroke or a
+    speck is not one); pieces whose columns overlap by more than a tenth of their width are
+    counted once (an open 4's two halves).
     """
     height = stroke.shape[0]
     _, _, stats, _ = cv2.connectedComponentsWithStats(stroke, connectivity=8)
