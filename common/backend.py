@@ -20,6 +20,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from common.project import Project
 
 # Keep TensorFlow's own (Python-visible) C++ logging to warnings and errors.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -75,3 +79,15 @@ def import_keras() -> ModuleType:
         if keras.backend.backend() != "tensorflow" and importlib.util.find_spec("tensorflow"):
             import tensorflow  # noqa: F401
     return keras
+
+
+def use_project_objects(project: Project) -> None:
+    """Makes the project's own classes and functions known to Keras before one of its models is
+    loaded: its model, compile-options and callbacks modules are imported (a class registered
+    with ``@keras.saving.register_keras_serializable`` registers itself), and its declared
+    ``custom_objects`` are added to Keras' global custom objects, as registering would. Every
+    loader of the process (``--resume``'s checkpoints, a teacher, an ensemble's members) then
+    finds them."""
+    objects = project.keras_objects()
+    if objects:
+        import_keras().saving.get_custom_objects().update(objects)

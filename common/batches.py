@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from common.backend import import_keras
+from common.data import count, is_structured, take
 
 if TYPE_CHECKING:
     import keras
@@ -55,6 +56,11 @@ class EpochOrder(keras.utils.PyDataset):
         super().__init__(**kwargs)
         self.y, self.batch_size, self.seed, self.shuffle = labels, batch_size, seed, shuffle
         self.sample_weight = None
+        if class_weight and is_structured(labels):
+            raise ValueError(
+                "class_weight weighs the classes of one output; a model with several outputs gives "
+                "per-output weights through its loss instead (compile_options' loss_weights or a loss)"
+            )
         if class_weight:
             # A class the dict leaves out weighs 1, as with fit(class_weight=...).
             lookup = np.ones(int(np.max(labels)) + 1, np.float32)
@@ -68,9 +74,9 @@ class EpochOrder(keras.utils.PyDataset):
         """Orders the next pass as epoch ``epoch`` of the run."""
         self.epoch = epoch
         if self.shuffle:
-            self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.y))
+            self.order = np.random.default_rng([self.seed, epoch]).permutation(count(self.y))
         else:
-            self.order = np.arange(len(self.y))
+            self.order = np.arange(count(self.y))
 
     # This process's share of every batch: all of it, unless shard() says otherwise; and the
     # number every batch's size must divide by (whole_multiples()).
@@ -93,8 +99,8 @@ class EpochOrder(keras.utils.PyDataset):
 
     def __len__(self) -> int:
         if self.shard_count > 1:
-            return len(self.y) // self.batch_size
-        whole, rest = divmod(len(self.y), self.batch_size)
+            return count(self.y) // self.batch_size
+        whole, rest = divmod(count(self.y), self.batch_size)
         return whole + (rest >= self.multiple and rest > 0)
 
     def batch_indices(self, index: int) -> np.ndarray:
@@ -115,8 +121,8 @@ class EpochOrder(keras.utils.PyDataset):
     def batch(self, x: np.ndarray, chosen: np.ndarray) -> tuple:
         """``(x, y)``, or ``(x, y, sample_weight)`` with class weights, for the examples chosen."""
         if self.sample_weight is None:
-            return x, self.y[chosen]
-        return x, self.y[chosen], self.sample_weight[chosen]
+            return x, take(self.y, chosen)
+        return x, take(self.y, chosen), self.sample_weight[chosen]
 
     def ordering_callback(self) -> keras.callbacks.Callback:
         """The callback ``fit`` needs beside these batches: it sets each epoch's order from the
@@ -154,14 +160,14 @@ class ShuffledBatches(EpochOrder):
         class_weight: dict[int, float] | None = None,
         shuffle: bool = True,
     ) -> None:
-        if len(x) != len(y):
-            raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
+        if count(x) != count(y):
+            raise ValueError(f"x and y differ in length: {count(x)} and {count(y)}")
         self.x = x
         super().__init__(y, batch_size, seed, first_epoch, class_weight, shuffle=shuffle)
 
     def __getitem__(self, index: int):
         chosen = self.batch_indices(index)
-        return self.batch(self.x[chosen], chosen)
+        return self.batch(take(self.x, chosen), chosen)
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
@@ -178,26 +184,26 @@ class ShuffledBatches(EpochOrder):
         ``self[0], self[1], ...``. Elsewhere (JAX, PyTorch, several devices, a subclass that
         changes the batches, arrays over 1 GB) the ``PyDataset`` itself is the input."""
         plain = type(self).__getitem__ is ShuffledBatches.__getitem__
+        arrays = (self.x, self.y) if self.sample_weight is None else (self.x, self.y, self.sample_weight)
         if (
             keras.backend.backend() != "tensorflow"
             or replicas != 1
             or not plain
             or self.shard_count > 1
             or self.multiple > 1
-            or self.x.nbytes > 2**30
+            or sum(np.asarray(array).nbytes for array in keras.tree.flatten(arrays)) > 2**30
         ):
             return self
         import tensorflow as tf
 
         self._tf_order = tf.Variable(self.order, trainable=False, dtype=tf.int64)
-        arrays = [tf.constant(self.x), tf.constant(self.y)]
-        if self.sample_weight is not None:
-            arrays.append(tf.constant(self.sample_weight))
-        size, count = self.batch_size, len(self.y)
+        # Texts too: a tf.data pipeline holds strings, where a PyDataset's batches must be numbers.
+        tensors = keras.tree.map_structure(lambda array: tf.constant(np.asarray(array)), arrays)
+        size, examples = self.batch_size, count(self.y)
 
         def gather(index):
-            chosen = self._tf_order[index * size : tf.minimum((index + 1) * size, count)]
-            return tuple(tf.gather(array, chosen) for array in arrays)
+            chosen = self._tf_order[index * size : tf.minimum((index + 1) * size, examples)]
+            return keras.tree.map_structure(lambda tensor: tf.gather(tensor, chosen), tensors)
 
         batches = tf.data.Dataset.range(len(self)).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
         return batches.prefetch(tf.data.AUTOTUNE)

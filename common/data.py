@@ -13,6 +13,41 @@ from sklearn.model_selection import train_test_split
 from common.errors import UserError
 
 
+def count(examples: Any) -> int:
+    """How many examples an input or target holds: an array's first axis, or for the inputs or
+    targets of a model with several (a dict, list or tuple of arrays), its first array's."""
+    if isinstance(examples, dict):
+        return count(next(iter(examples.values())))
+    if isinstance(examples, (list, tuple)) and examples and _is_array(examples[0]):
+        return count(examples[0])
+    return len(examples)
+
+
+def take(examples: Any, indices: Any) -> Any:
+    """The examples ``indices`` (an index array or a slice) of an array, or of each array of a
+    dict, list or tuple of them, in the same structure. A list of plain values (texts) is an
+    array."""
+    if isinstance(examples, dict):
+        return {key: take(value, indices) for key, value in examples.items()}
+    if isinstance(examples, (list, tuple)) and examples and _is_array(examples[0]):
+        return type(examples)(take(value, indices) for value in examples)
+    if isinstance(examples, list):
+        examples = np.asarray(examples)
+    return examples[indices]
+
+
+def is_structured(examples: Any) -> bool:
+    """Whether the inputs or targets are several arrays (a model with several inputs or
+    outputs) rather than one."""
+    if isinstance(examples, dict):
+        return True
+    return isinstance(examples, (list, tuple)) and bool(examples) and _is_array(examples[0])
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or hasattr(value, "shape") and hasattr(value, "dtype")
+
+
 @dataclass(frozen=True, eq=False)
 class FileList:
     """Examples kept on disk, one file each, decoded only when a batch needs them (streaming).
@@ -45,6 +80,10 @@ class FileList:
 class Splits:
     """Train / validation / test arrays, and where they came from.
 
+    Each split is a pair ``(x, y)``. ``x`` is an array (numbers, or texts for a model whose first
+    layer reads them), a :class:`FileList`, or for a model with several inputs a dict (by input
+    name) or list of arrays; ``y`` likewise an array, or a dict or list for several outputs.
+
     Attributes:
         test: ``(x_test, y_test)``; always present.
         source: a human-readable description of the data actually used, recorded in
@@ -70,11 +109,11 @@ class Splits:
 
     def sizes(self) -> dict[str, int]:
         """Returns ``n_train``, ``n_validation`` and ``n_test`` for ``metrics.json``."""
-        sizes = {"n_test": len(self.test[1])}
+        sizes = {"n_test": count(self.test[1])}
         if self.train is not None:
-            sizes["n_train"] = len(self.train[1])
+            sizes["n_train"] = count(self.train[1])
         if self.validation is not None:
-            sizes["n_validation"] = len(self.validation[1])
+            sizes["n_validation"] = count(self.validation[1])
         return sizes
 
     @property

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common import files, images, registry, runs
+from common import backend, files, images, registry, runs
 from common.backend import import_keras
 from common.data import Splits
 from common.errors import UserError
@@ -43,6 +43,7 @@ def load_saved(
         ``(model, config, model_file)``.
     """
     model_file, config_file = runs.resolve_model(project.name, model_arg)
+    backend.use_project_objects(project)
     try:
         config = project.load_config(config_file, overrides, check_paths=need_data)
     except UserError:

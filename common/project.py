@@ -73,6 +73,23 @@ class ProjectFunctions(Protocol):
         mirror image); ``export`` writes this one. Without it, the trained model itself. A model
         with ``is_serving_model`` set (``serve``'s batching stand-in for this function's result,
         see :mod:`common.batching`) is returned as it is.
+    ``compile_options(config) -> dict``
+        What ``model.compile`` receives beside, or instead of, the config's names: ``loss`` (a
+        function, a ``keras.losses.Loss``, or a dict of them per output), ``metrics`` (metric
+        objects such as ``keras.metrics.AUC()``, or a dict per output), ``loss_weights``,
+        ``weighted_metrics``, ``optimizer`` (an optimizer object, used as it is: the config's
+        ``learning_rate``, schedule and optimizer keys then are the project's to read). A key it
+        leaves out comes from ``[train]``, whose names are checked before any data is read. A
+        loss or metric that is the project's own must be found again when a checkpoint is loaded
+        (``--resume``): register it with ``@keras.saving.register_keras_serializable`` or list
+        it in ``custom_objects``.
+    ``callbacks(config, run_dir) -> list[keras.callbacks.Callback]``
+        Callbacks of the project's own, given the run folder to write in. ``fit`` calls them
+        after early stopping and the learning-rate schedule and before the per-epoch commit, so
+        what they change in the model or optimizer at an epoch's end is in that epoch's
+        checkpoint. Called afresh when a run resumes: a callback that keeps a record across
+        epochs appends to its file in ``run_dir`` (e.g. ``keras.callbacks.CSVLogger(...,
+        append=True)``) rather than holding it in memory.
     """
 
     def load_data(self, config: Config, need_training: bool = True) -> Any: ...
@@ -89,6 +106,8 @@ class ProjectFunctions(Protocol):
     demo: Callable[[list[str]], int] | None
     training_batches: Callable[[Config, Any, int], Any] | None
     serving_model: Callable[[Any, Config], Any] | None
+    compile_options: Callable[[Config], dict] | None
+    callbacks: Callable[[Config, Path], list] | None
 
 
 REQUIRED_FUNCTIONS = ("load_data", "build_model", "evaluate", "predict")
@@ -99,6 +118,8 @@ OPTIONAL_FUNCTIONS = (
     "demo",
     "training_batches",
     "serving_model",
+    "compile_options",
+    "callbacks",
 )
 
 
@@ -141,8 +162,17 @@ class Project:
             answers one request at a time). ``predict``'s own options are its query parameters
             (see :func:`predict_options`). A ``page.html`` in the folder is served at
             ``/<name>``.
+        custom_objects: the project's own classes and functions a saved model names (custom
+            layers, subclassed models, losses, metrics), as ``{"name": object}`` or
+            ``"module:NAME"`` of such a dict, for those not registered with
+            ``@keras.saving.register_keras_serializable``. Wherever a model of the project is
+            loaded (``evaluate``, ``predict``, ``serve``, ``export``, ``ensemble``, ``distill``,
+            ``--resume``, ``--continue-from``), the modules of ``build_model``,
+            ``compile_options`` and ``callbacks`` are imported first (so their registered classes
+            are known) and these objects added to Keras' own.
         like: the template in ``common/templates/`` that ``new NAME --like <this project>``
-            copies (``classifier`` or ``series``); empty when there is none.
+            copies (``classifier``, ``series``, ``text`` or ``tabular``); empty when there is
+            none.
     """
 
     headline: Headline
@@ -156,6 +186,9 @@ class Project:
     demo: FunctionRef | None = None
     training_batches: FunctionRef | None = None
     serving_model: FunctionRef | None = None
+    compile_options: FunctionRef | None = None
+    callbacks: FunctionRef | None = None
+    custom_objects: Mapping[str, Any] | str = field(default_factory=dict)
     web_api: Mapping[str, Any] | str = field(default_factory=dict)
     like: str = ""
     # Set by the registry when it finds the project.
@@ -178,6 +211,19 @@ class Project:
             raise UserError(f"project '{self.name}': {hook}={getattr(self, hook)!r} is not a function")
         return function
 
+    def keras_objects(self) -> dict[str, Any]:
+        """The declared ``custom_objects`` as a dict, after importing the modules that define
+        the project's model, compile options and callbacks (registering their classes)."""
+        for hook in ("build_model", "compile_options", "callbacks"):
+            self._lookup(hook)
+        objects = self._lookup("custom_objects") or {}
+        if not isinstance(objects, Mapping):
+            raise UserError(
+                f"project '{self.name}': custom_objects={self.custom_objects!r} is not a dict of "
+                "{'name': class or function}"
+            )
+        return dict(objects)
+
     def served_api(self) -> dict[str, Any]:
         """The declared ``web_api`` as a dict (its module imported if it is named)."""
         return dict(self._lookup("web_api") or {})
@@ -197,7 +243,7 @@ class Project:
 
     def check(self) -> None:
         """That every declared ``"module:function"`` names an existing module file (read only)."""
-        named = (*REQUIRED_FUNCTIONS, *OPTIONAL_FUNCTIONS, "web_api")
+        named = (*REQUIRED_FUNCTIONS, *OPTIONAL_FUNCTIONS, "web_api", "custom_objects")
         for spec in fields(self):
             ref = getattr(self, spec.name)
             if spec.name not in named or not isinstance(ref, str):

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from common import checkpoints, devices, files, plots, runs
+from common import backend, checkpoints, devices, files, plots, runs
 from common.backend import import_keras
 from common.batches import ShuffledBatches
 from common.config import Config, distilling, training_seed, uses_mlflow
-from common.data import FileList, Splits
+from common.data import FileList, Splits, take
 from common.errors import UserError
 from common.project import Project
 
@@ -66,7 +66,8 @@ def train(
     """
     # Everything that can be checked before any data is read or any folder made.
     devices.check(config)
-    check_keras_names(config)
+    backend.use_project_objects(project)
+    check_keras_names(config, project_compile_options(project, config))
     distill, tracking = _distill_module(config), _tracking_module(config)
     if tracking is not None:
         tracking.check_available(config)
@@ -127,8 +128,10 @@ def _train_in(run: Run) -> Path:
     splits = load_data(run)
     batches = training_batches(run, splits)
     model = create_model(run, splits)  # 1. create (or load the checkpoint of the run resumed)
-    if run.progress is None:
-        compile_model(model, run.config, steps_per_epoch=len(batches))  # 2. compile
+    if run.progress is None:  # 2. compile, with the project's own loss, metrics... where it has them
+        compile_model(
+            model, run.config, len(batches), project_compile_options(run.project, run.config)
+        )
     train_seconds = fit_model(run, model, batches, splits)  # 3. fit
     model = save_model(run, model, splits)  # 4. save
     evaluate_model(run, model, splits, train_seconds)  # 5. predict the test split, beside a baseline
@@ -191,17 +194,42 @@ def create_model(run: Run, splits: Splits) -> keras.Model:
             "resuming %s after epoch %d of %d", run.run_dir.name, run.first_epoch, run.config.train.epochs
         )
         return keras.saving.load_model(run.run_dir / runs.LAST_CHECKPOINT)
+    model = run.project.functions.build_model(run.config, splits)
     if run.continue_from is not None:
-        from common import distill  # A continued run may start from a distilled run's checkpoint.
-        from common.inference import load_model_file
-
         start = runs.continuation_model(run.continue_from)
-        model = distill.student_of(load_model_file(start, compile=False))
+        _load_weights_of(start, model, splits)
         log.info("starting from the weights of %s", start)
-    else:
-        model = run.project.functions.build_model(run.config, splits)
-        devices.check_output_dtype(model, run.placement.precision)
+    devices.check_output_dtype(model, run.placement.precision)
     return run.distill.wrap(model, run.config) if run.distill is not None else model
+
+
+def _load_weights_of(start: Path, model: keras.Model, splits: Splits) -> None:
+    """Gives ``model``, built from the new run's config, the weights of the saved model ``start``
+    (a distilled run's student): a config key may change what trains (unfreeze a pretrained base
+    for fine-tuning, as in Keras' transfer-learning guide) but not the weights' shapes."""
+    from common import distill  # A continued run may start from a distilled run's checkpoint.
+    from common.inference import load_model_file
+
+    saved = distill.student_of(load_model_file(start, compile=False))
+    if not model.built:
+        # A subclassed model makes its weights on its first call.
+        assert splits.train is not None
+        model(take(splits.train[0], slice(0, 1)))
+    ours, theirs = model.weights, saved.weights
+    differ = len(ours) != len(theirs) or any(
+        tuple(mine.shape) != tuple(other.shape) for mine, other in zip(ours, theirs, strict=False)
+    )
+    if differ:
+        first = next(
+            (f"{mine.path} {tuple(mine.shape)} against {tuple(other.shape)}"
+             for mine, other in zip(ours, theirs, strict=False) if tuple(mine.shape) != tuple(other.shape)),
+            f"{len(ours)} weight arrays against {len(theirs)}",
+        )  # fmt: skip
+        raise UserError(
+            f"--continue-from: the model this config builds does not fit the weights of {start} ({first}); "
+            "continue with the [model] settings that run was trained with"
+        )
+    model.set_weights(saved.get_weights())
 
 
 def fit_model(run: Run, model: keras.Model, batches: Any, splits: Splits) -> float:
@@ -219,7 +247,7 @@ def fit_model(run: Run, model: keras.Model, batches: Any, splits: Splits) -> flo
     else:
         callbacks = [
             batches.ordering_callback(),
-            *_callbacks(config, run.run_dir, run.progress, run.project.name),
+            *_callbacks(config, run.run_dir, run.progress, run.project.name, _project_callbacks(run)),
         ]
         recorder = next(c for c in callbacks if isinstance(c, checkpoints.RunRecorder))
         fit_input = batches.fit_input(run.placement.replicas) if hasattr(batches, "fit_input") else batches
@@ -293,26 +321,88 @@ def evaluate_model(run: Run, model: keras.Model, splits: Splits, train_seconds: 
 # Step 2, compile: the names Keras must know, checked before any data is read, then the optimizer.
 
 
-def check_keras_names(config: Config) -> None:
-    """Checks that Keras knows ``train.loss`` and every ``train.metrics`` name, and that the
-    optimizer takes the options set, before any data is read (the optimizer and schedule names
-    are checked with the rest of the config)."""
-    try:
-        keras.losses.get(config.train.loss)
-    except (ValueError, TypeError):
+def check_keras_names(config: Config, supplied: dict | None = None) -> None:
+    """Checks that Keras knows ``train.loss`` and every ``train.metrics`` name (a name, or a table
+    of them per output), and that the optimizer takes the options set, before any data is read.
+    What the project's ``compile_options`` supplies (``supplied``) replaces the config's key, which
+    is then not checked (the optimizer and schedule names are checked with the rest of the
+    config)."""
+    supplied = supplied or {}
+    if "loss" not in supplied:
+        for output, name in _per_output(config.get("train.loss")):
+            try:
+                keras.losses.get(name)
+            except (ValueError, TypeError):
+                raise UserError(
+                    f"config key 'train.loss{output}': Keras knows no loss {name!r}; use a name such as "
+                    "'sparse_categorical_crossentropy', 'categorical_crossentropy', 'mse' or 'huber', or "
+                    "give the project's own loss from its compile_options (docs/adding-a-pipeline.md)"
+                ) from None
+    if "metrics" not in supplied:
+        for output, names in _per_output(config.get("train.metrics")):
+            for name in [names] if isinstance(names, str) else names:
+                try:
+                    keras.metrics.get(name)
+                except (ValueError, TypeError):
+                    raise UserError(
+                        f"config key 'train.metrics{output}': Keras knows no metric {name!r}; use names "
+                        "such as 'accuracy', 'mae' or 'mse', or give metric objects from the project's "
+                        "compile_options"
+                    ) from None
+    if "optimizer" not in supplied:
+        optimizer_options(config)
+
+
+def _per_output(value: Any) -> list[tuple[str, Any]]:
+    """``[("", value)]``, or for a table of one value per output (a model with several
+    outputs), ``[(".price", "mse"), (".label", ...)]``."""
+    if isinstance(value, dict):
+        return [(f".{output}", item) for output, item in value.items()]
+    return [("", value)]
+
+
+# The arguments of ``model.compile`` a project's ``compile_options`` may give.
+COMPILE_OPTIONS = (
+    "optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
+    "steps_per_execution", "jit_compile", "auto_scale_loss",
+)  # fmt: skip
+
+
+def project_compile_options(project: Project, config: Config) -> dict[str, Any]:
+    """What the project's ``compile_options(config)`` gives ``model.compile`` (empty without the
+    hook), checked to be a dict of ``compile``'s own arguments."""
+    hook = project.functions.compile_options
+    if hook is None:
+        return {}
+    options = hook(config)
+    if not isinstance(options, dict):
         raise UserError(
-            f"config key 'train.loss': Keras knows no loss {config.train.loss!r}; use a name such as "
-            "'sparse_categorical_crossentropy', 'categorical_crossentropy', 'mse' or 'huber'"
-        ) from None
-    for name in config.train.metrics:
-        try:
-            keras.metrics.get(name)
-        except (ValueError, TypeError):
-            raise UserError(
-                f"config key 'train.metrics': Keras knows no metric {name!r}; use names such as "
-                "'accuracy', 'mae' or 'mse'"
-            ) from None
-    optimizer_options(config)
+            f"project '{project.name}': compile_options returned {type(options).__name__}, not a dict of "
+            f"model.compile's arguments ({', '.join(COMPILE_OPTIONS)})"
+        )
+    unknown = [key for key in options if key not in COMPILE_OPTIONS]
+    if unknown:
+        from common.config import did_you_mean
+
+        raise UserError(
+            f"project '{project.name}': compile_options gives {unknown[0]!r}, which model.compile does "
+            f"not take{did_you_mean(unknown[0], COMPILE_OPTIONS)}; it takes {', '.join(COMPILE_OPTIONS)}"
+        )
+    for key in ("loss", "metrics", "weighted_metrics"):
+        for item in keras.tree.flatten(options.get(key)):
+            _make_loadable(item)
+    return options
+
+
+def _make_loadable(item: Any) -> None:
+    """Adds a project's own loss or metric (a function, or an object of its own class) to Keras'
+    custom objects under the name its checkpoints record, as registering it would: the compiled
+    checkpoints ``--resume`` loads name it, and Keras finds only registered names."""
+    own = item if inspect.isfunction(item) else type(item)
+    if item is None or isinstance(item, str) or own.__module__.split(".")[0] == "keras":
+        return
+    name = keras.saving.get_registered_name(own)
+    keras.saving.get_custom_objects().setdefault(name, own)
 
 
 # The ``[train]`` keys passed to the optimizer when set (a config from an older run folder may lack
@@ -340,31 +430,70 @@ def optimizer_options(config: Config) -> dict[str, Any]:
     return options
 
 
-def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> None:
-    """Compiles with the optimizer, learning rate (or schedule), loss and metrics of ``[train]``.
+def compile_model(
+    model: keras.Model, config: Config, steps_per_epoch: int, project_options: dict | None = None
+) -> None:
+    """Compiles with the optimizer, learning rate (or schedule), loss and metrics of ``[train]``,
+    each replaced by what the project's ``compile_options`` gives (``project_options``), and the
+    per-output ``train.loss_weights`` where a config has them.
 
     The cosine schedule is a ``keras.optimizers.schedules.CosineDecay`` over every training step:
     it is saved with the optimizer, so a resumed run continues it from its step count.
     """
     train = config.train
-    learning_rate: Any = train.learning_rate
-    if train.lr_schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            train.learning_rate, decay_steps=max(1, train.epochs * steps_per_epoch)
+    options: dict[str, Any] = {
+        "loss": config.get("train.loss"),
+        "metrics": _metrics_of(config.get("train.metrics")),
+    }
+    if "loss_weights" in train:
+        options["loss_weights"] = config.get("train.loss_weights")
+    options.update(project_options or {})
+    if "optimizer" not in options:
+        learning_rate: Any = train.learning_rate
+        if train.lr_schedule == "cosine":
+            learning_rate = keras.optimizers.schedules.CosineDecay(
+                train.learning_rate, decay_steps=max(1, train.epochs * steps_per_epoch)
+            )
+        options["optimizer"] = keras.optimizers.get(
+            {
+                "class_name": train.optimizer.lower(),
+                "config": {"learning_rate": learning_rate, **optimizer_options(config)},
+            }
         )
-    optimizer = keras.optimizers.get(
-        {
-            "class_name": train.optimizer.lower(),
-            "config": {"learning_rate": learning_rate, **optimizer_options(config)},
-        }
-    )
-    model.compile(optimizer=optimizer, loss=train.loss, metrics=list(train.metrics))
+    model.compile(**options)
+
+
+def _metrics_of(value: Any) -> Any:
+    """The config's metrics as ``compile`` takes them: a list, or a dict of lists per output."""
+    if isinstance(value, dict):
+        return {output: [names] if isinstance(names, str) else list(names) for output, names in value.items()}
+    return list(value)
+
+
+def _project_callbacks(run: Run) -> list[keras.callbacks.Callback]:
+    """The project's own callbacks for this run (none without the ``callbacks`` hook)."""
+    hook = run.project.functions.callbacks
+    if hook is None:
+        return []
+    made = list(hook(run.config, run.run_dir))
+    for callback in made:
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise UserError(
+                f"project '{run.project.name}': callbacks returned {callback!r}, which is not a "
+                "keras.callbacks.Callback"
+            )
+    return made
 
 
 def _callbacks(
-    config: Config, run_dir: Path, resume_from: dict | None, project_name: str = ""
+    config: Config,
+    run_dir: Path,
+    resume_from: dict | None,
+    project_name: str = "",
+    project_callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> list[keras.callbacks.Callback]:
-    """Early stopping and the plateau schedule first, then the recorder that saves their state."""
+    """Early stopping and the plateau schedule first, then the project's own callbacks, then the
+    recorder that commits the epoch (the model, the optimizer and their callbacks' state)."""
     train = config.train
     early_stopping = plateau = None
     callbacks: list[keras.callbacks.Callback] = []
@@ -382,6 +511,7 @@ def _callbacks(
             monitor="val_loss", factor=factor, patience=patience or max(2, train.early_stopping_patience // 2)
         )
         callbacks.append(plateau)
+    callbacks.extend(project_callbacks or [])
     callbacks.append(
         checkpoints.RunRecorder(
             run_dir, early_stopping=early_stopping, plateau=plateau, resume_from=resume_from
