@@ -32,6 +32,7 @@ import numpy as np
 
 from common import files, runs
 from common.backend import import_keras
+from common.data import count, is_structured, take
 from common.errors import UserError
 from common.project import Project
 
@@ -77,12 +78,14 @@ def export(
         )
     model, config, model_file = inference.load_saved(project, model_arg, overrides)
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to ..."
-    graph = inference_graph(served_model(project, model, config))
     splits = project.functions.load_data(config, need_training=quantize is not None)
     x_test, y_test = splits.test
-    x_test = np.asarray(x_test, dtype="float32")
-    checked = x_test[:CHECKED_EXAMPLES]
-    expected = np.asarray(graph.predict_on_batch(checked))
+    if not is_structured(x_test) and np.asarray(x_test[:1]).dtype.kind not in "OUS":
+        x_test = np.asarray(x_test, dtype="float32")  # Numbers in, as float32: pixels, prices...
+    checked = take(x_test, slice(0, CHECKED_EXAMPLES))
+    graph = inference_graph(served_model(project, model, config), example=checked)
+    check_takes(fmt, graph, project.name)
+    expected = _numpy(graph.predict_on_batch(checked))
 
     folder = Path(out) if out else default_folder(project.name, model_file, fmt, quantize)
     if folder.exists() and any(folder.iterdir()):
@@ -97,15 +100,15 @@ def export(
             calibration = x_train
         batch = write_artifact(graph, fmt, artifact, calibration)
         answers = run_artifact(fmt, artifact, checked, batch)
-        report = compare(expected, answers)
+        report = compare_outputs(expected, answers)
         report.update(
             format=fmt + ("-int8" if quantize else ""),
             model=runs.short_path(model_file),
             data_source=splits.source,
-            examples=len(checked),
+            examples=count(checked),
             batch_size="any" if batch is None else batch,
             bytes=size_of(artifact),
-            input_shape=[None if batch is None else batch, *graph.input_shape[1:]],
+            input_shape=_input_shapes(graph, batch),
         )
         if quantize:
             report["quantized"] = "weights" if batch is not None else "weights and activations"
@@ -114,7 +117,7 @@ def export(
             raise UserError(
                 f"the {fmt} export disagrees with the Keras model on {splits.source}: largest difference "
                 f"{report['largest_difference']:.2e} (allowed {TOLERANCE:.0e}), "
-                f"{report.get('labels_differ', 0)} of {len(checked)} labels differ; nothing was kept"
+                f"{report.get('labels_differ', 0)} of {count(checked)} labels differ; nothing was kept"
             )
         files.write_json(report, work / "export.json")
         folder.mkdir(exist_ok=True)
@@ -149,13 +152,81 @@ def served_model(project: Project, model, config):
     return serving(model, config) if serving is not None else model
 
 
-def inference_graph(model):
+def inference_graph(model, example: Any = None):
     """A model that runs ``model`` in inference mode whatever its caller asks: a SavedModel's
-    endpoint would otherwise call the augmentation layers as in training."""
-    inputs = keras.Input(shape=model.input_shape[1:], name="inputs")
+    endpoint would otherwise call the augmentation layers as in training.
+
+    Its inputs are shaped like ``example`` (a few inputs as ``predict`` gives them: an array, a
+    dict of arrays by input name for a model with several inputs, texts as strings), or without
+    one like the model's own float input; so a subclassed model, which records no input shape,
+    is exported too."""
+    if example is None:
+        inputs: Any = keras.Input(shape=model.input_shape[1:], name="inputs")
+        example = np.zeros((1, *[size or 1 for size in model.input_shape[1:]]), "float32")
+    elif isinstance(example, dict):
+        inputs = {name: _input_like(array, name) for name, array in example.items()}
+    elif is_structured(example):
+        inputs = [_input_like(array, f"input_{index}") for index, array in enumerate(example)]
+    else:
+        inputs = _input_like(example, "inputs")
     graph = keras.Model(inputs, model(inputs, training=False), name=f"{model.name}_inference")
-    graph(np.zeros((1, *[size or 1 for size in model.input_shape[1:]]), "float32"))  # built
+    graph.predict_on_batch(take(example, slice(0, 1)))  # built
     return graph
+
+
+def _input_like(array: Any, name: str):
+    """A symbolic input for examples like ``array``: its shape past the batch, its kind of values."""
+    array = np.asarray(array)
+    if array.dtype.kind in "OUS":
+        dtype = "string"
+    elif array.dtype.kind in "iub":
+        dtype = str(array.dtype)
+    else:
+        dtype = "float32"
+    return keras.Input(shape=array.shape[1:], dtype=dtype, name=name)
+
+
+def check_takes(fmt: str, graph, project: str) -> None:
+    """ONNX and LiteRT take a model of one numeric input and one output; one line otherwise,
+    naming the format that can take it (a SavedModel takes texts and several of each)."""
+    if fmt == "tf_saved_model":
+        return
+    inputs, outputs = graph.inputs, graph.outputs
+    texts = [tensor.name for tensor in inputs if keras.backend.standardize_dtype(tensor.dtype) == "string"]
+    if len(inputs) > 1 or len(outputs) > 1:
+        reason = f"takes {len(inputs)} inputs and gives {len(outputs)} outputs"
+    elif texts:
+        reason = "reads text (a string input)"
+    else:
+        return
+    raise UserError(
+        f"the {fmt} export takes a model of one numeric input and one output; {project}'s model {reason}: "
+        "export it with --format tf_saved_model (TensorFlow Serving), which takes it"
+    )
+
+
+def _input_shapes(graph, batch: int | None) -> Any:
+    """The artifact's input shape, ``None`` where any size goes; by name for several inputs."""
+    shapes = {tensor.name: [batch, *tensor.shape[1:]] for tensor in graph.inputs}
+    return shapes if len(shapes) > 1 else next(iter(shapes.values()))
+
+
+def _numpy(outputs: Any) -> Any:
+    """A model's outputs as NumPy arrays, in their structure (one array, or a dict by output)."""
+    return keras.tree.map_structure(np.asarray, outputs)
+
+
+def compare_outputs(expected: Any, answers: Any) -> dict:
+    """:func:`compare` for each output of a model with several (their largest difference, the
+    labels that differ in all), or for its one output."""
+    expected_outputs, answer_outputs = keras.tree.flatten(expected), keras.tree.flatten(_numpy(answers))
+    if len(expected_outputs) != len(answer_outputs):
+        raise UserError(f"the export gives {len(answer_outputs)} outputs, Keras {len(expected_outputs)}")
+    reports = [compare(np.asarray(mine), theirs) for mine, theirs in zip(expected_outputs, answer_outputs)]
+    report = {"largest_difference": max(report["largest_difference"] for report in reports)}
+    if any("labels_differ" in report for report in reports):
+        report["labels_differ"] = sum(report.get("labels_differ", 0) for report in reports)
+    return report
 
 
 def onnx_runner(model: Any, checked: int = 16) -> Callable[[np.ndarray], np.ndarray]:
@@ -315,7 +386,7 @@ def run_artifact(fmt: str, artifact: Path, x: np.ndarray, batch: int | None) -> 
         import tensorflow as tf
 
         loaded = tf.saved_model.load(str(artifact))  # Kept: its functions need its variables.
-        return np.asarray(loaded.serve(x))
+        return _numpy(loaded.serve(keras.tree.map_structure(tf.constant, x)))
     if fmt == "onnx":
         session = onnx_session(artifact)
         return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
