@@ -22,7 +22,7 @@ from pathlib import Path
 
 import keras
 
-from common import files, runs
+from common import backend, files, runs
 from common.config import Config, split_settings
 from common.errors import UserError
 from common.project import Project
@@ -84,6 +84,7 @@ def build(project: Project, model_args: list[str], name: str | None, overrides: 
     config = project.load_config(found[0][1], overrides, check_paths=True)
     _check_overrides_keep_the_split(found[0][0], configs[0], config, overrides)
 
+    backend.use_project_objects(project)  # The members may be of the project's own classes.
     models = [inference.load_model_file(model_file, compile=False) for model_file, _ in found]
     model = average(models, name=f"{project.name}_ensemble")
 

@@ -129,9 +129,7 @@ def _train_in(run: Run) -> Path:
     batches = training_batches(run, splits)
     model = create_model(run, splits)  # 1. create (or load the checkpoint of the run resumed)
     if run.progress is None:  # 2. compile, with the project's own loss, metrics... where it has them
-        compile_model(
-            model, run.config, len(batches), project_compile_options(run.project, run.config)
-        )
+        compile_model(model, run.config, len(batches), project_compile_options(run.project, run.config))
     train_seconds = fit_model(run, model, batches, splits)  # 3. fit
     model = save_model(run, model, splits)  # 4. save
     evaluate_model(run, model, splits, train_seconds)  # 5. predict the test split, beside a baseline

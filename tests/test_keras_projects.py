@@ -73,7 +73,9 @@ def forget(project: str, *registered: str) -> None:
     functions unknown to Keras, so a load must find them again through the project."""
     import keras
 
-    for name in [key for key in sys.modules if key == f"projects.{project}" or key.startswith(f"projects.{project}.")]:
+    for name in [
+        key for key in sys.modules if key == f"projects.{project}" or key.startswith(f"projects.{project}.")
+    ]:
         del sys.modules[name]
     for name in registered:
         keras.saving.get_custom_objects().pop(name, None)
@@ -84,7 +86,9 @@ def test_a_resumed_run_finds_the_projects_own_loss_again(cli):
 
     with ctrl_c_after_epoch(1):
         assert cli("train", "tumour", "--set", "train.early_stopping_patience=0").code != 0
-    [run_dir] = [path for path in (runs.models_dir() / "tumour").iterdir() if (path / "config.toml").is_file()]
+    [run_dir] = [
+        path for path in (runs.models_dir() / "tumour").iterdir() if (path / "config.toml").is_file()
+    ]
     forget("tumour", "focal_loss")
     result = cli("train", "tumour", "--resume", str(run_dir))
     assert result.code == 0, result.stderr
@@ -99,8 +103,8 @@ def test_a_registered_subclassed_model_is_found_wherever_it_is_loaded(cli, tmp_p
     assert cli("train", "denoiser", "--promote").code == 0
     run_dir = runs.latest_run("denoiser")
     metrics = metrics_of(run_dir)
-    assert metrics["error_ratio"] < 0.9  # it removes noise
-    assert len(pd.read_csv(run_dir / "epochs.csv")) == 6  # Keras' CSVLogger, from the callbacks hook
+    assert metrics["error_ratio"] < 0.85  # it removes noise
+    assert len(pd.read_csv(run_dir / "epochs.csv")) == 30  # Keras' CSVLogger, from the callbacks hook
 
     from PIL import Image
 
@@ -130,7 +134,9 @@ def test_a_text_model_trains_predicts_and_exports_where_a_format_takes_text(cli,
     assert cli("evaluate", "reviews").code == 0
     assert_one_line_error(
         cli("export", "reviews", "--format", "onnx", "--out", str(tmp_path / "onnx")),
-        "onnx export takes a model of one numeric input", "reads text", "--format tf_saved_model",
+        "onnx export takes a model of one numeric input",
+        "reads text",
+        "--format tf_saved_model",
     )
     assert not (tmp_path / "onnx").exists()
     saved = cli("export", "reviews", "--format", "tf_saved_model", "--out", str(tmp_path / "saved"))
@@ -141,21 +147,28 @@ def test_a_text_model_trains_predicts_and_exports_where_a_format_takes_text(cli,
 def test_two_inputs_and_two_outputs_with_per_output_losses_from_config_tables(cli, tmp_path):
     assert_one_line_error(
         cli("train", "twoway", "--set", "train.loss.kind=sparse_crossentropy"),
-        "train.loss.kind", "Keras knows no loss 'sparse_crossentropy'",
+        "train.loss.kind",
+        "Keras knows no loss 'sparse_crossentropy'",
     )
     assert not (runs.models_dir() / "twoway").exists()  # refused before any folder was made
     assert cli("train", "twoway", "--promote").code == 0
     run_dir = runs.latest_run("twoway")
     history = pd.read_csv(run_dir / "history.csv")
-    assert {"price_loss", "kind_loss", "price_mae", "kind_accuracy", "val_kind_accuracy"} <= set(history.columns)
-    # loss = price_loss + 0.5 * kind_loss, the config's loss weights
-    first = history.iloc[0]
-    assert first["val_loss"] == pytest.approx(first["val_price_loss"] + 0.5 * first["val_kind_loss"], rel=1e-3)
+    assert {"price_loss", "kind_loss", "price_mae", "kind_accuracy", "val_kind_accuracy"} <= set(
+        history.columns
+    )
+    # loss = price_loss + 0.5 * kind_loss, the config's loss weights (not 1.0 * kind_loss)
+    last = history.iloc[-1]
+    weighted = last["val_price_loss"] + 0.5 * last["val_kind_loss"]
+    assert last["val_loss"] == pytest.approx(weighted, rel=0.01)
+    assert abs(last["val_loss"] - weighted) < 0.1 * last["val_kind_loss"]
     metrics = metrics_of(run_dir)
     assert metrics["n_train"] == 540 and metrics["n_test"] == 180
     assert metrics["test_accuracy"] > metrics["baseline_accuracy"]
     assert metrics["test_price_mae"] < metrics["baseline_price_mae"]
-    assert json.loads((run_dir / "best.json").read_text())["val_loss"] == pytest.approx(history.val_loss.min())
+    assert json.loads((run_dir / "best.json").read_text())["val_loss"] == pytest.approx(
+        history.val_loss.min()
+    )
 
     house = tmp_path / "house.json"
     house.write_text(json.dumps({"size": 200, "rooms": 6, "region": 1}))
@@ -165,7 +178,8 @@ def test_two_inputs_and_two_outputs_with_per_output_losses_from_config_tables(cl
     assert cli("evaluate", "twoway").code == 0
     assert_one_line_error(
         cli("export", "twoway", "--format", "onnx", "--out", str(tmp_path / "onnx")),
-        "takes 2 inputs and gives 2 outputs", "--format tf_saved_model",
+        "takes 2 inputs and gives 2 outputs",
+        "--format tf_saved_model",
     )
     saved = cli("export", "twoway", "--format", "tf_saved_model", "--out", str(tmp_path / "saved"))
     assert saved.code == 0, saved.stderr
@@ -204,5 +218,6 @@ def test_continuing_with_weights_of_other_shapes_is_one_line(cli):
     run_dir = runs.latest_run("tumour")
     assert_one_line_error(
         cli("train", "tumour", "--continue-from", str(run_dir), "--set", "model.units=8"),
-        "does not fit the weights of", "(30, 8) against (30, 16)",
+        "does not fit the weights of",
+        "(30, 8) against (30, 16)",
     )

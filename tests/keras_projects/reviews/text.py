@@ -39,7 +39,9 @@ def build_model(config: Config, splits: Splits) -> keras.Model:
     """Words → indices (the vocabulary learnt from the training split) → embeddings → classes."""
     assert splits.train is not None
     settings = config.model
-    words = keras.layers.TextVectorization(settings.vocabulary, output_sequence_length=settings.sequence_length)
+    words = keras.layers.TextVectorization(
+        settings.vocabulary, output_sequence_length=settings.sequence_length
+    )
     words.adapt(splits.train[0])
     text = keras.Input(shape=(), dtype="string", name="text")
     hidden = keras.layers.Embedding(settings.vocabulary, settings.embedding)(words(text))

@@ -20,7 +20,9 @@ def load_data(config: Config, need_training: bool = True) -> Splits:
     """Stratified 60/20/20 splits; malignant (the rarer class) weighs more in training."""
     table = load_breast_cancer()
     x, y = table.data.astype("float32"), (table.target == 0).astype("float32")  # 1: malignant
-    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=config.seed)
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        x, y, test_size=0.2, stratify=y, random_state=config.seed
+    )
     x_train, x_val, y_train, y_val = train_test_split(
         x_rest, y_rest, test_size=0.25, stratify=y_rest, random_state=config.seed
     )
@@ -115,5 +117,12 @@ def _predict_file(model: keras.Model, path: str) -> dict:
     if x.shape[1] != model.input_shape[-1]:
         raise UserError(f"{path}: {x.shape[1]} columns, the model takes {model.input_shape[-1]}")
     chances = model.predict_on_batch(x).ravel()
-    return {"rows": [{"input": f"{path}:{row + 1}", "malignant": bool(chance > 0.5),
-                      "probability": round(float(chance), 4)} for row, chance in enumerate(chances)]}  # fmt: skip
+    rows = [
+        {
+            "input": f"{path}:{row + 1}",
+            "malignant": bool(chance > 0.5),
+            "probability": round(float(chance), 4),
+        }
+        for row, chance in enumerate(chances)
+    ]
+    return {"rows": rows}
