@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from common.data import is_structured
+
 
 @dataclass
 class _Pending:
@@ -87,7 +89,11 @@ class BatchingModel:
                 self._condition.notify()
 
     def predict_on_batch(self, x: Any) -> Any:
-        """The model's answer for ``x``'s rows, computed in one call with other requests' rows."""
+        """The model's answer for ``x``'s rows, computed in one call with other requests' rows.
+        The inputs of a model with several (a dict or list of arrays) are answered alone."""
+        if is_structured(x):
+            with self._whole_model:
+                return self.model.predict_on_batch(x)
         pending = _Pending(np.asarray(x))
         if pending.rows.ndim == 0:
             raise ValueError("predict_on_batch takes a batch: an array whose first axis counts its inputs")

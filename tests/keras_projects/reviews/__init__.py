@@ -13,4 +13,5 @@ PROJECT = Project(
     evaluate="text:evaluate",
     predict="text:predict",
     callbacks="text:callbacks",
+    web_api={"upload": ".txt", "upload_help": "a text file, one review a line"},
 )

@@ -13,5 +13,5 @@ PROJECT = Project(
     evaluate="houses:evaluate",
     predict="houses:predict",
     callbacks="houses:callbacks",
-    web_api={"batched": False},
+    web_api={"upload": ".json", "upload_help": "a JSON house: size, rooms, region"},
 )
