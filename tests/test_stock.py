@@ -123,6 +123,32 @@ def test_the_price_column_is_chosen_by_config(yahoo_csv: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "written, read",
+    [
+        (['"1,234.50"', '"1,240.25"'], [1234.50, 1240.25]),  # thousands separators
+        (['"12,345,678"', '"12,345,679.5"'], [12345678, 12345679.5]),
+        (['"153,39"', '"154,01"'], [153.39, 154.01]),  # decimal commas, quoted in a comma CSV
+        (['"1.234,50"', '"1.240,25"'], [1234.50, 1240.25]),  # dots grouping thousands, a decimal comma
+        (["153.39", "154.01"], [153.39, 154.01]),
+    ],
+)
+def test_numbers_are_read_in_the_convention_they_are_written_in(tmp_path: Path, written, read) -> None:
+    csv = tmp_path / "prices.csv"
+    csv.write_text("Date,Close\n2018-10-08," + written[0] + "\n2018-10-09," + written[1] + "\n")
+    table = stock_data.read_price_csv(csv)
+    numbers = stock_data.select_columns(table, "Close", [], str(csv))["Close"]
+    np.testing.assert_allclose(numbers, read)
+
+
+def test_a_column_mixing_thousands_separators_and_decimal_commas_is_one_line(tmp_path: Path) -> None:
+    csv = tmp_path / "prices.csv"
+    csv.write_text('Date,Close\n2018-10-08,"1,234.50"\n2018-10-09,"153,39"\n')
+    table = stock_data.read_price_csv(csv)
+    with pytest.raises(UserError, match="mixes thousands separators .* with decimal commas"):
+        stock_data.select_columns(table, "Close", [], str(csv))
+
+
+@pytest.mark.parametrize(
     "dates",
     [
         ["2018-10-08", "2018-10-31"],

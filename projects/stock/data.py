@@ -137,8 +137,10 @@ def read_price_csv(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}; pass a CSV file")
     try:
-        # Thousands separators ("1,234.50") appear in exchange exports; quoted fields keep them apart.
-        table = pd.read_csv(path, thousands=",", skipinitialspace=True)
+        # Thousands separators ("1,234.50") and decimal commas ("153,39") appear in exchange
+        # exports, quoted to keep them apart from the fields: such a column is read as text and
+        # its convention told apart in _to_numbers (pandas' thousands="," makes "153,39" 15339).
+        table = pd.read_csv(path, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
@@ -246,10 +248,30 @@ def select_columns(table: pd.DataFrame, column: str, features: list[str], origin
     return frame
 
 
+# "1,234.50" and "12,345,678": commas between groups of three digits. "153,39" and "1.234,50":
+# a decimal comma (a comma followed by three digits alone, "1,234", reads as thousands).
+_THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"
+_DECIMAL_COMMA = r"[+-]?\d{1,3}(?:\.\d{3})*,\d+|[+-]?\d+,\d+"
+
+
 def _to_numbers(values: pd.Series, name: str, origin: str) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return _finite(values.astype(np.float64), values, name, origin)
-    text = values.astype("string").str.strip().str.replace(",", "", regex=False)
+    text = values.astype("string").str.strip()
+    thousands = text.str.fullmatch(_THOUSANDS).fillna(False)
+    decimal_comma = text.str.fullmatch(_DECIMAL_COMMA).fillna(False) & ~thousands
+    if thousands.any() and decimal_comma.any():
+        first, other = thousands.to_numpy().nonzero()[0][0], decimal_comma.to_numpy().nonzero()[0][0]
+        raise UserError(
+            f"{origin}: column {name!r} mixes thousands separators ({values.iloc[first]!r}) with decimal "
+            f"commas ({values.iloc[other]!r}); write every number one way, e.g. 1234.50"
+        )
+    if decimal_comma.any():
+        # "1.234,50": the dots group thousands, the comma marks the decimals.
+        converted = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        text = text.where(~decimal_comma, converted)
+    else:
+        text = text.where(~thousands, text.str.replace(",", "", regex=False))
     numbers = pd.to_numeric(text, errors="coerce")
     bad = numbers.isna() & values.notna()
     if bad.any():
