@@ -22,6 +22,7 @@ loop LiteRT cannot take with a free batch size (an LSTM) is exported for one exa
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -77,6 +78,8 @@ def export(
             "PyTorch loads there as it is)"
         )
     model, config, model_file = inference.load_saved(project, model_arg, overrides)
+    folder = Path(out) if out else default_folder(project.name, model_file, fmt, quantize)
+    check_empty_folder(folder)
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to ..."
     splits = project.functions.load_data(config, need_training=quantize is not None)
     x_test, y_test = splits.test
@@ -87,11 +90,7 @@ def export(
     check_takes(fmt, graph, project.name)
     expected = _numpy(graph.predict_on_batch(checked))
 
-    folder = Path(out) if out else default_folder(project.name, model_file, fmt, quantize)
-    if folder.exists() and any(folder.iterdir()):
-        raise UserError(f"{folder} is not empty; give another --out, or remove it first")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    work = _work_folder_beside(folder)
     try:
         artifact = work / _ARTIFACT[fmt]
         calibration = None
@@ -120,13 +119,40 @@ def export(
                 f"{report.get('labels_differ', 0)} of {count(checked)} labels differ; nothing was kept"
             )
         files.write_json(report, work / "export.json")
-        folder.mkdir(exist_ok=True)
-        for item in work.iterdir():
-            item.rename(folder / item.name)
+        os.chmod(work, 0o755)  # mkdtemp's folder is its owner's alone; an export is for sharing.
+        try:
+            # One step: an empty folder is replaced, one another export filled meanwhile is not.
+            os.rename(work, folder)
+        except OSError as error:
+            raise UserError(
+                f"--out {folder}: could not put the export there ({error.strerror or error}; another "
+                "export into the same folder?); nothing of this one was kept"
+            ) from None
         report["path"] = str(folder / _ARTIFACT[fmt])
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def check_empty_folder(folder: Path) -> None:
+    """The export's folder is absent or empty, not a file, and not under one."""
+    if folder.is_file() or folder.is_symlink() and not folder.is_dir():
+        raise UserError(f"--out {folder}: is a file; name a folder for the export")
+    for parent in folder.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"--out {folder}: {parent} is a file, so nothing can be written under it")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise UserError(f"{folder} is not empty; give another --out, or remove it first")
+
+
+def _work_folder_beside(folder: Path) -> Path:
+    """A hidden folder beside ``folder`` that the export is written in before it is renamed into
+    place; one line when nothing can be written there (a read-only place)."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    except OSError as error:
+        raise UserError(f"--out {folder}: cannot write there ({error.strerror or error})") from None
 
 
 def check_request(fmt: str, quantize: str | None) -> None:

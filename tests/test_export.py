@@ -173,6 +173,28 @@ def test_an_artifact_that_disagrees_is_not_kept(trained, cli, tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []  # neither the artifact nor its work folder
 
 
+def test_two_exports_into_one_folder_keep_the_first_whole(trained, cli, tmp_path, monkeypatch):
+    """The second export to finish finds the folder filled (by the first, meanwhile) and keeps
+    nothing of its own: one line, the first's files untouched."""
+    from common import export
+
+    run_dir, data = trained["mnist"]
+    out = tmp_path / "out"
+    run = export.run_artifact
+
+    def another_export_finishes_meanwhile(*args):
+        out.mkdir()
+        (out / "model.onnx").write_bytes(b"the first export's")
+        return run(*args)
+
+    monkeypatch.setattr(export, "run_artifact", another_export_finishes_meanwhile)
+    result = cli("export", "mnist", "--model", run_dir, "--format", "onnx", "--out", out, *data)
+    assert_one_line_error(result, f"--out {out}: could not put the export there", "nothing of this one")
+    assert [path.name for path in out.iterdir()] == ["model.onnx"]
+    assert (out / "model.onnx").read_bytes() == b"the first export's"
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]  # no work folder left
+
+
 def test_export_requests_that_cannot_work_are_one_line(trained, cli, tmp_path, monkeypatch):
     from common import export
 
@@ -185,6 +207,12 @@ def test_export_requests_that_cannot_work_are_one_line(trained, cli, tmp_path, m
     (tmp_path / "full" / "keep.txt").write_text("mine")
     assert_one_line_error(cli(*asked, "--format", "onnx", "--out", tmp_path / "full", *data), "is not empty")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    (tmp_path / "a-file").write_text("mine")
+    onnx = [*asked, "--format", "onnx", *data, "--out"]
+    assert_one_line_error(cli(*onnx, tmp_path / "a-file"), "a-file: is a file")
+    assert_one_line_error(cli(*onnx, tmp_path / "a-file" / "export"), "is a file, so nothing can be written")
+    assert (tmp_path / "a-file").read_text() == "mine"
+    assert_one_line_error(cli(*onnx, "/proc/no-such-folder/export"), "cannot write there")
     monkeypatch.setitem(export._NEEDS, "onnx", ("no_such_converter",))
     assert_one_line_error(
         cli(*asked, "--format", "onnx"), "needs no_such_converter", "pip install -e '.[export]'"
