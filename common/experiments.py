@@ -188,6 +188,7 @@ def format_runs(rows: list[dict]) -> str:
             ", ".join(f"{key}={value}" for key, value in row["changed"].items()) for row in rows
         ],
     }
+    columns = {name: [printable(cell) for cell in cells] for name, cells in columns.items()}
     widths = {name: max(len(name), *(len(cell) for cell in cells)) for name, cells in columns.items()}
     lines = ["  ".join(name.ljust(widths[name]) for name in columns).rstrip()]
     for index in range(len(rows)):
@@ -196,13 +197,33 @@ def format_runs(rows: list[dict]) -> str:
 
 
 def _unreadable_lines(rows: list[dict]) -> list[str]:
-    return [f"{row['name']}: unreadable: {row['unreadable']}" for row in rows if row.get("unreadable")]
+    return [
+        printable(f"{row['name']}: unreadable: {row['unreadable']}") for row in rows if row.get("unreadable")
+    ]
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters (a terminal's escape sequences, line breaks) written
+    out as ``\\x1b``: what a run's files hold is shown, never obeyed by the terminal."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+# What ``compare --out`` may name: the formats matplotlib writes that a browser or viewer shows.
+PICTURE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 
 
 def compare(project: Project, run_dirs: list[Path], out_path: Path) -> str:
     """Configs (differing keys only) and scores of several runs side by side as text, and their
     validation curves in one PNG at ``out_path``; a run whose files cannot be read is left out
     and named, with the file and why."""
+    if out_path.suffix.lower() not in PICTURE_SUFFIXES:
+        raise UserError(
+            f"--out {out_path}: the validation curves are a picture; "
+            f"name a {', '.join(PICTURE_SUFFIXES)} file"
+        )
     described = [describe_run(project, run_dir) for run_dir in run_dirs]
     readable = [(row, run_dir) for row, run_dir in zip(described, run_dirs) if not row.get("unreadable")]
     rows = [row for row, _ in readable]
@@ -230,7 +251,7 @@ def compare(project: Project, run_dirs: list[Path], out_path: Path) -> str:
     unplotted = _plot_validation_curves([run_dir for _, run_dir in readable], names, out_path)
     lines += [f"{name}: no curve: {problem}" for name, problem in unplotted.items()]
     lines.append(f"validation curves: {out_path}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for text in lines for line in text.split("\n"))
 
 
 def resolve_runs(project: Project, names: list[str]) -> list[Path]:

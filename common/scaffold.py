@@ -27,6 +27,9 @@ from common.paths import PROJECTS_DIR, ROOT
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 # Short enough that every generated line stays within the house's 110 columns.
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,23}")
+# Names a project cannot have: models/pretrained/ holds the shipped models, a project named as a
+# package of the template's would shadow it on import, and models/<name>/ would mix with them.
+RESERVED_NAMES = ("bench", "common", "data", "docs", "models", "pretrained", "projects", "tests")
 
 
 def templates() -> list[str]:
@@ -59,6 +62,11 @@ def create_project(
     if not _NAME.fullmatch(name) or keyword.iskeyword(name):
         raise UserError(
             f"new {name!r}: use a lowercase Python name of up to 24 letters, digits or _, e.g. new sensors"
+        )
+    if name in RESERVED_NAMES:
+        raise UserError(
+            f"new {name}: the name is taken by the template's own folders ({', '.join(RESERVED_NAMES)}); "
+            "choose another"
         )
     choices = like_choices()
     if like not in choices:

@@ -45,6 +45,17 @@ def test_runs_lists_every_run_with_its_score_and_changed_keys(toy_project, model
     assert_one_line_error(cli("runs", TOY, "--sort", "accuracyy"), "--sort accuracyy")
 
 
+def test_a_runs_files_are_shown_never_obeyed_by_the_terminal(toy_project, models_dir, cli):  # noqa: F811
+    assert cli("train", TOY).code == 0
+    run_dir = runs.latest_run(TOY)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["data_source"] = "\x1b[2J\x1b[31mcleared"
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    shown = cli("runs", TOY)
+    assert shown.code == 0 and "\x1b" not in shown.stdout
+    assert "\\x1b[2J\\x1b[31mcleared" in shown.stdout
+
+
 def test_an_interrupted_run_is_listed_as_such(toy_project, models_dir, cli):  # noqa: F811
     assert cli("train", TOY).code == 0
     run_dir = runs.latest_run(TOY)
@@ -69,6 +80,8 @@ def test_compare_shows_differing_keys_scores_and_writes_the_curves(toy_project, 
         assert picture.width > 600
     assert_one_line_error(cli("compare", TOY, names[0]), "two or more runs")
     assert_one_line_error(cli("compare", TOY, names[0], "nonesuch"), "nonesuch: not a run folder")
+    assert_one_line_error(cli("compare", TOY, *names, "--out", tmp_path / "x.txt"), "x.txt", "name a .png")
+    assert not (tmp_path / "x.txt").exists()
 
 
 @pytest.mark.slow
@@ -120,6 +133,11 @@ def test_new_refuses_a_bad_or_taken_name(cli):
     assert_one_line_error(cli("new", "My-Project"), "lowercase Python name")
     assert_one_line_error(cli("new", "mnist"), "already exists")
     assert_one_line_error(cli("new", "class"), "lowercase Python name")
+    for taken in ("projects", "pretrained"):
+        assert_one_line_error(cli("new", taken), f"new {taken}: the name is taken by the template's own")
+    assert (
+        not (ROOT / "projects" / "projects").exists() and not (ROOT / "tests" / "test_pretrained.py").exists()
+    )
 
 
 def test_new_writes_nothing_through_a_symlink_left_at_its_test_file(tmp_path):
