@@ -32,6 +32,9 @@ LR_SCHEDULES = ("constant", "plateau", "cosine")
 # train.distribution and train.precision (common/devices.py applies them).
 DISTRIBUTIONS = ("none", "data_parallel")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# train.cpu_devices: logical devices to try data-parallel training on a CPU; each takes a thread
+# pool and a replica of the model, so thousands would exhaust the machine before training.
+MAX_CPU_DEVICES = 64
 
 # Keys every project must have, with the check each value must pass beyond its type.
 _REQUIRED_CHECKS = {
@@ -171,7 +174,11 @@ def validate(config: Config, base_dir: Path | None = None, check_paths: bool = T
     if "precision" in train:
         require_choice(config, "train.precision", PRECISIONS, "a precision policy", any_case=True)
     for key, check, requirement in (
-        ("cpu_devices", lambda value: value >= 1, "must be 1 (the CPU as one device) or more"),
+        (
+            "cpu_devices",
+            lambda value: 1 <= value <= MAX_CPU_DEVICES,
+            f"must be 1 (the CPU as one device) to {MAX_CPU_DEVICES}",
+        ),
         ("momentum", lambda value: 0 <= value < 1, "must lie in [0, 1) (0 = off)"),
         ("weight_decay", lambda value: value >= 0, "must be 0 (off) or more"),
         ("plateau_factor", lambda value: 0 < value < 1, "must lie between 0 and 1"),

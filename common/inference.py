@@ -8,6 +8,8 @@ batches), so answering a request reads only this module beside the project's own
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -166,6 +168,10 @@ def predict_saved(
     input as it is ready (an unreadable input gives ``{"input", "error"}``). ``overrides`` are
     ``--set`` changes to the model's saved config; ``options`` go to the project's ``predict``."""
     inputs = images.expand_folders(inputs)
+    for item in inputs:
+        # A FIFO or a device would be waited on forever (or read without end) by any reader.
+        if os.path.exists(item) and not os.path.isdir(item) and not stat.S_ISREG(os.stat(item).st_mode):
+            raise UserError(f"{item}: not a regular file (a pipe or a device); pass files")
     model, config, model_file = load_saved(project, model_arg, overrides, announce=False)
     announcement = runs.describe_model(project, model_file, chosen_by_default=model_arg is None)
     # Said once the model has answered something: an input that could not be read gets its

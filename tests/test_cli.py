@@ -160,6 +160,7 @@ def test_listing_shows_every_project_and_its_configs(cli):
         ("train.distribution=data-parallel", ["'train.distribution'", "did you mean 'data_parallel'"]),
         ("train.precision=float16", ["'train.precision'", "mixed_float16"]),
         ("train.cpu_devices=0", ["'train.cpu_devices'"]),
+        ("train.cpu_devices=100000", ["'train.cpu_devices'", "to 64"]),
     ],
 )
 def test_bad_config_values_stop_before_any_data_or_folder(override, fragments, models_dir, cli):
@@ -289,6 +290,13 @@ def test_several_photos_with_an_image_file_name_for_out_is_an_error(tmp_path, cl
     result = cli("predict", "emojify", str(photo), str(photo), "--whole", "--out", str(out))
     assert_one_line_error(result, "--out", "folder")
     assert not out.exists()
+
+
+def test_predict_on_a_pipe_is_one_line_not_a_wait(tmp_path):
+    pipe = tmp_path / "digit.png"
+    os.mkfifo(pipe)
+    # A reader would wait for a writer forever: the subprocess' timeout fails the test instead.
+    assert_one_line_error(run_subprocess("predict", "mnist", str(pipe), timeout=90), "not a regular file")
 
 
 def test_predict_reads_each_photo_only_when_its_turn_comes(tmp_path):
