@@ -48,7 +48,7 @@ import pandas as pd
 import tomli_w
 
 from common import files, runs
-from common.config import FREE_TABLES, Config, read_toml
+from common.config import FREE_TABLES, Config, read_toml, validate
 from common.errors import Interrupted, UserError
 from common.project import Project
 
@@ -81,9 +81,16 @@ def search_space(project: Project, config: Config) -> dict[str, Any]:
             ) from None
         if isinstance(current, dict):
             raise UserError(f"[tune.space] names {key!r}, a table; name one of its keys")
+        if key == "seed":
+            raise UserError(
+                "[tune.space] names 'seed', which draws the splits: trials compared on different "
+                "validation splits are not compared; search 'train.seed' for the initial weights instead"
+            )
         if isinstance(values, list):
             if not values:
                 raise UserError(f"[tune.space] {key!r}: give one or more values to try")
+            for value in values:
+                _check_value(project, config, key, value)
         elif isinstance(values, dict) and len(values) == 1:
             [(kind, bounds)] = values.items()
             if kind not in ("log_uniform", "uniform", "int") or not (
@@ -95,11 +102,25 @@ def search_space(project: Project, config: Config) -> dict[str, Any]:
                 )
             if kind == "log_uniform" and bounds[0] <= 0:
                 raise UserError(f"[tune.space] {key!r}: log_uniform needs a low bound above 0")
+            for value in bounds:
+                _check_value(project, config, key, value)
         else:
             raise UserError(
                 f"[tune.space] {key!r}: expected a list or a one-entry table; received {values!r}"
             )
     return space
+
+
+def _check_value(project: Project, config: Config, key: str, value: Any) -> None:
+    """A value the space offers passes the checks a ``--set`` of it would (its type, its range,
+    the project's own rules), before the first trial rather than in the middle of the search."""
+    try:
+        trial = config.with_overrides([_override(key, value)])
+        validate(trial, check_paths=False)
+        if project.functions.validate_config is not None:
+            project.functions.validate_config(trial)
+    except UserError as error:
+        raise UserError(f"[tune.space] {key!r}: {value!r} cannot be tried: {error}") from None
 
 
 def _declare(hp: Any, key: str, values: Any, current: Any) -> Any:

@@ -349,6 +349,14 @@ def test_an_interrupted_search_stops_and_the_same_command_reruns_the_interrupted
         ('"train.learning_rate" = { log_uniform = [-1.0, 1.0] }', "log_uniform needs a low bound above 0"),
         ('"data" = [1, 2]', "'data', a table; name one of its keys"),
         ('"data.nope" = [1, 2]', "'data.nope', which is not a config key of curves_fixture"),
+        ('"seed" = [1, 2]', "names 'seed', which draws the splits"),
+        ('"train.epochs" = [2, "many"]', "'train.epochs': 'many' cannot be tried: config key 'train.epochs'"),
+        (
+            '"train.learning_rate" = [0.1, -0.5]',
+            "-0.5 cannot be tried: config key 'train.learning_rate' must",
+        ),
+        ('"train.epochs" = { int = [0, 3] }', "'train.epochs': 0 cannot be tried"),
+        ('"train.optimizer" = ["adam", "adamm"]', "did you mean 'adam'"),
     ],
 )
 def test_each_malformed_search_space_entry_is_one_line_naming_it(space, message, curves):  # noqa: F811
