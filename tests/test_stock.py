@@ -23,7 +23,7 @@ from common.config import load_config
 from common.errors import UserError
 from projects.stock import data as stock_data
 from projects.stock.evaluate import format_report
-from projects.stock.predict import format_prediction, price_decimals, significant
+from projects.stock.predict import format_prediction, price_decimals, recursive_forecast, significant
 from projects.stock.settings import validate_config
 from projects.stock.significance import diebold_mariano, format_p_value, verdict
 from tests.conftest import SHARED_DATA, assert_one_line_error, run_subprocess
@@ -393,7 +393,8 @@ def test_evaluate_scores_the_saved_model(trained_run, trained_models, cli, tmp_p
 
 def test_predict_forecasts_business_days_after_the_last_row(trained_run, trained_models, cli) -> None:
     csv = trained_run[0]
-    result = cli("predict", "stock", csv, "--days", "3", "--json")
+    # No file: the series the model was trained on (its config's data.path), with its saved band.
+    result = cli("predict", "stock", "--days", "3", "--json")
     assert result.code == 0, result.stderr
     forecast = json.loads(result.stdout.strip().splitlines()[-1])
     last_date = random_walk()["Date"].iloc[-1]  # A Friday: the next business days skip the weekend.
@@ -408,6 +409,7 @@ def test_predict_forecasts_business_days_after_the_last_row(trained_run, trained
     assert np.allclose(forecast["upper"], np.array(forecast["forecast"]) + half_widths, rtol=1e-8)
     assert np.allclose(forecast["lower"], np.array(forecast["forecast"]) - half_widths, rtol=1e-8)
     assert np.all(np.diff(np.subtract(forecast["upper"], forecast["lower"])) >= 0)
+    assert "calibrated on the training series' validation period" in forecast["interval"]
 
     # The same model forecasts another file's shape (NSE, newest first), and prints a table.
     nse = write_nse(csv.with_name("nse.csv"), random_walk(seed=3))
@@ -420,6 +422,49 @@ def test_predict_forecasts_business_days_after_the_last_row(trained_run, trained
         assert re.fullmatch(r"  \d{4}-\d\d-\d\d +\d+\.\d\d   \[\d+\.\d\d, \d+\.\d\d\]", line), line
         price, low, high = (float(number) for number in re.findall(r"\d+\.\d\d", line))
         assert low < price < high
+
+
+def test_a_series_given_to_predict_calibrates_its_own_interval(trained_run, trained_models) -> None:
+    """A series moving 10% a day, ten times the training series: a band from the training series
+    would hold the next price on about a fifth of days; its own calibration holds about 90%."""
+    from common import inference, registry
+    from projects.stock.predict import interval_for, saved_calibration
+
+    model, config, _ = inference.load_saved(registry.get_project("stock"), None, announce=False)
+    calibration = saved_calibration(model)
+    rng = np.random.default_rng(7)
+    prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.10, 450)))
+    frame = pd.DataFrame({"Close": prices}, index=pd.bdate_range("2015-01-01", periods=450))
+    held, days = 0, range(330, 430)
+    for last in days:  # the forecast made after day `last`, against the true day after it
+        relative, how = interval_for(model, frame.iloc[: last + 1], config, calibration, own_series=True)
+        forecast = recursive_forecast(model, frame.to_numpy()[None, last - config.data.window : last + 1],
+                                      np.array([False]), config.data.target, 1)[0, 0]  # fmt: skip
+        held += abs(prices[last + 1] - forecast) <= relative[0] * prices[last]
+    assert "calibrated on this series' own last 250 days" in how
+    assert calibration["relative_half_widths"][0] < 0.05 < 0.1 < relative[0]
+    assert 0.8 <= held / len(days) <= 0.97
+
+    short = frame.iloc[:60]  # 60 days - the window - the calibrated horizons: under 60 origins
+    relative, how = interval_for(model, short, config, calibration, own_series=True)
+    assert relative == calibration["relative_half_widths"]
+    needs = config.data.window + len(calibration["relative_half_widths"]) + 60
+    assert f"too short to calibrate its own (60 days, needs {needs})" in how and "the band is the training series'" in how
+
+
+def test_a_last_move_far_beyond_any_before_is_flagged(trained_run, trained_models, cli) -> None:
+    from projects.stock.predict import last_move_warning
+
+    prices = random_walk()["Close"].to_numpy()
+    assert last_move_warning(prices) == ""
+    jumped = np.append(prices, prices[-1] * 1000)
+    assert last_move_warning(jumped).startswith("the last day moved +99900.0%")
+    walk = random_walk()
+    walk.loc[len(walk) - 1, ["Open", "High", "Low", "Close", "Adj Close"]] *= 1000
+    csv = write_yahoo(trained_run[0].with_name("jumped.csv"), walk)
+    table = cli("predict", "stock", csv, "--days", "1")
+    assert table.code == 0, table.stderr
+    assert "  warning: the last day moved +99900.0%" in table.stdout
 
 
 def test_json_prices_keep_ten_significant_digits_however_small():
@@ -1183,6 +1228,24 @@ def test_a_window_longer_than_the_series_is_one_line(tmp_path, models_dir, cli) 
     csv = write_yahoo(tmp_path / "prices.csv", random_walk(days=120))
     result = cli("train", "stock", "--set", f"data.path={csv}", "--set", "data.window=200")
     assert_one_line_error(result, "too few rows for data.window = 200")
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        {"relative_half_widths": [0.01, 0.02], "method": "adaptive"},  # no coverage
+        {"relative_half_widths": [0.01, 0.02], "coverage": 0.9},  # no method
+        {"relative_half_widths": [0.01], "coverage": 1.5, "method": "adaptive"},
+        {"relative_half_widths": [], "coverage": 0.9, "method": "adaptive"},
+        ["not", "a", "table"],
+    ],
+)
+def test_a_damaged_interval_calibration_is_one_line(tmp_path: Path, saved) -> None:
+    from projects.stock.intervals import read_intervals
+
+    (tmp_path / "intervals.json").write_text(json.dumps(saved))
+    with pytest.raises(UserError, match="intervals.json: .*train the model again"):
+        read_intervals(tmp_path)
 
 
 def test_the_report_prints_the_intervals_and_each_horizon_in_order() -> None:

@@ -119,8 +119,14 @@ def read_intervals(folder: Path) -> dict | None:
     try:
         calibration = json.loads(path.read_text())
         relative = [float(value) for value in calibration["relative_half_widths"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"{path}: not a readable interval calibration; train the model again") from None
+        coverage, method = float(calibration["coverage"]), calibration["method"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(
+            f"{path}: not a readable interval calibration (it needs relative_half_widths, coverage and "
+            "method); train the model again"
+        ) from None
     if not relative or not all(math.isfinite(value) and value >= 0 for value in relative):
         raise UserError(f"{path}: holds impossible half-widths; train the model again")
+    if not 0 < coverage < 1 or not isinstance(method, str):
+        raise UserError(f"{path}: holds an impossible coverage {coverage!r}; train the model again")
     return calibration

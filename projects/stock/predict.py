@@ -6,11 +6,14 @@ and so on. One model serves every horizon, but errors compound and the path soon
 the training drift: past a few days it says little more than persistence does.
 
 Each forecast day comes with an interval meant to hold the true price with the probability
-asked in ``evaluate.coverage`` (90% by default): the conformal half-width of that horizon,
-calibrated when the model was trained on the validation period's recursive forecasts
-(``intervals.py``; stored in the run folder as ``intervals.json``), times the last true price.
-Past the last calibrated horizon it widens like ``sqrt(days ahead)``. A model saved without that
-file forecasts without intervals.
+asked in ``evaluate.coverage`` (90% by default): the conformal half-width of that horizon times
+the last true price. For the series the model was trained on, the half-widths are those
+calibrated in training on the validation period's recursive forecasts (``intervals.py``; stored
+in the run folder as ``intervals.json``). A file given to ``predict`` is another series, which
+may move far more or less: its own last days of recursive forecasts calibrate its band, or, when
+it is too short for that, the output says the band is the training series'. Past the last
+calibrated horizon it widens like ``sqrt(days ahead)``. A model saved without that file
+forecasts without intervals. A last daily move far beyond every move before it is flagged.
 
 An extra input column of an invented day is not forecast: its price columns (Open, High...) move
 by the same factor as the forecast price, and its volume repeats the last day's.
@@ -38,7 +41,7 @@ from projects.stock.data import (
     target_to_price,
     values_to_features,
 )
-from projects.stock.intervals import horizon_half_widths, read_intervals
+from projects.stock.intervals import conformal_quantile, horizon_half_widths, read_intervals, relative_errors
 
 DEFAULT_DAYS = 5
 MAX_HISTORY = 5000  # True prices given back with a forecast, for a chart: about 20 years.
@@ -97,17 +100,90 @@ def predict(
     if calibration is None:
         result["interval"] = "none: the model was saved without interval calibration (train it again)"
     else:
-        half_widths = horizon_half_widths(calibration["relative_half_widths"], days) * series.prices[-1]
-        result["interval"] = (
-            f"{calibration['coverage']:.0%} conformal interval, calibrated on validation "
-            f"({calibration['method']}); wider each day ahead"
-        )
+        relative, result["interval"] = interval_for(model, series.frame, config, calibration, bool(inputs))
+        half_widths = horizon_half_widths(relative, days) * series.prices[-1]
         result["lower"] = [significant(price) for price in forecast - half_widths]
         result["upper"] = [significant(price) for price in forecast + half_widths]
+    warning = last_move_warning(series.prices)
+    if warning:
+        result["warning"] = warning
     if history:
         result["history_dates"] = [f"{date:%Y-%m-%d}" for date in series.dates[-history:]]
         result["history"] = [significant(price) for price in series.prices[-history:]]
     return [result]
+
+
+# A series given to predict calibrates its own interval from its last CALIBRATION_ORIGINS days of
+# recursive forecasts, when it has at least MIN_CALIBRATION_ORIGINS (fewer would give a band from
+# a handful of errors: conformal's rank needs 9 for 90%, and a band that holds on few days).
+CALIBRATION_ORIGINS = 250
+MIN_CALIBRATION_ORIGINS = 60
+# A last daily move this many times the largest of the series before it is flagged: a typo, a
+# split or a unit change in the file more often than a market's move.
+SURPRISING_MOVE = 5.0
+
+
+def interval_for(
+    model: keras.Model, frame: pd.DataFrame, config: Config, calibration: dict, own_series: bool
+) -> tuple[list[float], str]:
+    """The per-horizon relative half-widths of a forecast's interval, and how they were made.
+
+    The saved calibration holds the errors of the model on its training series' validation
+    period: another series (a file given to ``predict``) may move far more or less, so its own
+    recent history calibrates the band instead (the same conformal rule, on the model's recursive
+    forecasts from each of its last days), where it has enough; else the band is said to be the
+    training series'."""
+    coverage = calibration["coverage"]
+    saved = [float(value) for value in calibration["relative_half_widths"]]
+    trained_on = (
+        f"{coverage:.0%} conformal interval, calibrated on the training series' validation period "
+        f"({calibration['method']}); wider each day ahead"
+    )
+    if not own_series:
+        return saved, trained_on
+    window, horizons = config.data.window, len(saved)
+    values = frame.to_numpy(np.float64)
+    # Origins with every day of the horizon known: row window .. len - 1 - horizons.
+    origins = np.arange(window, len(values) - horizons)[-CALIBRATION_ORIGINS:]
+    if len(origins) < MIN_CALIBRATION_ORIGINS:
+        return saved, (
+            f"{trained_on}; this series is too short to calibrate its own ({len(frame)} days, needs "
+            f"{window + horizons + MIN_CALIBRATION_ORIGINS}), so the band is the training series' and "
+            "holds only if this one moves alike"
+        )
+    histories = np.stack([values[origin - window : origin + 1] for origin in origins])
+    volume = np.array([is_volume_column(str(name)) for name in frame.columns])
+    with np.errstate(all="ignore"):
+        forecast = recursive_forecast(model, histories, volume, config.data.target, horizons)
+    prices = values[:, 0]
+    actual = prices[origins[:, None] + np.arange(1, horizons + 1)]
+    scores = relative_errors(actual, forecast, prices[origins][:, None])
+    if not np.isfinite(scores).all():
+        return saved, f"{trained_on}; the model's forecasts of this series' past are not finite numbers"
+    # Wider with the horizon: a longer way ahead is never more certain than a shorter one.
+    relative = np.maximum.accumulate(
+        [conformal_quantile(scores[:, day], coverage) for day in range(horizons)]
+    )
+    return [float(value) for value in relative], (
+        f"{coverage:.0%} conformal interval, calibrated on this series' own last {len(origins)} days of "
+        "forecasts (split conformal); wider each day ahead"
+    )
+
+
+def last_move_warning(prices: np.ndarray) -> str:
+    """A warning when the series' last daily move is far beyond every move before it, else ``""``."""
+    if len(prices) < 3:
+        return ""
+    moves = np.abs(np.diff(np.log(np.asarray(prices, np.float64))))
+    largest_before = float(np.max(moves[:-1]))
+    if not moves[-1] > SURPRISING_MOVE * largest_before:
+        return ""
+    change = prices[-1] / prices[-2] - 1
+    return (
+        f"the last day moved {change:+.1%} ({significant(prices[-2])} to {significant(prices[-1])}), over "
+        f"{SURPRISING_MOVE:g} times the largest move before it ({np.expm1(largest_before):.1%}): check the "
+        "file (a typo, a split, another unit); the forecast and its interval take it as real"
+    )
 
 
 def saved_calibration(model: keras.Model) -> dict | None:
@@ -216,6 +292,8 @@ def format_prediction(result: dict) -> str:
         f"{result['last_date']}; forecast ({result['method']})"
         + (f"; interval: {result['interval']}" if "interval" in result else "")
     ]
+    if "warning" in result:
+        lines.append(f"  warning: {result['warning']}")
     for day, (date, price) in enumerate(zip(result["dates"], result["forecast"])):
         line = f"  {date}  {format_price(price, decimals, 12)}"
         if "lower" in result:
