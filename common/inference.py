@@ -145,7 +145,7 @@ def evaluate_saved(
             f"stand-in {splits.source} would not measure it on unseen data. Give the real data with --set "
             f"data.path=..., or score a run trained on the stand-in with --model latest"
         )
-    log.info("data: %s (n_test=%d)", splits.source, len(splits.test[1]))
+    log.info("data: %s (n_test=%d)", splits.source, splits.sizes()["n_test"])
     if out_dir is None:
         out_dir = runs.new_run_dir(f"{project.name}/evaluations")
     out_dir.mkdir(parents=True, exist_ok=True)

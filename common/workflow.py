@@ -275,8 +275,8 @@ def save_model(run: Run, model: keras.Model, splits: Splits) -> keras.Model:
         run.run_dir / checkpoints.HISTORY_FILE,
         run.run_dir / "learning_curves.png",
         title=(
-            f"{splits.source}; n_train = {len(splits.train[1]):,}, "
-            f"n_validation = {len(splits.validation[1]):,}"
+            f"{splits.source}; n_train = {splits.sizes()['n_train']:,}, "
+            f"n_validation = {splits.sizes()['n_validation']:,}"
         ),
     )
     if devices.batch_multiple(run.placement) > 1:
