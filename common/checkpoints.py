@@ -327,7 +327,7 @@ def check_resume_files(project: Project, run_dir: Path, config: Config) -> dict 
 
     def damaged(problem: str) -> UserError:
         if any(runs.archive_problem(path) is None for path in (last, best)):
-            start = runs.continuation_model(run_dir)
+            start = runs.continuation_model(run_dir, announce=False)
             advice = (
                 f"start a new run from its {start.name} with `python -m common train {project.name} "
                 f"--continue-from {run_dir}`, or delete the folder"

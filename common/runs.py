@@ -122,7 +122,13 @@ def run_state(run_dir: Path) -> str:
         return state
     if (run_dir / MODEL_FILE).is_file() and (run_dir / METRICS_FILE).is_file():
         return COMPLETED
-    return INTERRUPTED if (run_dir / LAST_CHECKPOINT).is_file() else FAILED
+    if (run_dir / LAST_CHECKPOINT).is_file():
+        return INTERRUPTED
+    # Its config saved, and killed before its first state was written: nothing was trained, so
+    # it resumes from the first epoch (a failure would have been recorded, with its message).
+    return (
+        INTERRUPTED if (run_dir / CONFIG_FILE).is_file() and not (run_dir / STATE_FILE).exists() else FAILED
+    )
 
 
 def set_state(run_dir: Path, state: str, **details: Any) -> None:
@@ -266,13 +272,17 @@ def check_continuable(project: str, run_arg: Path) -> Path:
     return run_dir
 
 
-def continuation_model(run_dir: Path) -> Path:
+def continuation_model(run_dir: Path, announce: bool = True) -> Path:
     """The weights ``--continue-from`` starts from: the completed run's model, or the last
-    checkpoint of an interrupted one; its best checkpoint when the last one is damaged."""
+    checkpoint of an interrupted one; its best checkpoint when the last one is damaged (said
+    when ``announce``: not when the name is only given as advice)."""
     if run_state(run_dir) == INTERRUPTED:
         last, best = run_dir / LAST_CHECKPOINT, run_dir / BEST_CHECKPOINT
         if archive_problem(last) is not None and archive_problem(best) is None:
-            log.warning("%s is damaged (%s); starting from %s", last.name, archive_problem(last), best.name)
+            if announce:
+                log.warning(
+                    "%s is damaged (%s); starting from %s", last.name, archive_problem(last), best.name
+                )
             return best
         return last
     return run_dir / MODEL_FILE
@@ -413,6 +423,13 @@ def check_promotable(project: str, run_arg: str) -> Path:
             else "only a completed run can answer"
         )
         raise UserError(f"promote {run_arg}: this run is {state}, not completed; {advice}")
+    for name in (MODEL_FILE, METRICS_FILE, CONFIG_FILE):
+        if (run_dir / name).is_symlink():
+            # Its score and config would describe a model that is another run's.
+            raise UserError(
+                f"promote {run_arg}: its {name} is a link to {os.readlink(run_dir / name)}, not this run's "
+                "own; promote the run that made it"
+            )
     return run_dir
 
 

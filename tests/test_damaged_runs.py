@@ -122,12 +122,15 @@ def test_resume_refuses_a_damaged_run_in_one_line_and_leaves_it_resumable(
     assert runs.latest_run(TOY) is None
 
 
-def test_a_damaged_last_checkpoint_leaves_the_best_one_to_continue_from(interrupted, models_dir, cli):
+def test_a_damaged_last_checkpoint_leaves_the_best_one_to_continue_from(interrupted, models_dir, cli, caplog):
     import keras
 
     best = keras.saving.load_model(interrupted / runs.BEST_CHECKPOINT).get_weights()
     _replace(interrupted / runs.LAST_CHECKPOINT, os.urandom(20000))
-    assert_one_line_error(cli("train", TOY, "--resume", str(interrupted)), "--continue-from")
+    refused = cli("train", TOY, "--resume", str(interrupted))
+    assert_one_line_error(refused, "--continue-from")
+    # It starts from nothing: it refused (the best checkpoint is named only as advice).
+    assert not [record for record in caplog.records if "starting from" in record.getMessage()]
     started_from = []
     original_fit = keras.Model.fit
 
@@ -143,6 +146,20 @@ def test_a_damaged_last_checkpoint_leaves_the_best_one_to_continue_from(interrup
     for started, weights in zip(started_from[0], best, strict=True):
         assert (started == weights).all()
     assert runs.run_state(interrupted) == runs.INTERRUPTED
+
+
+def test_a_run_killed_while_writing_its_first_state_resumes(toy_project, models_dir, cli):  # noqa: F811
+    """Its config saved, its state.json never whole: nothing was trained and nothing failed."""
+    assert cli("train", TOY, "--name", "whole", "--set", "train.epochs=2").code == 0
+    [whole] = [path for path in (models_dir / TOY).iterdir() if path.name.endswith("-whole")]
+    killed = runs.new_run_dir(TOY, "killed")
+    shutil.copy(whole / runs.CONFIG_FILE, killed / runs.CONFIG_FILE)
+    (killed / f".{runs.STATE_FILE}.partial").write_bytes(b'{"state": "runn')
+    assert runs.run_state(killed) == runs.INTERRUPTED
+    result = cli("train", TOY, "--resume", str(killed))
+    assert result.code == 0, result.stderr
+    assert runs.run_state(killed) == runs.COMPLETED
+    assert json.loads((killed / "metrics.json").read_text())["epochs_run"] == 2
 
 
 def test_a_bug_during_a_resume_leaves_the_run_resumable_not_failed(interrupted, models_dir, cli):

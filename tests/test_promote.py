@@ -171,3 +171,14 @@ def test_train_promote_and_what_cannot_be_promoted(toy_project, models_dir, cli,
     assert_one_line_error(cli("predict", TOY, "1.0"), "promoted", "no longer a completed run", "--clear")
     assert cli("promote", TOY, "--clear").code == 0
     assert_one_line_error(cli("predict", TOY, "1.0"), f"train {TOY} --promote")
+
+
+def test_a_run_whose_model_is_a_link_to_another_runs_is_not_promoted(toy_project, models_dir, cli):  # noqa: F811
+    for name in ("mine", "other"):
+        assert cli("train", TOY, "--name", name).code == 0
+    [mine] = [path for path in (models_dir / TOY).iterdir() if path.name.endswith("-mine")]
+    [other] = [path for path in (models_dir / TOY).iterdir() if path.name.endswith("-other")]
+    (mine / runs.MODEL_FILE).unlink()
+    (mine / runs.MODEL_FILE).symlink_to(other / runs.MODEL_FILE)
+    assert_one_line_error(cli("promote", TOY, str(mine)), "model.keras is a link to", "not this run's own")
+    assert runs.promoted_run(TOY) is None

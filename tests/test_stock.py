@@ -449,7 +449,10 @@ def test_a_series_given_to_predict_calibrates_its_own_interval(trained_run, trai
     relative, how = interval_for(model, short, config, calibration, own_series=True)
     assert relative == calibration["relative_half_widths"]
     needs = config.data.window + len(calibration["relative_half_widths"]) + 60
-    assert f"too short to calibrate its own (60 days, needs {needs})" in how and "the band is the training series'" in how
+    assert (
+        f"too short to calibrate its own (60 days, needs {needs})" in how
+        and "the band is the training series'" in how
+    )
 
 
 def test_a_last_move_far_beyond_any_before_is_flagged(trained_run, trained_models, cli) -> None:
