@@ -192,8 +192,8 @@ def _build_parser(predict_project: str | None = None) -> argparse.ArgumentParser
         "--like",
         default="classifier",
         metavar="TEMPLATE|PROJECT",
-        help="a template of common/templates/ (classifier, series) or a project, meaning the template "
-        "it is like (default: classifier)",
+        help="a template of common/templates/ (classifier, series, text, tabular) or a project, meaning "
+        "the template it is like (default: classifier)",
     )
 
     serve = commands.add_parser(

@@ -3,11 +3,13 @@
 It writes ``projects/<name>/`` (config with comments, settings, data, model, evaluation beside a
 baseline, prediction, README) and ``tests/test_<name>.py`` from a template folder in
 ``common/templates/``: ``classifier``, an image classifier that trains offline on the digits
-scikit-learn ships, or ``series``, a forecaster on a generated series. ``--like`` takes a
-template's name or a project's, meaning the template that project declares it is like
-(``Project(like=...)``). Right after
-it, ``make train-<name> ARGS=--promote``, ``predict``, ``runs`` and ``make test`` work; then the user replaces
-the data loader and the model with their own.
+scikit-learn ships; ``series``, a forecaster on a generated series; ``text``, a text classifier
+of raw text (a ``TextVectorization`` layer inside the model) on generated customer messages; or
+``tabular``, a binary classifier of a table on scikit-learn's breast-cancer tumours, with a focal
+loss, metric objects, class weights and a callback of its own. ``--like`` takes a template's name
+or a project's, meaning the template that project declares it is like (``Project(like=...)``).
+Right after it, ``make train-<name> ARGS=--promote``, ``predict``, ``runs`` and ``make test``
+work; then the user replaces the data loader and the model with their own.
 """
 
 from __future__ import annotations

@@ -85,10 +85,25 @@ def test_compare_shows_differing_keys_scores_and_writes_the_curves(toy_project, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("like", ["mnist", "stock"])
+@pytest.mark.parametrize("like", ["mnist", "stock", "text", "tabular"])
 def test_new_writes_a_project_that_trains_predicts_and_passes_its_own_test(
     like, tmp_path, monkeypatch, models_dir, cli
 ):
+    assert_new_project_passes_its_own_test(like, tmp_path, monkeypatch, models_dir, cli)
+
+
+@pytest.mark.parametrize("like", ["text", "tabular"])
+def test_a_new_text_or_tabular_project_is_clean_and_passes_its_own_test(
+    like, tmp_path, monkeypatch, models_dir, cli
+):
+    """The quick templates, in every run of the suite: their generated tests train for two
+    epochs on small offline data, a few seconds each."""
+    assert_new_project_passes_its_own_test(like, tmp_path, monkeypatch, models_dir, cli)
+
+
+def assert_new_project_passes_its_own_test(like, tmp_path, monkeypatch, models_dir, cli) -> None:
+    """``new fresh_<like> --like <like>`` writes files that pass ruff's lint and format check, a
+    project that ``list`` shows, and a test file whose test passes with this suite's fixtures."""
     import projects
     from common import scaffold
 
