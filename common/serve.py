@@ -30,6 +30,7 @@ import base64
 import errno
 import functools
 import inspect
+import io
 import ipaddress
 import logging
 import socket
@@ -45,6 +46,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
@@ -62,6 +64,10 @@ PAGE_FILE = "page.html"
 # A client must send its whole request (headers and body) within this many seconds of connecting
 # (or of its previous answer): half-sent requests cannot pile up.
 SECONDS_TO_SEND_A_REQUEST = 10.0
+# The annotated picture (emojify's ``?annotated=true``) comes back at most this many pixels on its
+# longer side: a page shows it at about that size, and a phone photo at full resolution made a
+# reply of many megabytes.
+ANNOTATED_MAX_SIDE = 800
 # Requests handled at once; each one's reading and preprocessing runs in its own thread.
 REQUEST_THREADS = 64
 MAX_BATCH = 64
@@ -358,9 +364,19 @@ def predict_upload(
         if "error" in result:
             raise UserError(result["error"])
         if picture and spec.get("picture_option") and "annotated" in result:
-            data = (Path(folder) / "annotated.png").read_bytes()
-            result["annotated"] = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+            result["annotated"] = _display_data_url(Path(folder) / "annotated.png")
         return result
+
+
+def _display_data_url(path: Path, max_side: int = ANNOTATED_MAX_SIDE) -> str:
+    """The picture at ``path`` as a base64 PNG data URL, scaled down to at most ``max_side`` pixels
+    on its longer side: the size a page shows it at, whatever the size of the photo it was drawn on."""
+    with Image.open(path) as opened:
+        picture = opened.convert("RGB")
+    picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _client_name(filename: str | None) -> str:

@@ -94,6 +94,25 @@ def test_emojify_api_finds_the_faces_predict_finds(client, cli, tmp_path):
     assert "annotated" not in plain and plain["faces"] == expected["faces"]
 
 
+def test_the_annotated_picture_of_a_large_photo_comes_back_at_display_size(client, tmp_path):
+    """A photo of several megapixels: the drawn picture is scaled down to the page's size, so the
+    reply stays far smaller than the photo's pixels would make it."""
+    import base64
+    import io
+
+    photo = tmp_path / "large.jpg"
+    Image.open(HOPPER).convert("RGB").resize((2048, 2400)).save(photo, quality=90)
+    assert photo.stat().st_size < 2 * 2**20  # Under the fixture's upload limit.
+    response = upload(client, "/api/emojify/predict", photo, annotated="true")
+    assert response.status_code == 200, response.text
+    assert len(response.json()["faces"]) >= 1
+    data = response.json()["annotated"].removeprefix("data:image/png;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(data))) as picture:
+        assert max(picture.size) == 800
+        assert picture.size[0] / picture.size[1] == pytest.approx(2048 / 2400, abs=0.01)
+    assert len(response.content) < 1.5 * 2**20, len(response.content)
+
+
 def test_a_text_file_is_a_json_error_naming_the_upload(client, tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("not a picture at all\n" * 20)
