@@ -96,17 +96,23 @@ class ServedProject:
         return f"/api/{self.project.name}/{self.web_api['verb']}"
 
     def health(self) -> dict:
-        """Which model answers, what it was trained on and its recorded test score."""
+        """Which model answers, what it was trained on and its recorded test score, with no folder of
+        the server named (:func:`common.paths.shown_text`): a run trained on a CSV records its path."""
         metrics = runs.read_metrics(self.model_file.parent)
         key = self.project.headline.metric
         score = {"metric": key, "value": metrics[key]} if key in metrics else None
         return {
             "model": paths.shown_path(self.model_file),
-            "described": runs.describe_model(
-                self.project, self.model_file, chosen_by_default=True, show_path=paths.shown_path
-            ),
+            "described": [
+                paths.shown_text(line)
+                for line in runs.describe_model(
+                    self.project, self.model_file, chosen_by_default=True, show_path=paths.shown_path
+                )
+            ],
             "promoted": self.model_file.parent.resolve() != runs.pretrained_dir(self.project.name).resolve(),
-            "data_source": metrics.get("data_source"),
+            "data_source": paths.shown_text(str(metrics["data_source"]))
+            if "data_source" in metrics
+            else None,
             "stand_in_data": bool(metrics.get("stand_in_data")),
             "score": score,
             "baseline_accuracy": metrics.get("baseline_accuracy"),
@@ -194,7 +200,8 @@ def create_app(
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
 ) -> FastAPI:
     """The web app: pages, ``/api/<project>/<verb>``, ``/api/health`` and offline ``/docs``."""
-    unavailable = unavailable or {}
+    # A reason names the model file that could not be loaded: shown without the server's folders.
+    unavailable = {name: paths.shown_text(reason) for name, reason in (unavailable or {}).items()}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -361,6 +368,7 @@ def predict_upload(
         result = results[0]
         if upload is not None:
             result = _renamed(result, inputs[0], shown_as)
+        result = _shown(result)  # A forecast of the configured series names its CSV, for one.
         if "error" in result:
             raise UserError(result["error"])
         if picture and spec.get("picture_option") and "annotated" in result:
@@ -377,6 +385,17 @@ def _display_data_url(path: Path, max_side: int = ANNOTATED_MAX_SIDE) -> str:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _shown(result: Any) -> Any:
+    """The result with every text in it as a client is shown it (:func:`common.paths.shown_text`)."""
+    if isinstance(result, str):
+        return paths.shown_text(result)
+    if isinstance(result, dict):
+        return {key: _shown(value) for key, value in result.items()}
+    if isinstance(result, list):
+        return [_shown(value) for value in result]
+    return result
 
 
 def _client_name(filename: str | None) -> str:
@@ -495,11 +514,12 @@ class LocalGuard:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    """Every error is ``{"error": "..."}`` with its status, never a traceback page."""
+    """Every error is ``{"error": "..."}`` with its status, never a traceback page, and names no
+    folder of the server (a project's error may name the CSV its config reads)."""
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, error: UserError) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse({"error": paths.shown_text(str(error))}, status_code=400)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:

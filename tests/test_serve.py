@@ -403,6 +403,72 @@ def test_a_project_without_a_model_answers_503_saying_how_to_train_one(models_di
         assert "stock is not served: no trained stock model" in refused.json()["error"]
 
 
+def test_no_answer_names_a_folder_of_the_server(models_dir, cli, monkeypatch, tmp_path):
+    """Run folders under a temporary folder, a stock model trained on a CSV there, a project whose
+    model cannot be loaded: neither that folder nor the repository's own is in any answer (health,
+    the 503, each project's answer, an error naming the configured CSV)."""
+    from common import runs, serve
+
+    csv = tmp_path / "data" / "prices.csv"
+    csv.parent.mkdir()
+    days = 300
+    prices = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0.0003, 0.012, days)))
+    dates = [
+        f"{date:%Y-%m-%d}" for date in np.arange("2017-01-02", days * 2, dtype="datetime64[D]").astype(object)
+    ]
+    csv.write_text("Date,Close\n" + "".join(f"{date},{price}\n" for date, price in zip(dates, prices)))
+    tiny = ["data.window=10", "model.units=[4]", "train.epochs=1", "train.batch_size=32"]
+    trained = cli(
+        "train", "stock", "--set", f"data.path={csv}", *(f"--set={item}" for item in tiny), "--promote"
+    )
+    assert trained.code == 0, trained.stderr
+    served, _ = serve.load_projects(["mnist", "emojify", "stock"])
+    shipped = runs.pretrained_dir
+    broken = models_dir / "shipped"
+    (broken / "emojify").mkdir(parents=True)
+    (broken / "emojify" / "model.keras").write_bytes(b"not a model")
+    monkeypatch.setattr(
+        runs, "pretrained_dir", lambda name: broken / name if name == "emojify" else shipped(name)
+    )
+    _, unavailable = serve.load_projects(["emojify"])
+    assert str(tmp_path) in unavailable["emojify"]  # What the terminal is told names the file.
+
+    answers = []
+    with TestClient(serve.create_app(served), raise_server_exceptions=False) as client:
+        answers.append(client.get("/api/health"))
+        answers.append(upload(client, "/api/mnist/predict", drawn_digit(tmp_path / "seven.png")))
+        answers.append(upload(client, "/api/emojify/predict", HOPPER, annotated="true"))
+        answers.append(client.post("/api/stock/forecast", params={"days": 2, "history": 3}))
+        csv.rename(tmp_path / "moved.csv")  # The configured series is gone: the error names it.
+        answers.append(client.post("/api/stock/forecast", params={"days": 2}))
+    with TestClient(serve.create_app({}, unavailable), raise_server_exceptions=False) as client:
+        answers.append(client.get("/api/health"))
+        answers.append(client.post("/api/emojify/predict", files={"file": ("a.png", b"x", "image/png")}))
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 200, 400, 200, 503]
+    for answer in answers:
+        for folder in {str(tmp_path), str(tmp_path.resolve()), str(ROOT)}:
+            assert folder not in answer.text, answer.text[:2000]
+    health = answers[0].json()["projects"]
+    assert health["stock"]["data_source"].startswith("prices.csv, column Close")
+    assert answers[3].json()["input"].startswith("prices.csv, column Close")
+    assert "'prices.csv', which is not here" in answers[4].json()["error"]
+    reason = "$MODELS_DIR/shipped/emojify/model.keras: not a Keras model file"
+    assert answers[5].json()["unavailable"]["emojify"].startswith(reason)
+    assert reason in answers[6].json()["error"]
+
+
+def test_a_text_shown_to_clients_keeps_addresses_and_cuts_paths(models_dir):
+    from common.paths import shown_text
+
+    assert (
+        shown_text(f"{ROOT}/data/stock/a.csv: bad, and /srv/x/b.csv too")
+        == "data/stock/a.csv: bad, and b.csv too"
+    )
+    assert shown_text(f"{models_dir}/stock/run/model.keras") == "$MODELS_DIR/stock/run/model.keras"
+    kept = "see https://example.com/a/b and/or 10/20 (arch.data.sp500)"
+    assert shown_text(kept) == kept
+
+
 def _through_upload_limit(limit: int, chunks: list[bytes], content_length: int | None = None) -> dict:
     """Sends a request body of ``chunks``, each its own ASGI ``http.request`` message (as a
     chunked upload arrives), through the upload limit to an app that reads the whole body and
