@@ -26,12 +26,14 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import errno
 import functools
 import inspect
 import io
 import ipaddress
+import json
 import logging
 import socket
 import tempfile
@@ -220,6 +222,7 @@ def create_app(
     _add_error_handlers(app)
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
     app.add_middleware(LocalGuard)
+    app.add_middleware(AnswerWhenStopped)  # Outermost of ours: it sees every request's end.
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     swagger = _swagger_ui_folder()
     if swagger is not None:
@@ -513,6 +516,43 @@ class LocalGuard:
         await JSONResponse({"error": f"refused: {problem}"}, status_code=403)(scope, receive, send)
 
 
+class AnswerWhenStopped:
+    """Answers a request that the server gives up on while stopping with 503 and a JSON error.
+
+    On SIGTERM or Ctrl-C uvicorn waits a few seconds for requests in progress, then cancels them;
+    the cancellation is not an ``Exception``, so no exception handler sees it, and uvicorn itself
+    would answer a plain-text 500. A request already answering is left to be cut off.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            log.warning("stopping: %s %s was answered 503", scope["method"], scope["path"])
+            # The task goes on to send this answer, then ends: nothing else of it is left to run.
+            refusal = {
+                "error": "the server is stopping before it answered; send the request again when it is back"
+            }
+            await JSONResponse(refusal, status_code=503, headers={"Connection": "close"})(
+                scope, receive, send
+            )
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     """Every error is ``{"error": "..."}`` with its status, never a traceback page, and names no
     folder of the server (a project's error may name the CSV its config reads)."""
@@ -640,6 +680,24 @@ def _timed_protocol() -> type:
             self.read_timer = None
             if self.conn.their_state in reading and not self.transport.is_closing():
                 self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            """What h11 cannot parse, answered as every other error is: JSON (uvicorn's own is plain
+            text, and it has no setting for it). ``msg`` is uvicorn's generic sentence; h11's own
+            reason, which may quote the request, stays in the log."""
+            body = json.dumps({"error": "invalid HTTP request: the server could not parse it"}).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
+            for event in (
+                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                h11.Data(data=body),
+                h11.EndOfMessage(),
+            ):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
 
     return TimedH11Protocol
 

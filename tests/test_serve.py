@@ -815,6 +815,78 @@ def test_a_half_sent_request_is_dropped_after_the_read_timeout(tmp_path):
         assert _post(address, "/api/answers/predict", "x.bin", b"abc") == (200, {"answer": 1})
 
 
+def test_a_request_the_server_stops_before_answering_gets_a_json_503(tmp_path):
+    """Stopping (SIGTERM, Ctrl-C) waits a while for requests in progress, then gives up on them:
+    each is answered with a JSON error saying so, not uvicorn's plain-text 500."""
+    import uvicorn
+
+    from common import serve
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_predict(model, inputs, config):
+        entered.set()
+        release.wait(timeout=60)
+        return [{"answer": 1}]
+
+    config = serve.server_config(serve.create_app(_served(tmp_path, "slow", slow_predict)), quiet=True)
+    config.timeout_graceful_shutdown = 0.5
+    server = uvicorn.Server(config)
+    sock = serve.listening_socket("127.0.0.1", 0)
+    address = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    answers: list[tuple[int, str, bytes]] = []
+
+    def call() -> None:
+        request = urllib.request.Request(
+            f"{address}/api/slow/predict",
+            data=b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n\r\n'
+            b"a\r\n--b--\r\n",
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+            method="POST",
+        )
+        try:
+            urllib.request.urlopen(request, timeout=60)
+        except urllib.error.HTTPError as error:
+            answers.append((error.code, error.headers["content-type"], error.read()))
+
+    caller = threading.Thread(target=call)
+    try:
+        caller.start()
+        assert entered.wait(timeout=60)
+        server.should_exit = True  # What SIGTERM does.
+        caller.join(timeout=30)
+    finally:
+        release.set()
+        thread.join(timeout=30)
+        sock.close()
+    [(status, content_type, body)] = answers
+    assert (status, content_type) == (503, "application/json"), body
+    assert "the server is stopping" in json.loads(body)["error"]
+
+
+def test_a_malformed_request_is_a_json_400(tmp_path):
+    """uvicorn answers what it cannot parse as HTTP before the app sees it; that answer is JSON too."""
+    from common import serve
+
+    answers = _served(tmp_path, "answers", lambda model, inputs, config: [{"answer": 1}])
+    with running(serve.create_app(answers)) as address:
+        port = int(address.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            reply = b""
+            while chunk := connection.recv(65536):
+                reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), reply
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"error": "invalid HTTP request: the server could not parse it"}
+
+
 def test_a_port_in_use_is_one_line_before_any_model_loads():
     from tests.conftest import assert_one_line_error, run_subprocess
 
