@@ -55,6 +55,7 @@ from starlette.exceptions import HTTPException
 from common import paths, registry, runs
 from common.batching import BatchingModel
 from common.errors import UserError
+from common.images import picture_memory
 from common.project import Project, predict_options
 
 log = logging.getLogger(__name__)
@@ -362,9 +363,11 @@ def predict_upload(
             options = {**options, spec["picture_option"]: Path(folder) / "annotated.png"}
         # Batched: requests run side by side, their model calls gathered; else one at a time.
         # predict yields lazily, so it runs whole inside the block.
+        # A picture it reads waits until it fits in the memory pictures may take, and keeps its
+        # share until the answer is written (common.images.picture_memory).
         model = item.batching or item.model
         try:
-            with item.batching.request() if item.batching else item.lock:
+            with picture_memory.request(), item.batching.request() if item.batching else item.lock:
                 results = list(item.project.functions.predict(model, inputs, item.config, **options))
         except UserError as error:
             raise UserError(_renamed(str(error), inputs[0], shown_as) if inputs else str(error)) from None

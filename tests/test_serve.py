@@ -139,6 +139,88 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded(client, tmp_path):
         assert "too large to read safely" in response.json()["error"]
 
 
+def blank_png(width: int, height: int, ink: tuple[int, int, int, int] | None = None) -> bytes:
+    """A transparent RGBA PNG of any size, a few hundred kilobytes however many pixels it has,
+    written without ever holding its pixels; with ``ink``, a bar of it across the middle third."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    clear = b"\0" + bytes(4 * width)
+    inked = b"\0" + bytes(4 * (width // 3)) + bytes(ink or (0, 0, 0, 0)) * (width - 2 * (width // 3))
+    inked += bytes(4 * (width // 3))
+    packer = zlib.compressobj(6)
+    data = b"".join(
+        packer.compress(inked if ink and height // 3 <= row < 2 * height // 3 else clear)
+        for row in range(height)
+    )
+    data += packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def test_mnist_refuses_a_picture_far_larger_than_a_digit_needs_before_decoding_it(client):
+    """A 7999x7999 PNG is 265 KB but 256 MB decoded: MNIST, which needs 28x28, refuses it unread."""
+    png = blank_png(7999, 7999)
+    assert len(png) < 2**20
+    started = time.monotonic()
+    response = client.post("/api/mnist/predict", files={"file": ("huge.png", png, "image/png")})
+    assert response.status_code == 400, response.text
+    assert (
+        "huge.png: 7999x7999 pixels is too large to read safely (limit 16 megapixels)"
+        in response.json()["error"]
+    )
+    assert time.monotonic() - started < 2  # Refused from its header, not decoded.
+
+
+def test_pictures_read_at_once_wait_for_memory_and_are_read_scaled_down(monkeypatch, tmp_path):
+    """Four large PNGs read by four threads at once: the bytes they take together never go over
+    the budget (some wait for others), and each comes back scaled down, not converted at full size."""
+    from common import images
+
+    picture = tmp_path / "large.png"
+    picture.write_bytes(blank_png(3000, 3000, ink=(0, 0, 0, 255)))
+    budget = images.PictureMemory(100 * 2**20)  # More than one of these reads, less than two.
+    monkeypatch.setattr(images, "picture_memory", budget)
+    arrays: list[np.ndarray] = []
+    start = threading.Barrier(4)
+
+    def read() -> None:
+        start.wait(timeout=30)
+        with budget.request():
+            arrays.append(images.read_image(picture, "L", max_side=1000))
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(arrays) == 4 and budget.used == 0
+    assert 36 * 2**20 < budget.most <= budget.total  # One read's share at least; never over.
+    for array in arrays:
+        assert array.shape == (1000, 1000)
+        assert array[500, 500] == 0 and array[100, 500] == 255  # Ink on white paper.
+
+
+def test_a_large_photos_faces_are_found_and_boxed_in_its_own_pixels(client, tmp_path):
+    """A photo larger than emojify reads it is scaled down for the search; its boxes are the
+    photo's own, the boxes of the same photo at a fifth of the size times five."""
+    small, large = tmp_path / "small.png", tmp_path / "large.jpg"
+    hopper = Image.open(HOPPER).convert("RGB")
+    hopper.save(small)
+    hopper.resize((hopper.width * 5, hopper.height * 5), Image.Resampling.BICUBIC).save(
+        large, compress_level=1
+    )
+    [face] = upload(client, "/api/emojify/predict", small).json()["faces"]
+    response = upload(client, "/api/emojify/predict", large)
+    assert response.status_code == 200, response.text
+    [big_face] = response.json()["faces"]
+    for ours, theirs in zip(big_face["box"], face["box"]):
+        assert ours == pytest.approx(5 * theirs, abs=60)  # Found at another scale: a few pixels apart.
+
+
 def test_an_upload_over_the_limit_is_refused_with_413(client):
     big = b"\x89PNG" + bytes(3 * 2**20)
     response = client.post("/api/mnist/predict", files={"file": ("big.png", big, "image/png")})
