@@ -7,6 +7,7 @@ without loading project discovery or the run machinery.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,22 @@ def shown_path(path: Path) -> str:
     if resolved.is_relative_to(models_dir().resolve()):
         return f"$MODELS_DIR/{resolved.relative_to(models_dir().resolve())}"
     return resolved.name
+
+
+# An absolute path inside a sentence: ``/`` (or ``C:\\``) not after a word, a dot or ``:`` (so
+# ``https://`` and ``and/or`` are left alone), its folders, and the last part, kept.
+_ABSOLUTE_IN_TEXT = re.compile(r"(?<![\w.:/\\$])(?:/|[A-Za-z]:[\\/])(?:[^\s/\\'\"`,;()\[\]]+[/\\])+")
+
+
+def shown_text(text: str) -> str:
+    """A message or description (an error, a run's ``data_source``) as a web client is shown it:
+    a path inside the repository made relative to it, one inside ``$MODELS_DIR`` named from there,
+    and any other absolute path cut to its last part. What the server's folders are called is
+    nobody else's business, and one named in an error is a hint to whoever probes it."""
+    for folder, shown in ((ROOT, ""), (models_dir(), "$MODELS_DIR/")):
+        for form in {str(folder.resolve()), str(folder)}:
+            text = text.replace(form.rstrip("/\\") + os.sep, shown)
+    return _ABSOLUTE_IN_TEXT.sub("", text)
 
 
 def short_path(path: Path) -> str:

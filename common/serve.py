@@ -26,11 +26,14 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import errno
 import functools
 import inspect
+import io
 import ipaddress
+import json
 import logging
 import socket
 import tempfile
@@ -45,12 +48,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
 from common import paths, registry, runs
 from common.batching import BatchingModel
 from common.errors import UserError
+from common.images import picture_memory
 from common.project import Project, predict_options
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,10 @@ PAGE_FILE = "page.html"
 # A client must send its whole request (headers and body) within this many seconds of connecting
 # (or of its previous answer): half-sent requests cannot pile up.
 SECONDS_TO_SEND_A_REQUEST = 10.0
+# The annotated picture (emojify's ``?annotated=true``) comes back at most this many pixels on its
+# longer side: a page shows it at about that size, and a phone photo at full resolution made a
+# reply of many megabytes.
+ANNOTATED_MAX_SIDE = 800
 # Requests handled at once; each one's reading and preprocessing runs in its own thread.
 REQUEST_THREADS = 64
 MAX_BATCH = 64
@@ -90,17 +99,23 @@ class ServedProject:
         return f"/api/{self.project.name}/{self.web_api['verb']}"
 
     def health(self) -> dict:
-        """Which model answers, what it was trained on and its recorded test score."""
+        """Which model answers, what it was trained on and its recorded test score, with no folder of
+        the server named (:func:`common.paths.shown_text`): a run trained on a CSV records its path."""
         metrics = runs.read_metrics(self.model_file.parent)
         key = self.project.headline.metric
         score = {"metric": key, "value": metrics[key]} if key in metrics else None
         return {
             "model": paths.shown_path(self.model_file),
-            "described": runs.describe_model(
-                self.project, self.model_file, chosen_by_default=True, show_path=paths.shown_path
-            ),
+            "described": [
+                paths.shown_text(line)
+                for line in runs.describe_model(
+                    self.project, self.model_file, chosen_by_default=True, show_path=paths.shown_path
+                )
+            ],
             "promoted": self.model_file.parent.resolve() != runs.pretrained_dir(self.project.name).resolve(),
-            "data_source": metrics.get("data_source"),
+            "data_source": paths.shown_text(str(metrics["data_source"]))
+            if "data_source" in metrics
+            else None,
             "stand_in_data": bool(metrics.get("stand_in_data")),
             "score": score,
             "baseline_accuracy": metrics.get("baseline_accuracy"),
@@ -188,7 +203,8 @@ def create_app(
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
 ) -> FastAPI:
     """The web app: pages, ``/api/<project>/<verb>``, ``/api/health`` and offline ``/docs``."""
-    unavailable = unavailable or {}
+    # A reason names the model file that could not be loaded: shown without the server's folders.
+    unavailable = {name: paths.shown_text(reason) for name, reason in (unavailable or {}).items()}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -207,6 +223,7 @@ def create_app(
     _add_error_handlers(app)
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
     app.add_middleware(LocalGuard)
+    app.add_middleware(AnswerWhenStopped)  # Outermost of ours: it sees every request's end.
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     swagger = _swagger_ui_folder()
     if swagger is not None:
@@ -346,21 +363,45 @@ def predict_upload(
             options = {**options, spec["picture_option"]: Path(folder) / "annotated.png"}
         # Batched: requests run side by side, their model calls gathered; else one at a time.
         # predict yields lazily, so it runs whole inside the block.
+        # A picture it reads waits until it fits in the memory pictures may take, and keeps its
+        # share until the answer is written (common.images.picture_memory).
         model = item.batching or item.model
         try:
-            with item.batching.request() if item.batching else item.lock:
+            with picture_memory.request(), item.batching.request() if item.batching else item.lock:
                 results = list(item.project.functions.predict(model, inputs, item.config, **options))
         except UserError as error:
             raise UserError(_renamed(str(error), inputs[0], shown_as) if inputs else str(error)) from None
         result = results[0]
         if upload is not None:
             result = _renamed(result, inputs[0], shown_as)
+        result = _shown(result)  # A forecast of the configured series names its CSV, for one.
         if "error" in result:
             raise UserError(result["error"])
         if picture and spec.get("picture_option") and "annotated" in result:
-            data = (Path(folder) / "annotated.png").read_bytes()
-            result["annotated"] = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+            result["annotated"] = _display_data_url(Path(folder) / "annotated.png")
         return result
+
+
+def _display_data_url(path: Path, max_side: int = ANNOTATED_MAX_SIDE) -> str:
+    """The picture at ``path`` as a base64 PNG data URL, scaled down to at most ``max_side`` pixels
+    on its longer side: the size a page shows it at, whatever the size of the photo it was drawn on."""
+    with Image.open(path) as opened:
+        picture = opened.convert("RGB")
+    picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _shown(result: Any) -> Any:
+    """The result with every text in it as a client is shown it (:func:`common.paths.shown_text`)."""
+    if isinstance(result, str):
+        return paths.shown_text(result)
+    if isinstance(result, dict):
+        return {key: _shown(value) for key, value in result.items()}
+    if isinstance(result, list):
+        return [_shown(value) for value in result]
+    return result
 
 
 def _client_name(filename: str | None) -> str:
@@ -478,12 +519,50 @@ class LocalGuard:
         await JSONResponse({"error": f"refused: {problem}"}, status_code=403)(scope, receive, send)
 
 
+class AnswerWhenStopped:
+    """Answers a request that the server gives up on while stopping with 503 and a JSON error.
+
+    On SIGTERM or Ctrl-C uvicorn waits a few seconds for requests in progress, then cancels them;
+    the cancellation is not an ``Exception``, so no exception handler sees it, and uvicorn itself
+    would answer a plain-text 500. A request already answering is left to be cut off.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            log.warning("stopping: %s %s was answered 503", scope["method"], scope["path"])
+            # The task goes on to send this answer, then ends: nothing else of it is left to run.
+            refusal = {
+                "error": "the server is stopping before it answered; send the request again when it is back"
+            }
+            await JSONResponse(refusal, status_code=503, headers={"Connection": "close"})(
+                scope, receive, send
+            )
+
+
 def _add_error_handlers(app: FastAPI) -> None:
-    """Every error is ``{"error": "..."}`` with its status, never a traceback page."""
+    """Every error is ``{"error": "..."}`` with its status, never a traceback page, and names no
+    folder of the server (a project's error may name the CSV its config reads)."""
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, error: UserError) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse({"error": paths.shown_text(str(error))}, status_code=400)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
@@ -604,6 +683,24 @@ def _timed_protocol() -> type:
             self.read_timer = None
             if self.conn.their_state in reading and not self.transport.is_closing():
                 self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            """What h11 cannot parse, answered as every other error is: JSON (uvicorn's own is plain
+            text, and it has no setting for it). ``msg`` is uvicorn's generic sentence; h11's own
+            reason, which may quote the request, stays in the log."""
+            body = json.dumps({"error": "invalid HTTP request: the server could not parse it"}).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
+            for event in (
+                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                h11.Data(data=body),
+                h11.EndOfMessage(),
+            ):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
 
     return TimedH11Protocol
 

@@ -94,6 +94,25 @@ def test_emojify_api_finds_the_faces_predict_finds(client, cli, tmp_path):
     assert "annotated" not in plain and plain["faces"] == expected["faces"]
 
 
+def test_the_annotated_picture_of_a_large_photo_comes_back_at_display_size(client, tmp_path):
+    """A photo of several megapixels: the drawn picture is scaled down to the page's size, so the
+    reply stays far smaller than the photo's pixels would make it."""
+    import base64
+    import io
+
+    photo = tmp_path / "large.jpg"
+    Image.open(HOPPER).convert("RGB").resize((2048, 2400)).save(photo, quality=90)
+    assert photo.stat().st_size < 2 * 2**20  # Under the fixture's upload limit.
+    response = upload(client, "/api/emojify/predict", photo, annotated="true")
+    assert response.status_code == 200, response.text
+    assert len(response.json()["faces"]) >= 1
+    data = response.json()["annotated"].removeprefix("data:image/png;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(data))) as picture:
+        assert max(picture.size) == 800
+        assert picture.size[0] / picture.size[1] == pytest.approx(2048 / 2400, abs=0.01)
+    assert len(response.content) < 1.5 * 2**20, len(response.content)
+
+
 def test_a_text_file_is_a_json_error_naming_the_upload(client, tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("not a picture at all\n" * 20)
@@ -118,6 +137,88 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded(client, tmp_path):
         response = client.post(route, files={"file": ("bomb.png", png, "image/png")})
         assert response.status_code == 400, response.text
         assert "too large to read safely" in response.json()["error"]
+
+
+def blank_png(width: int, height: int, ink: tuple[int, int, int, int] | None = None) -> bytes:
+    """A transparent RGBA PNG of any size, a few hundred kilobytes however many pixels it has,
+    written without ever holding its pixels; with ``ink``, a bar of it across the middle third."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    clear = b"\0" + bytes(4 * width)
+    inked = b"\0" + bytes(4 * (width // 3)) + bytes(ink or (0, 0, 0, 0)) * (width - 2 * (width // 3))
+    inked += bytes(4 * (width // 3))
+    packer = zlib.compressobj(6)
+    data = b"".join(
+        packer.compress(inked if ink and height // 3 <= row < 2 * height // 3 else clear)
+        for row in range(height)
+    )
+    data += packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def test_mnist_refuses_a_picture_far_larger_than_a_digit_needs_before_decoding_it(client):
+    """A 7999x7999 PNG is 265 KB but 256 MB decoded: MNIST, which needs 28x28, refuses it unread."""
+    png = blank_png(7999, 7999)
+    assert len(png) < 2**20
+    started = time.monotonic()
+    response = client.post("/api/mnist/predict", files={"file": ("huge.png", png, "image/png")})
+    assert response.status_code == 400, response.text
+    assert (
+        "huge.png: 7999x7999 pixels is too large to read safely (limit 16 megapixels)"
+        in response.json()["error"]
+    )
+    assert time.monotonic() - started < 2  # Refused from its header, not decoded.
+
+
+def test_pictures_read_at_once_wait_for_memory_and_are_read_scaled_down(monkeypatch, tmp_path):
+    """Four large PNGs read by four threads at once: the bytes they take together never go over
+    the budget (some wait for others), and each comes back scaled down, not converted at full size."""
+    from common import images
+
+    picture = tmp_path / "large.png"
+    picture.write_bytes(blank_png(3000, 3000, ink=(0, 0, 0, 255)))
+    budget = images.PictureMemory(100 * 2**20)  # More than one of these reads, less than two.
+    monkeypatch.setattr(images, "picture_memory", budget)
+    arrays: list[np.ndarray] = []
+    start = threading.Barrier(4)
+
+    def read() -> None:
+        start.wait(timeout=30)
+        with budget.request():
+            arrays.append(images.read_image(picture, "L", max_side=1000))
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(arrays) == 4 and budget.used == 0
+    assert 36 * 2**20 < budget.most <= budget.total  # One read's share at least; never over.
+    for array in arrays:
+        assert array.shape == (1000, 1000)
+        assert array[500, 500] == 0 and array[100, 500] == 255  # Ink on white paper.
+
+
+def test_a_large_photos_faces_are_found_and_boxed_in_its_own_pixels(client, tmp_path):
+    """A photo larger than emojify reads it is scaled down for the search; its boxes are the
+    photo's own, the boxes of the same photo at a fifth of the size times five."""
+    small, large = tmp_path / "small.png", tmp_path / "large.jpg"
+    hopper = Image.open(HOPPER).convert("RGB")
+    hopper.save(small)
+    hopper.resize((hopper.width * 5, hopper.height * 5), Image.Resampling.BICUBIC).save(
+        large, compress_level=1
+    )
+    [face] = upload(client, "/api/emojify/predict", small).json()["faces"]
+    response = upload(client, "/api/emojify/predict", large)
+    assert response.status_code == 200, response.text
+    [big_face] = response.json()["faces"]
+    for ours, theirs in zip(big_face["box"], face["box"]):
+        assert ours == pytest.approx(5 * theirs, abs=60)  # Found at another scale: a few pixels apart.
 
 
 def test_an_upload_over_the_limit_is_refused_with_413(client):
@@ -382,6 +483,72 @@ def test_a_project_without_a_model_answers_503_saying_how_to_train_one(models_di
         refused = client.post("/api/stock/forecast")
         assert refused.status_code == 503
         assert "stock is not served: no trained stock model" in refused.json()["error"]
+
+
+def test_no_answer_names_a_folder_of_the_server(models_dir, cli, monkeypatch, tmp_path):
+    """Run folders under a temporary folder, a stock model trained on a CSV there, a project whose
+    model cannot be loaded: neither that folder nor the repository's own is in any answer (health,
+    the 503, each project's answer, an error naming the configured CSV)."""
+    from common import runs, serve
+
+    csv = tmp_path / "data" / "prices.csv"
+    csv.parent.mkdir()
+    days = 300
+    prices = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0.0003, 0.012, days)))
+    dates = [
+        f"{date:%Y-%m-%d}" for date in np.arange("2017-01-02", days * 2, dtype="datetime64[D]").astype(object)
+    ]
+    csv.write_text("Date,Close\n" + "".join(f"{date},{price}\n" for date, price in zip(dates, prices)))
+    tiny = ["data.window=10", "model.units=[4]", "train.epochs=1", "train.batch_size=32"]
+    trained = cli(
+        "train", "stock", "--set", f"data.path={csv}", *(f"--set={item}" for item in tiny), "--promote"
+    )
+    assert trained.code == 0, trained.stderr
+    served, _ = serve.load_projects(["mnist", "emojify", "stock"])
+    shipped = runs.pretrained_dir
+    broken = models_dir / "shipped"
+    (broken / "emojify").mkdir(parents=True)
+    (broken / "emojify" / "model.keras").write_bytes(b"not a model")
+    monkeypatch.setattr(
+        runs, "pretrained_dir", lambda name: broken / name if name == "emojify" else shipped(name)
+    )
+    _, unavailable = serve.load_projects(["emojify"])
+    assert str(tmp_path) in unavailable["emojify"]  # What the terminal is told names the file.
+
+    answers = []
+    with TestClient(serve.create_app(served), raise_server_exceptions=False) as client:
+        answers.append(client.get("/api/health"))
+        answers.append(upload(client, "/api/mnist/predict", drawn_digit(tmp_path / "seven.png")))
+        answers.append(upload(client, "/api/emojify/predict", HOPPER, annotated="true"))
+        answers.append(client.post("/api/stock/forecast", params={"days": 2, "history": 3}))
+        csv.rename(tmp_path / "moved.csv")  # The configured series is gone: the error names it.
+        answers.append(client.post("/api/stock/forecast", params={"days": 2}))
+    with TestClient(serve.create_app({}, unavailable), raise_server_exceptions=False) as client:
+        answers.append(client.get("/api/health"))
+        answers.append(client.post("/api/emojify/predict", files={"file": ("a.png", b"x", "image/png")}))
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 200, 400, 200, 503]
+    for answer in answers:
+        for folder in {str(tmp_path), str(tmp_path.resolve()), str(ROOT)}:
+            assert folder not in answer.text, answer.text[:2000]
+    health = answers[0].json()["projects"]
+    assert health["stock"]["data_source"].startswith("prices.csv, column Close")
+    assert answers[3].json()["input"].startswith("prices.csv, column Close")
+    assert "'prices.csv', which is not here" in answers[4].json()["error"]
+    reason = "$MODELS_DIR/shipped/emojify/model.keras: not a Keras model file"
+    assert answers[5].json()["unavailable"]["emojify"].startswith(reason)
+    assert reason in answers[6].json()["error"]
+
+
+def test_a_text_shown_to_clients_keeps_addresses_and_cuts_paths(models_dir):
+    from common.paths import shown_text
+
+    assert (
+        shown_text(f"{ROOT}/data/stock/a.csv: bad, and /srv/x/b.csv too")
+        == "data/stock/a.csv: bad, and b.csv too"
+    )
+    assert shown_text(f"{models_dir}/stock/run/model.keras") == "$MODELS_DIR/stock/run/model.keras"
+    kept = "see https://example.com/a/b and/or 10/20 (arch.data.sp500)"
+    assert shown_text(kept) == kept
 
 
 def _through_upload_limit(limit: int, chunks: list[bytes], content_length: int | None = None) -> dict:
@@ -728,6 +895,78 @@ def test_a_half_sent_request_is_dropped_after_the_read_timeout(tmp_path):
                 assert time.monotonic() - started < 5  # ...after the read timeout, not the test's.
         # Whole requests are still answered.
         assert _post(address, "/api/answers/predict", "x.bin", b"abc") == (200, {"answer": 1})
+
+
+def test_a_request_the_server_stops_before_answering_gets_a_json_503(tmp_path):
+    """Stopping (SIGTERM, Ctrl-C) waits a while for requests in progress, then gives up on them:
+    each is answered with a JSON error saying so, not uvicorn's plain-text 500."""
+    import uvicorn
+
+    from common import serve
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_predict(model, inputs, config):
+        entered.set()
+        release.wait(timeout=60)
+        return [{"answer": 1}]
+
+    config = serve.server_config(serve.create_app(_served(tmp_path, "slow", slow_predict)), quiet=True)
+    config.timeout_graceful_shutdown = 0.5
+    server = uvicorn.Server(config)
+    sock = serve.listening_socket("127.0.0.1", 0)
+    address = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    answers: list[tuple[int, str, bytes]] = []
+
+    def call() -> None:
+        request = urllib.request.Request(
+            f"{address}/api/slow/predict",
+            data=b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n\r\n'
+            b"a\r\n--b--\r\n",
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+            method="POST",
+        )
+        try:
+            urllib.request.urlopen(request, timeout=60)
+        except urllib.error.HTTPError as error:
+            answers.append((error.code, error.headers["content-type"], error.read()))
+
+    caller = threading.Thread(target=call)
+    try:
+        caller.start()
+        assert entered.wait(timeout=60)
+        server.should_exit = True  # What SIGTERM does.
+        caller.join(timeout=30)
+    finally:
+        release.set()
+        thread.join(timeout=30)
+        sock.close()
+    [(status, content_type, body)] = answers
+    assert (status, content_type) == (503, "application/json"), body
+    assert "the server is stopping" in json.loads(body)["error"]
+
+
+def test_a_malformed_request_is_a_json_400(tmp_path):
+    """uvicorn answers what it cannot parse as HTTP before the app sees it; that answer is JSON too."""
+    from common import serve
+
+    answers = _served(tmp_path, "answers", lambda model, inputs, config: [{"answer": 1}])
+    with running(serve.create_app(answers)) as address:
+        port = int(address.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            reply = b""
+            while chunk := connection.recv(65536):
+                reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), reply
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"error": "invalid HTTP request: the server could not parse it"}
 
 
 def test_a_port_in_use_is_one_line_before_any_model_loads():

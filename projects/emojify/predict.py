@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from common.config import Config
 from common.errors import UserError, per_input
-from common.images import read_image
+from common.images import read_image_sized
 from common.project import Option
 from projects.emojify.classes import CLASS_NAMES
 from projects.emojify.data import to_model_input
@@ -41,6 +41,10 @@ WEB_API = {
     "upload_help": "a photo (PNG, JPEG, ...)",
     "picture_option": "out",
 }
+
+# A photo is read at most this size: the face search looks at it at most 1,280 pixels wide (see
+# FaceReader), and a larger one only costs memory. Boxes are given in the photo's own pixels.
+MAX_SIDE = 2048
 
 # What --out may be called when it names one picture.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -365,15 +369,28 @@ def predict(
 
     def read_one(path: str) -> dict:
         target = target_of[path]
-        image = read_image(path, mode="RGB")  # its errors name the file
+        image, (width, height) = read_image_sized(path, mode="RGB", max_side=MAX_SIDE)  # errors name it
         faces, is_whole = reader.read(image, whole=True if whole else None)
-        result = {"input": str(path), "faces": faces, "whole_image": is_whole}
+        scale = (width / image.shape[1], height / image.shape[0])
+        result = {"input": str(path), "faces": _scaled(faces, scale), "whole_image": is_whole}
         if target is not None:
             _save(annotate(*enlarged(image, faces)), target)
             result["annotated"] = str(target)
         return result
 
     return per_input(inputs, read_one)
+
+
+def _scaled(faces: list[dict], scale: tuple[float, float]) -> list[dict]:
+    """The faces of a picture read scaled down, their boxes in the picture's own pixels."""
+    if scale == (1.0, 1.0):
+        return faces
+    x_scale, y_scale = scale
+    return [
+        {**face, "box": [round(x * x_scale), round(y * y_scale), round(w * x_scale), round(h * y_scale)]}
+        for face in faces
+        for x, y, w, h in [face["box"]]
+    ]
 
 
 def _output_paths(inputs: list[str], out: Path) -> list[Path]:

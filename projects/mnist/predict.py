@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 # What `python -m common serve` offers: POST /api/mnist/predict with one image (field `file`),
 # answered by `predict` below, the same JSON as `predict mnist --json`.
 WEB_API = {"verb": "predict", "upload": ".png", "upload_help": "an image of one digit (PNG, JPEG, ...)"}
+# A digit ends up 20 pixels high: a picture is read at most this size (a photo scaled down as it
+# is decoded), and one with more pixels than this to decode (a JPEG counted after that scaling) is
+# refused rather than held in memory, a 64-megapixel PNG's 256 MB for 784 pixels of answer.
+MAX_SIDE = 1024
+MAX_PIXELS = 16_000_000
 
 
 def classify_digits(model: keras.Model, digits: np.ndarray) -> np.ndarray:
@@ -42,7 +47,7 @@ def predict(model: keras.Model, inputs: list[str], config: Config) -> Iterator[d
 
 def predict_file(model: keras.Model, path: str) -> dict:
     """One image file's digit, its confidence, the three likeliest digits and any warning."""
-    image = read_image(path, mode="L")
+    image = read_image(path, mode="L", max_side=MAX_SIDE, max_pixels=MAX_PIXELS)
     row = classify_digits(model, to_mnist(image)[None])[0]
     ranked = np.argsort(row)[::-1][:3]
     warning = unlike_one_digit(image)
