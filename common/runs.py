@@ -104,6 +104,19 @@ def check_writable(folder: Path, instead: str | None = None) -> None:
         ) from None
 
 
+def run_folder_holding(path: Path) -> Path | None:
+    """The run folder ``path`` is or lies inside (through links: ``latest`` is its run), or
+    ``None``. A run folder holds the run's ``config.toml`` beside its model, metrics or state: every
+    run's does from its first epoch, an ensemble's and the shipped models' too."""
+    resolved = path.resolve()
+    for folder in (resolved, *resolved.parents):
+        if (folder / CONFIG_FILE).is_file() and any(
+            (folder / name).is_file() for name in (METRICS_FILE, STATE_FILE, MODEL_FILE)
+        ):
+            return folder
+    return None
+
+
 def read_state(run_dir: Path) -> dict:
     """A run's ``state.json`` as written, or ``{}`` when it is missing or unreadable."""
     return read_json(run_dir / STATE_FILE)

@@ -273,6 +273,27 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli, 
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
 
 
+def test_evaluate_never_writes_into_a_run_folder(toy_project, models_dir, cli, tmp_path):
+    """A run's metrics.json is the record of its training: ``evaluate --out`` naming the run (its
+    folder, a folder inside it, ``latest``) is refused in one line, and nothing of the run changes."""
+    assert cli("train", TOY, "--set", "train.epochs=2").code == 0
+    run_dir = runs.latest_run(TOY)
+
+    def files_of(folder):
+        return {path: path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+    before = files_of(run_dir)
+    for out in (run_dir, run_dir / "scores", models_dir / TOY / "latest", run_dir / "plots" / ".." / "x"):
+        result = cli("evaluate", TOY, "--model", str(run_dir), "--out", str(out))
+        assert_one_line_error(result, f"--out {out}", f"the run folder {run_dir}", "metrics.json")
+    assert files_of(run_dir) == before
+    assert not (run_dir / "scores").exists() and not (models_dir / TOY / "evaluations").exists()
+    # Any other folder takes the scores.
+    scored = cli("evaluate", TOY, "--model", str(run_dir), "--out", str(tmp_path / "scores"))
+    assert scored.code == 0, scored.stderr
+    assert (tmp_path / "scores" / "metrics.json").is_file() and files_of(run_dir) == before
+
+
 def test_interrupted_run_never_becomes_latest_and_resumes(toy_project, models_dir, cli):
     assert cli("train", TOY, "--name", "good", "--set", "train.epochs=3").code == 0
     good_run = runs.latest_run(TOY)
