@@ -2,11 +2,11 @@
 
 ``models/<project>/<run-name>/`` holds ``model.keras``, the resolved ``config.toml``,
 ``history.csv``, ``metrics.json``, checkpoints and plots, and ``state.json``: whether the run is
-``running``, ``interrupted``, ``completed`` or ``failed``. A running run holds ``.lock`` with its
-process id; a run whose state says running but whose process is gone (killed) reads as
-interrupted. ``models/<project>/latest`` points to the newest *completed* run: it is moved only
-after everything of a run is saved, so a crash or an interrupt leaves the previous ``latest`` and
-its files untouched.
+``running``, ``interrupted``, ``completed`` or ``failed``. A running run's process holds the
+operating system's lock on its ``.lock``; a run whose state says running but whose process is gone
+(killed: the system dropped its lock) reads as interrupted. ``models/<project>/latest`` points to
+the newest *completed* run: it is moved only after everything of a run is saved, so a crash or an
+interrupt leaves the previous ``latest`` and its files untouched.
 
 Which model answers ``predict``, ``evaluate``, the demos and ``serve`` when no ``--model`` is
 given is the user's choice, never a side effect: the run they promoted (``python -m common promote
@@ -22,18 +22,17 @@ import logging
 import os
 import re
 import stat
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common import files
 from common.errors import UserError
 from common.files import (
     UnreadableFile,
     load_json,
-    read_small_file,
     sync_folder,
     write_bytes_atomically,
     write_json,
@@ -149,85 +148,116 @@ def set_state(run_dir: Path, state: str, **details: Any) -> None:
 
 
 def lock_owner(run_dir: Path) -> int | None:
-    """The process id holding a run's lock, if that process is still alive.
+    """The process id of the process training a run, or ``None`` when none is.
 
-    The lock holds the owner's process id and start time: a lock whose id now belongs to a
-    process started at another time (the system reused the id after the owner died) is stale.
+    Whether one is, the operating system says: a trainer holds a lock on the run's ``.lock`` (see
+    :class:`RunLock`) as long as it lives; the lock is tried here on a file of our own, shared, so
+    that checks never exclude each other. The process id written in the file only names the holder:
+    a killed trainer leaves its file behind, and whatever id it names decides nothing.
     """
-    try:
-        fields = read_small_file(run_dir / LOCK_FILE, 1024).decode().split()
-        pid = int(fields[0])
-        started = int(fields[1]) if len(fields) > 1 else None
-    except (OSError, UnreadableFile, ValueError, IndexError):
-        return None
-    if pid == os.getpid():
-        return pid
-    if pid <= 0:
+    descriptor = _open_lock_file(run_dir / LOCK_FILE, os.O_RDONLY)
+    if descriptor is None:
         return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # Alive, owned by another user.
+        if files.try_lock(descriptor, shared=True):
+            return None
+        return _written_owner(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _open_lock_file(path: Path, flags: int) -> int | None:
+    """A descriptor of a run's ``.lock`` (never waiting on a FIFO put in its place), or ``None``
+    when it is missing, cannot be opened or is not a regular file."""
+    try:
+        descriptor = os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0), 0o644)
     except OSError:
         return None
-    if started is not None and process_start_time(pid) not in (None, started):
-        return None  # The id was reused by a process started later.
-    return pid
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        return None
+    return descriptor
 
 
-def process_start_time(pid: int) -> int | None:
-    """When a process started, in clock ticks since boot (Linux: field 22 of /proc/PID/stat), or
-    ``None`` where the system does not say, and then a lock is judged by its process id alone."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            text = file.read().decode(errors="replace")
-        # The command name (field 2) is in parentheses and may hold spaces: count after its end.
-        return int(text[text.rindex(")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
+def _written_owner(descriptor: int, wait: float = 1.0) -> int:
+    """The process id a lock's holder wrote into its file. The holder writes it right after it took
+    the lock: an empty file is waited on for up to ``wait`` seconds (0 when still none is written)."""
+    deadline = time.monotonic() + wait
+    while True:
+        os.lseek(descriptor, 0, os.SEEK_SET)
+        try:
+            pid = int(os.read(descriptor, 64).split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = 0
+        if pid > 0 or time.monotonic() > deadline:
+            return max(pid, 0)
+        time.sleep(0.005)
 
 
 class RunLock:
     """Held while a process trains into a run folder, so two processes never train one run.
 
-    The lock file holds the owner's process id and start time; a lock whose process is gone (or
-    whose id now names another process) is stale and taken over.
+    The operating system holds it: an exclusive lock on the run's ``.lock`` (see
+    :func:`common.files.try_lock`), taken without waiting, dropped when the process ends however it
+    ends. Taking it is one step that exactly one of several processes (or threads) starting together
+    wins; a process never decides that another's lock is stale and deletes it. Once taken, the file
+    gets the holder's process id, for messages (:func:`lock_owner`); on exit the holder removes the
+    file while it still holds the lock, and a taker that locked a file removed meanwhile tries again.
     """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / LOCK_FILE
+        self.descriptor: int | None = None
 
     def __enter__(self) -> RunLock:
-        for _ in range(2):
-            try:
-                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = lock_owner(self.path.parent)
-                if owner is not None and owner != os.getpid():
-                    raise UserError(
-                        f"{self.path.parent} is being trained by process {owner}; "
-                        "wait for it or stop it first"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # Stale: its process is gone.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            descriptor = _open_lock_file(self.path, os.O_RDWR | os.O_CREAT)
+            if descriptor is None:
+                raise UserError(f"cannot lock {self.path.parent}: cannot create {self.path.name} in it")
+            if files.try_lock(descriptor):
+                if self._names_this_file(descriptor):
+                    os.ftruncate(descriptor, 0)
+                    os.write(descriptor, f"{os.getpid()}\n".encode())
+                    self.descriptor = descriptor
+                    return self
+                os.close(descriptor)  # Its last holder removed it after we opened it: lock the new one.
                 continue
-            started = process_start_time(os.getpid())
-            with os.fdopen(descriptor, "w") as file:
-                file.write(f"{os.getpid()}" + (f" {started}" if started is not None else "") + "\n")
-            return self
-        raise UserError(f"could not lock {self.path.parent}; another process keeps taking it")
+            # Refused: a trainer holds it, or only checks of it do (lock_owner's shared locks, for an
+            # instant). A shared lock tells them apart.
+            trained = not files.try_lock(descriptor, shared=True)
+            owner = _written_owner(descriptor) if trained else 0
+            os.close(descriptor)
+            if trained:
+                raise UserError(
+                    f"{self.path.parent} is being trained by process {owner or '(unknown)'}; "
+                    "wait for it or stop it first"
+                )
+            time.sleep(0.005)
+        raise UserError(f"could not lock {self.path.parent}; other processes keep checking it")
+
+    def _names_this_file(self, descriptor: int) -> bool:
+        try:
+            named, held = self.path.stat(), os.fstat(descriptor)
+        except FileNotFoundError:
+            return False
+        return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
     def __exit__(self, *exc_info: object) -> None:
-        if lock_owner(self.path.parent) == os.getpid():
-            self.path.unlink(missing_ok=True)
+        if self.descriptor is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)  # While still held: no one is locking a file gone.
+        finally:
+            os.close(self.descriptor)
+            self.descriptor = None
 
 
-def check_resumable(project: str, run_arg: Path) -> Path:
+def check_resumable(project: str, run_arg: Path, locked: bool = False) -> Path:
     """The run folder ``--resume`` may continue: an interrupted run of this project, in its
-    models folder, that no other process is training; anything else is a one-line error."""
+    models folder, that no other process is training; anything else is a one-line error.
+    ``locked``: checked again once this process holds the run's lock, since another resume may
+    have completed the run between the first check and the lock."""
     parent = (models_dir() / project).resolve()
     if run_arg.name == "latest" or run_arg.is_symlink():
         raise UserError(
@@ -241,7 +271,7 @@ def check_resumable(project: str, run_arg: Path) -> Path:
         raise UserError(f"--resume {run_arg}: not a run folder of {project} (those are in {parent})")
     if not (run_dir / CONFIG_FILE).is_file():
         raise UserError(f"--resume {run_arg}: not a run folder (no {CONFIG_FILE})")
-    owner = lock_owner(run_dir)
+    owner = None if locked else lock_owner(run_dir)
     if owner is not None:
         raise UserError(f"--resume {run_arg}: process {owner} is training this run right now")
     state = run_state(run_dir)
