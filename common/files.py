@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import stat
 import sys
 from pathlib import Path
@@ -46,13 +47,28 @@ def read_regular_file(path: Path, limit: int) -> bytes:
 
 def write_bytes_atomically(data: bytes, path: Path) -> None:
     """Writes a file so that a kill at any instant leaves either the old file or the new one:
-    a temporary file in the same folder, flushed to disk, then renamed over the target."""
-    temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    a temporary file in the same folder, flushed to disk, then renamed over the target.
+
+    The temporary file's name is this write's own (``.<name>.<pid>-<random>.partial``): two
+    processes writing one file at once (two ``promote``s) each rename their own whole file, the
+    last one staying, where one shared name had each truncate and rename the other's."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+        try:
+            descriptor = os.open(temporary, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     sync_folder(path.parent)
 
 

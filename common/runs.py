@@ -24,7 +24,8 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,7 @@ BEST_CHECKPOINT = "checkpoint-best.keras"
 STATE_FILE = "state.json"
 LOCK_FILE = ".lock"
 PROMOTED_FILE = "promoted.json"
+PROMOTION_LOCK = ".promote.lock"
 
 RUNNING, INTERRUPTED, COMPLETED, FAILED = "running", "interrupted", "completed", "failed"
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -395,9 +397,26 @@ def read_json(path: Path) -> dict:
 
 def promoted_name(project: str) -> str | None:
     """The name of the run recorded as promoted in ``models/<project>/promoted.json``, as written
-    (it may have been deleted since), or ``None`` when none is."""
-    name = read_json(models_dir() / project / PROMOTED_FILE).get("run")
-    return name if isinstance(name, str) and name else None
+    (it may have been deleted since), or ``None`` when none is (no record).
+
+    Raises:
+        UserError: the record is damaged (not a whole JSON object, no run name in it), naming it:
+            read as "none promoted", it would hand answering back to the shipped model unsaid.
+    """
+    record = models_dir() / project / PROMOTED_FILE
+    advice = (
+        f"promote a run again (`python -m common promote {project} RUN`) or go back to the shipped "
+        f"model (`python -m common promote {project} --clear`)"
+    )
+    try:
+        if not os.path.lexists(record):
+            return None
+        name = load_json(record).get("run")
+    except UnreadableFile as error:
+        raise UserError(f"{error}; {advice}") from None
+    if not isinstance(name, str) or not _RUN_NAME.fullmatch(name):
+        raise UserError(f'{record}: names no run (its "run" is {json.dumps(name)}); {advice}')
+    return name
 
 
 def promoted_run(project: str) -> Path | None:
@@ -411,11 +430,7 @@ def promoted_run(project: str) -> Path | None:
     if name is None:
         return None
     run_dir = models_dir() / project / name
-    if (
-        not _RUN_NAME.fullmatch(name)
-        or run_state(run_dir) != COMPLETED
-        or not (run_dir / MODEL_FILE).is_file()
-    ):
+    if run_state(run_dir) != COMPLETED or not (run_dir / MODEL_FILE).is_file():
         raise UserError(
             f"the promoted {project} run {name!r} is no longer a completed run in {run_dir.parent}; "
             f"promote another (`python -m common promote {project} RUN`), go back to the shipped model "
@@ -461,14 +476,44 @@ def check_promotable(project: str, run_arg: str) -> Path:
 
 def promote(project: str, run_dir: Path | None) -> None:
     """Records ``run_dir`` (checked by :func:`check_promotable`) as the model that answers by
-    default, atomically; ``None`` clears it, so the shipped model answers again."""
+    default, atomically; ``None`` clears it, so the shipped model answers again. Promotions made
+    at the same time take their turns (the last one stays); a damaged record is named, then
+    replaced."""
     record = models_dir() / project / PROMOTED_FILE
-    if run_dir is None:
-        record.unlink(missing_ok=True)
-        sync_folder(record.parent)
-        return
-    record.parent.mkdir(parents=True, exist_ok=True)
-    write_json({"run": run_dir.name, "promoted": time.strftime("%Y-%m-%dT%H:%M:%S")}, record)
+    with promotion_lock(record.parent):
+        try:
+            promoted_name(project)
+        except UserError as error:
+            log.warning("replacing the damaged record %s", error)
+        if run_dir is None:
+            record.unlink(missing_ok=True)
+            sync_folder(record.parent)
+            return
+        write_json({"run": run_dir.name, "promoted": time.strftime("%Y-%m-%dT%H:%M:%S")}, record)
+
+
+@contextmanager
+def promotion_lock(folder: Path) -> Iterator[None]:
+    """Held while a project's ``promoted.json`` is read and rewritten, so promotions made at once
+    take their turns: the operating system's lock on ``models/<project>/.promote.lock``, waited
+    for, dropped when its process ends however it ends. The file stays (removing it would let
+    a waiter lock a file no one else sees)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(folder / PROMOTION_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise UserError(
+            f"cannot write in {folder}: {error.strerror or error}; set MODELS_DIR to a writable folder"
+        ) from None
+    try:
+        deadline = time.monotonic() + 60
+        while not files.try_lock(descriptor):
+            if time.monotonic() > deadline:
+                raise UserError(f"another promote of {folder.name} has held {PROMOTION_LOCK} for a minute")
+            time.sleep(0.01)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def default_model_dir(project: str) -> Path | None:
@@ -493,9 +538,13 @@ def default_model_summary(project: str) -> str:
     """What answers by default, in a few words, for the messages of commands that do not answer:
     ``the promoted run NAME``, ``the shipped model`` or ``no model``."""
     try:
+        name = promoted_name(project)
+    except UserError as error:
+        return f"no model until its promoted record is repaired ({error})"
+    try:
         run_dir = default_model_dir(project)
     except UserError:
-        return f"no model (the promoted run {promoted_name(project)!r} is gone)"
+        return f"no model (the promoted run {name!r} is gone)"
     if run_dir is None:
         return "no model (none promoted, none shipped)"
     if run_dir.resolve() == pretrained_dir(project).resolve():
@@ -571,7 +620,10 @@ def describe_model(
     (by default relative to the current folder)."""
     run_dir = model_file.parent.resolve()
     metrics = read_metrics(run_dir)
-    promoted = promoted_name(project.name)
+    try:
+        promoted = promoted_name(project.name)
+    except UserError:
+        promoted = None  # Said where it decides something: when the default model is asked for.
     if run_dir == pretrained_dir(project.name).resolve():
         kind = "shipped model" + (" (no run promoted)" if chosen_by_default else "")
     elif promoted is not None and run_dir == (models_dir() / project.name / promoted).resolve():
