@@ -94,7 +94,7 @@ def build(project: Project, model_args: list[str], name: str | None, overrides: 
         config.save(run_dir / runs.CONFIG_FILE)
         files.save_model_atomically(model, run_dir / runs.MODEL_FILE)
         # Scored as `evaluate` scores any saved model, into the run folder.
-        metrics, _ = inference.evaluate_saved(project, str(run_dir), out_dir=run_dir)
+        metrics, _ = inference.evaluate_saved(project, str(run_dir), out_dir=run_dir, scoring_new_run=True)
         metrics.pop("model")
         recorded = runs.read_metrics(found[0][0].parent).get("n_test")
         if recorded is not None and metrics.get("n_test") != recorded:

@@ -79,7 +79,10 @@ def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | Non
         files.load_json(run_dir / runs.STATE_FILE)
     except UserError as error:
         return _unreadable_row(run_dir, str(error))
-    promoted = runs.promoted_name(project.name)
+    try:
+        promoted = runs.promoted_name(project.name)
+    except UserError:
+        promoted = None  # A damaged record is named below the table (runs.default_model_summary).
     row: dict[str, Any] = {
         "name": run_dir.name,
         "path": str(run_dir),

@@ -100,6 +100,9 @@ def export(
         batch = write_artifact(graph, fmt, artifact, calibration)
         answers = run_artifact(fmt, artifact, checked, batch)
         report = compare_outputs(expected, answers)
+        problem = non_finite(report, artifact=f"the {fmt} export")
+        if problem is not None:
+            raise UserError(f"{problem} on {splits.source}, so no check can pass; nothing was kept")
         report.update(
             format=fmt + ("-int8" if quantize else ""),
             model=runs.short_path(model_file),
@@ -249,9 +252,13 @@ def compare_outputs(expected: Any, answers: Any) -> dict:
     if len(expected_outputs) != len(answer_outputs):
         raise UserError(f"the export gives {len(answer_outputs)} outputs, Keras {len(expected_outputs)}")
     reports = [compare(np.asarray(mine), theirs) for mine, theirs in zip(expected_outputs, answer_outputs)]
-    report = {"largest_difference": max(report["largest_difference"] for report in reports)}
-    if any("labels_differ" in report for report in reports):
-        report["labels_differ"] = sum(report.get("labels_differ", 0) for report in reports)
+    # NaN-aware: a NaN difference of any output is the whole comparison's (max() would skip it).
+    report: dict[str, Any] = {
+        "largest_difference": float(np.max([part["largest_difference"] for part in reports]))
+    }
+    for key in ("non_finite_keras", "non_finite_export", "labels_differ"):
+        if any(key in part for part in reports):
+            report[key] = sum(part.get(key, 0) for part in reports)
     return report
 
 
@@ -286,6 +293,9 @@ def onnx_runner(model: Any, checked: int = 16) -> Callable[[np.ndarray], np.ndar
     x = np.random.default_rng(0).uniform(0, 255, (checked, *shape)).astype(np.float32)
     expected = np.asarray(graph.predict_on_batch(x))
     report = compare(expected, run(x))
+    problem = non_finite(report, model=f"{model.name} in Keras", artifact=f"{model.name} converted to ONNX")
+    if problem is not None:
+        raise UserError(f"{problem} on {checked} random inputs; serve it with --runtime keras")
     if disagrees(report):
         raise UserError(
             f"{model.name} converted to ONNX answers unlike Keras (largest difference "
@@ -444,17 +454,43 @@ def onnx_session(artifact: Path) -> Any:
 
 
 def disagrees(report: dict) -> bool:
-    """Whether a float artifact's :func:`compare` report rules it out: a label differs, or an
-    output is further than :data:`TOLERANCE` from Keras'."""
-    return report["largest_difference"] > TOLERANCE or report.get("labels_differ", 0) > 0
+    """Whether a float artifact's :func:`compare` report rules it out: an output (Keras' or the
+    artifact's) is NaN or infinite, a label differs, or an output is further than :data:`TOLERANCE`
+    from Keras'. Written so that NaN fails: ``nan > TOLERANCE`` is false, and a diverged model whose
+    export answers NaN as well would otherwise pass its own check."""
+    return (
+        non_finite(report) is not None
+        or not report["largest_difference"] <= TOLERANCE
+        or report.get("labels_differ", 0) > 0
+    )
+
+
+def non_finite(report: dict, model: str = "the Keras model", artifact: str = "the export") -> str | None:
+    """What of a :func:`compare` report's outputs is NaN or infinite, in words (``model`` and
+    ``artifact`` name the two sides), or ``None`` when every output is a number."""
+    problems = [
+        f"{name} gives {count} non-finite output{'s' if count > 1 else ''} (NaN or infinity)"
+        for name, count in (
+            (model, report.get("non_finite_keras", 0)),
+            (artifact, report.get("non_finite_export", 0)),
+        )
+        if count
+    ]
+    return "; ".join(problems) or None
 
 
 def compare(expected: np.ndarray, answers: np.ndarray) -> dict:
-    """How far the artifact's outputs are from Keras': the largest difference and, for a
-    classifier (several outputs per example), how many labels differ."""
+    """How far the artifact's outputs are from Keras': the largest difference, how many outputs of
+    either side are not finite (``non_finite_keras``, ``non_finite_export``, when any is) and, for
+    a classifier (several outputs per example), how many labels differ."""
     if answers.shape != expected.shape:
         raise UserError(f"the export gives outputs of shape {answers.shape}, Keras {expected.shape}")
-    report = {"largest_difference": float(np.max(np.abs(answers - expected)))}
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, reported below
+        report: dict[str, Any] = {"largest_difference": float(np.max(np.abs(answers - expected)))}
+    for side, outputs in (("keras", expected), ("export", answers)):
+        count = int(outputs.size - np.count_nonzero(np.isfinite(outputs)))
+        if count:
+            report[f"non_finite_{side}"] = count
     if expected.ndim == 2 and expected.shape[1] > 1:
         report["labels_differ"] = int(np.sum(answers.argmax(axis=1) != expected.argmax(axis=1)))
     return report

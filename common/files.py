@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +47,28 @@ def read_regular_file(path: Path, limit: int) -> bytes:
 
 def write_bytes_atomically(data: bytes, path: Path) -> None:
     """Writes a file so that a kill at any instant leaves either the old file or the new one:
-    a temporary file in the same folder, flushed to disk, then renamed over the target."""
-    temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    a temporary file in the same folder, flushed to disk, then renamed over the target.
+
+    The temporary file's name is this write's own (``.<name>.<pid>-<random>.partial``): two
+    processes writing one file at once (two ``promote``s) each rename their own whole file, the
+    last one staying, where one shared name had each truncate and rename the other's."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+        try:
+            descriptor = os.open(temporary, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     sync_folder(path.parent)
 
 
@@ -67,6 +84,38 @@ def sync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+# Where a byte-range lock stands in for flock (Windows): far past any content, so the lock never
+# keeps a reader from the file's own bytes.
+_LOCK_OFFSET = 2**30
+
+
+def try_lock(descriptor: int, shared: bool = False) -> bool:
+    """Takes the operating system's lock on an open file without waiting: ``True`` when taken,
+    ``False`` when another open file holds it (of any process, this one included). A shared lock
+    is refused only by an exclusive one. The system drops a lock when its file is closed or its
+    process ends, however it ends (a kill included): no lock is ever left behind for someone to
+    judge stale, and taking one is a single step that two processes cannot both win.
+
+    Where the system has no ``flock`` (Windows), a one-byte lock far past the file's contents
+    stands in, and a shared lock is exclusive."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(descriptor, _LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(descriptor, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 # The files a run writes are kilobytes (progress.json: its history and seed states); a larger one

@@ -128,12 +128,25 @@ def evaluate_saved(
     model_arg: str | None,
     overrides: list[str] | None = None,
     out_dir: Path | None = None,
+    *,
+    scoring_new_run: bool = False,
 ) -> tuple[dict, Path]:
     """Scores a saved model on the test split of the configured data.
 
-    Results go to a new folder, ``models/<project>/evaluations/<timestamp>/`` by default, so
-    evaluating never overwrites the metrics a run was saved with.
+    Results go to a new folder, ``models/<project>/evaluations/<timestamp>/`` by default, or to
+    ``out_dir``, which may not be a run folder or lie inside one: a run's ``metrics.json`` is the
+    record of its training, and evaluating never rewrites it. ``scoring_new_run``: ``out_dir`` is
+    the folder of a run being made whose first scores these are (an ensemble's, by
+    :mod:`common.ensemble`).
     """
+    if out_dir is not None and not scoring_new_run:
+        run_dir = runs.run_folder_holding(out_dir)
+        if run_dir is not None:
+            raise UserError(
+                f"--out {out_dir}: {'that is' if run_dir == out_dir.resolve() else 'inside'} the run folder "
+                f"{run_dir}, whose {runs.METRICS_FILE} records its training and is never rewritten; give "
+                f"another folder, or leave --out out for models/{project.name}/evaluations/"
+            )
     model, config, model_file = load_saved(project, model_arg, overrides, need_data=True)
     splits: Splits = project.functions.load_data(config, need_training=False)
     trained_on = runs.read_metrics(model_file.parent)

@@ -2,11 +2,11 @@
 
 ``models/<project>/<run-name>/`` holds ``model.keras``, the resolved ``config.toml``,
 ``history.csv``, ``metrics.json``, checkpoints and plots, and ``state.json``: whether the run is
-``running``, ``interrupted``, ``completed`` or ``failed``. A running run holds ``.lock`` with its
-process id; a run whose state says running but whose process is gone (killed) reads as
-interrupted. ``models/<project>/latest`` points to the newest *completed* run: it is moved only
-after everything of a run is saved, so a crash or an interrupt leaves the previous ``latest`` and
-its files untouched.
+``running``, ``interrupted``, ``completed`` or ``failed``. A running run's process holds the
+operating system's lock on its ``.lock``; a run whose state says running but whose process is gone
+(killed: the system dropped its lock) reads as interrupted. ``models/<project>/latest`` points to
+the newest *completed* run: it is moved only after everything of a run is saved, so a crash or an
+interrupt leaves the previous ``latest`` and its files untouched.
 
 Which model answers ``predict``, ``evaluate``, the demos and ``serve`` when no ``--model`` is
 given is the user's choice, never a side effect: the run they promoted (``python -m common promote
@@ -22,18 +22,18 @@ import logging
 import os
 import re
 import stat
-import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common import files
 from common.errors import UserError
 from common.files import (
     UnreadableFile,
     load_json,
-    read_small_file,
     sync_folder,
     write_bytes_atomically,
     write_json,
@@ -53,6 +53,7 @@ BEST_CHECKPOINT = "checkpoint-best.keras"
 STATE_FILE = "state.json"
 LOCK_FILE = ".lock"
 PROMOTED_FILE = "promoted.json"
+PROMOTION_LOCK = ".promote.lock"
 
 RUNNING, INTERRUPTED, COMPLETED, FAILED = "running", "interrupted", "completed", "failed"
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -104,6 +105,19 @@ def check_writable(folder: Path, instead: str | None = None) -> None:
         ) from None
 
 
+def run_folder_holding(path: Path) -> Path | None:
+    """The run folder ``path`` is or lies inside (through links: ``latest`` is its run), or
+    ``None``. A run folder holds the run's ``config.toml`` beside its model, metrics or state: every
+    run's does from its first epoch, an ensemble's and the shipped models' too."""
+    resolved = path.resolve()
+    for folder in (resolved, *resolved.parents):
+        if (folder / CONFIG_FILE).is_file() and any(
+            (folder / name).is_file() for name in (METRICS_FILE, STATE_FILE, MODEL_FILE)
+        ):
+            return folder
+    return None
+
+
 def read_state(run_dir: Path) -> dict:
     """A run's ``state.json`` as written, or ``{}`` when it is missing or unreadable."""
     return read_json(run_dir / STATE_FILE)
@@ -142,85 +156,116 @@ def set_state(run_dir: Path, state: str, **details: Any) -> None:
 
 
 def lock_owner(run_dir: Path) -> int | None:
-    """The process id holding a run's lock, if that process is still alive.
+    """The process id of the process training a run, or ``None`` when none is.
 
-    The lock holds the owner's process id and start time: a lock whose id now belongs to a
-    process started at another time (the system reused the id after the owner died) is stale.
+    Whether one is, the operating system says: a trainer holds a lock on the run's ``.lock`` (see
+    :class:`RunLock`) as long as it lives; the lock is tried here on a file of our own, shared, so
+    that checks never exclude each other. The process id written in the file only names the holder:
+    a killed trainer leaves its file behind, and whatever id it names decides nothing.
     """
-    try:
-        fields = read_small_file(run_dir / LOCK_FILE, 1024).decode().split()
-        pid = int(fields[0])
-        started = int(fields[1]) if len(fields) > 1 else None
-    except (OSError, UnreadableFile, ValueError, IndexError):
-        return None
-    if pid == os.getpid():
-        return pid
-    if pid <= 0:
+    descriptor = _open_lock_file(run_dir / LOCK_FILE, os.O_RDONLY)
+    if descriptor is None:
         return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # Alive, owned by another user.
+        if files.try_lock(descriptor, shared=True):
+            return None
+        return _written_owner(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _open_lock_file(path: Path, flags: int) -> int | None:
+    """A descriptor of a run's ``.lock`` (never waiting on a FIFO put in its place), or ``None``
+    when it is missing, cannot be opened or is not a regular file."""
+    try:
+        descriptor = os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0), 0o644)
     except OSError:
         return None
-    if started is not None and process_start_time(pid) not in (None, started):
-        return None  # The id was reused by a process started later.
-    return pid
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        return None
+    return descriptor
 
 
-def process_start_time(pid: int) -> int | None:
-    """When a process started, in clock ticks since boot (Linux: field 22 of /proc/PID/stat), or
-    ``None`` where the system does not say, and then a lock is judged by its process id alone."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            text = file.read().decode(errors="replace")
-        # The command name (field 2) is in parentheses and may hold spaces: count after its end.
-        return int(text[text.rindex(")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
+def _written_owner(descriptor: int, wait: float = 1.0) -> int:
+    """The process id a lock's holder wrote into its file. The holder writes it right after it took
+    the lock: an empty file is waited on for up to ``wait`` seconds (0 when still none is written)."""
+    deadline = time.monotonic() + wait
+    while True:
+        os.lseek(descriptor, 0, os.SEEK_SET)
+        try:
+            pid = int(os.read(descriptor, 64).split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = 0
+        if pid > 0 or time.monotonic() > deadline:
+            return max(pid, 0)
+        time.sleep(0.005)
 
 
 class RunLock:
     """Held while a process trains into a run folder, so two processes never train one run.
 
-    The lock file holds the owner's process id and start time; a lock whose process is gone (or
-    whose id now names another process) is stale and taken over.
+    The operating system holds it: an exclusive lock on the run's ``.lock`` (see
+    :func:`common.files.try_lock`), taken without waiting, dropped when the process ends however it
+    ends. Taking it is one step that exactly one of several processes (or threads) starting together
+    wins; a process never decides that another's lock is stale and deletes it. Once taken, the file
+    gets the holder's process id, for messages (:func:`lock_owner`); on exit the holder removes the
+    file while it still holds the lock, and a taker that locked a file removed meanwhile tries again.
     """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / LOCK_FILE
+        self.descriptor: int | None = None
 
     def __enter__(self) -> RunLock:
-        for _ in range(2):
-            try:
-                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = lock_owner(self.path.parent)
-                if owner is not None and owner != os.getpid():
-                    raise UserError(
-                        f"{self.path.parent} is being trained by process {owner}; "
-                        "wait for it or stop it first"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # Stale: its process is gone.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            descriptor = _open_lock_file(self.path, os.O_RDWR | os.O_CREAT)
+            if descriptor is None:
+                raise UserError(f"cannot lock {self.path.parent}: cannot create {self.path.name} in it")
+            if files.try_lock(descriptor):
+                if self._names_this_file(descriptor):
+                    os.ftruncate(descriptor, 0)
+                    os.write(descriptor, f"{os.getpid()}\n".encode())
+                    self.descriptor = descriptor
+                    return self
+                os.close(descriptor)  # Its last holder removed it after we opened it: lock the new one.
                 continue
-            started = process_start_time(os.getpid())
-            with os.fdopen(descriptor, "w") as file:
-                file.write(f"{os.getpid()}" + (f" {started}" if started is not None else "") + "\n")
-            return self
-        raise UserError(f"could not lock {self.path.parent}; another process keeps taking it")
+            # Refused: a trainer holds it, or only checks of it do (lock_owner's shared locks, for an
+            # instant). A shared lock tells them apart.
+            trained = not files.try_lock(descriptor, shared=True)
+            owner = _written_owner(descriptor) if trained else 0
+            os.close(descriptor)
+            if trained:
+                raise UserError(
+                    f"{self.path.parent} is being trained by process {owner or '(unknown)'}; "
+                    "wait for it or stop it first"
+                )
+            time.sleep(0.005)
+        raise UserError(f"could not lock {self.path.parent}; other processes keep checking it")
+
+    def _names_this_file(self, descriptor: int) -> bool:
+        try:
+            named, held = self.path.stat(), os.fstat(descriptor)
+        except FileNotFoundError:
+            return False
+        return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
     def __exit__(self, *exc_info: object) -> None:
-        if lock_owner(self.path.parent) == os.getpid():
-            self.path.unlink(missing_ok=True)
+        if self.descriptor is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)  # While still held: no one is locking a file gone.
+        finally:
+            os.close(self.descriptor)
+            self.descriptor = None
 
 
-def check_resumable(project: str, run_arg: Path) -> Path:
+def check_resumable(project: str, run_arg: Path, locked: bool = False) -> Path:
     """The run folder ``--resume`` may continue: an interrupted run of this project, in its
-    models folder, that no other process is training; anything else is a one-line error."""
+    models folder, that no other process is training; anything else is a one-line error.
+    ``locked``: checked again once this process holds the run's lock, since another resume may
+    have completed the run between the first check and the lock."""
     parent = (models_dir() / project).resolve()
     if run_arg.name == "latest" or run_arg.is_symlink():
         raise UserError(
@@ -234,7 +279,7 @@ def check_resumable(project: str, run_arg: Path) -> Path:
         raise UserError(f"--resume {run_arg}: not a run folder of {project} (those are in {parent})")
     if not (run_dir / CONFIG_FILE).is_file():
         raise UserError(f"--resume {run_arg}: not a run folder (no {CONFIG_FILE})")
-    owner = lock_owner(run_dir)
+    owner = None if locked else lock_owner(run_dir)
     if owner is not None:
         raise UserError(f"--resume {run_arg}: process {owner} is training this run right now")
     state = run_state(run_dir)
@@ -362,9 +407,26 @@ def read_json(path: Path) -> dict:
 
 def promoted_name(project: str) -> str | None:
     """The name of the run recorded as promoted in ``models/<project>/promoted.json``, as written
-    (it may have been deleted since), or ``None`` when none is."""
-    name = read_json(models_dir() / project / PROMOTED_FILE).get("run")
-    return name if isinstance(name, str) and name else None
+    (it may have been deleted since), or ``None`` when none is (no record).
+
+    Raises:
+        UserError: the record is damaged (not a whole JSON object, no run name in it), naming it:
+            read as "none promoted", it would hand answering back to the shipped model unsaid.
+    """
+    record = models_dir() / project / PROMOTED_FILE
+    advice = (
+        f"promote a run again (`python -m common promote {project} RUN`) or go back to the shipped "
+        f"model (`python -m common promote {project} --clear`)"
+    )
+    try:
+        if not os.path.lexists(record):
+            return None
+        name = load_json(record).get("run")
+    except UnreadableFile as error:
+        raise UserError(f"{error}; {advice}") from None
+    if not isinstance(name, str) or not _RUN_NAME.fullmatch(name):
+        raise UserError(f'{record}: names no run (its "run" is {json.dumps(name)}); {advice}')
+    return name
 
 
 def promoted_run(project: str) -> Path | None:
@@ -378,11 +440,7 @@ def promoted_run(project: str) -> Path | None:
     if name is None:
         return None
     run_dir = models_dir() / project / name
-    if (
-        not _RUN_NAME.fullmatch(name)
-        or run_state(run_dir) != COMPLETED
-        or not (run_dir / MODEL_FILE).is_file()
-    ):
+    if run_state(run_dir) != COMPLETED or not (run_dir / MODEL_FILE).is_file():
         raise UserError(
             f"the promoted {project} run {name!r} is no longer a completed run in {run_dir.parent}; "
             f"promote another (`python -m common promote {project} RUN`), go back to the shipped model "
@@ -435,14 +493,44 @@ def check_promotable(project: str, run_arg: str) -> Path:
 
 def promote(project: str, run_dir: Path | None) -> None:
     """Records ``run_dir`` (checked by :func:`check_promotable`) as the model that answers by
-    default, atomically; ``None`` clears it, so the shipped model answers again."""
+    default, atomically; ``None`` clears it, so the shipped model answers again. Promotions made
+    at the same time take their turns (the last one stays); a damaged record is named, then
+    replaced."""
     record = models_dir() / project / PROMOTED_FILE
-    if run_dir is None:
-        record.unlink(missing_ok=True)
-        sync_folder(record.parent)
-        return
-    record.parent.mkdir(parents=True, exist_ok=True)
-    write_json({"run": run_dir.name, "promoted": time.strftime("%Y-%m-%dT%H:%M:%S")}, record)
+    with promotion_lock(record.parent):
+        try:
+            promoted_name(project)
+        except UserError as error:
+            log.warning("replacing the damaged record %s", error)
+        if run_dir is None:
+            record.unlink(missing_ok=True)
+            sync_folder(record.parent)
+            return
+        write_json({"run": run_dir.name, "promoted": time.strftime("%Y-%m-%dT%H:%M:%S")}, record)
+
+
+@contextmanager
+def promotion_lock(folder: Path) -> Iterator[None]:
+    """Held while a project's ``promoted.json`` is read and rewritten, so promotions made at once
+    take their turns: the operating system's lock on ``models/<project>/.promote.lock``, waited
+    for, dropped when its process ends however it ends. The file stays (removing it would let
+    a waiter lock a file no one else sees)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(folder / PROMOTION_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise UserError(
+            f"cannot write in {folder}: {error.strerror or error}; set MODELS_DIR to a writable folder"
+        ) from None
+    try:
+        deadline = time.monotonic() + 60
+        while not files.try_lock(descriptor):
+            if time.monotonic() > deadline:
+                raise UserError(f"another promote of {folder.name} has held {PROMOTION_LOCK} for a minute")
+            time.sleep(0.01)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def default_model_dir(project: str) -> Path | None:
@@ -467,9 +555,13 @@ def default_model_summary(project: str) -> str:
     """What answers by default, in a few words, for the messages of commands that do not answer:
     ``the promoted run NAME``, ``the shipped model`` or ``no model``."""
     try:
+        name = promoted_name(project)
+    except UserError as error:
+        return f"no model until its promoted record is repaired ({error})"
+    try:
         run_dir = default_model_dir(project)
     except UserError:
-        return f"no model (the promoted run {promoted_name(project)!r} is gone)"
+        return f"no model (the promoted run {name!r} is gone)"
     if run_dir is None:
         return "no model (none promoted, none shipped)"
     if run_dir.resolve() == pretrained_dir(project).resolve():
@@ -545,7 +637,10 @@ def describe_model(
     (by default relative to the current folder)."""
     run_dir = model_file.parent.resolve()
     metrics = read_metrics(run_dir)
-    promoted = promoted_name(project.name)
+    try:
+        promoted = promoted_name(project.name)
+    except UserError:
+        promoted = None  # Said where it decides something: when the default model is asked for.
     if run_dir == pretrained_dir(project.name).resolve():
         kind = "shipped model" + (" (no run promoted)" if chosen_by_default else "")
     elif promoted is not None and run_dir == (models_dir() / project.name / promoted).resolve():

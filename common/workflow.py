@@ -81,6 +81,8 @@ def train(
             continue_from = runs.check_continuable(project.name, continue_from)
         run_dir = runs.new_run_dir(project.name, run_name)
     with runs.RunLock(run_dir), checkpoints.terminate_as_interrupt():
+        if resume_dir is not None:
+            runs.check_resumable(project.name, resume_dir, locked=True)
         # What a resume reads is checked before anything is written: a damaged file is one line,
         # and the run is left exactly as it was, resumable or continuable.
         progress = (

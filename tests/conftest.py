@@ -81,6 +81,34 @@ def assert_one_line_error(result: CliResult, *fragments: str) -> None:
         assert fragment.lower() in error_lines[0].lower(), error_lines[0]
 
 
+# A process that takes a run's lock, says so, and holds it until killed.
+_HOLD_THE_LOCK = """
+import sys, time
+from pathlib import Path
+from common import runs
+with runs.RunLock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(300)
+"""
+
+
+@contextmanager
+def another_process_training(run_dir: Path) -> Iterator[subprocess.Popen]:
+    """Inside the block, another process holds ``run_dir``'s lock as a trainer does; it is killed
+    at the end (leaving its ``.lock`` file behind, as a killed trainer does)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_LOCK, str(run_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
 @pytest.fixture(scope="session")
 def xvfb_display():
     """Starts a virtual screen for Tk tests and points DISPLAY at it."""

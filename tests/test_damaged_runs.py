@@ -1,6 +1,7 @@
 """Damaged run folders: a resume checks every file it reads before training and refuses a damaged
 one in one line, leaving the run as it was; the runs table and compare show the readable runs and
-name the unreadable one; a lock whose process id was reused is stale."""
+name the unreadable one; a run is held by the process holding its lock, whatever id its lock file
+names, and of two resumes started together exactly one trains."""
 
 from __future__ import annotations
 
@@ -10,13 +11,21 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from common import runs
-from tests.conftest import assert_one_line_error, ctrl_c_after_epoch
+from tests.conftest import (
+    ROOT,
+    CliResult,
+    another_process_training,
+    assert_one_line_error,
+    ctrl_c_after_epoch,
+)
 from tests.test_registry_and_runs import TOY, toy_project  # noqa: F401  (the fixture)
 
 
@@ -308,33 +317,127 @@ def test_compare_and_tune_with_a_read_only_models_dir_are_one_line(two_runs, mod
         os.chmod(models_dir, 0o755)
 
 
-# Locks: a process id the system reused for another process does not hold the run -------------
+# Locks: the operating system's, whatever process id a lock file names ----------------------------
 
 
-def test_a_lock_whose_process_id_was_reused_is_stale(interrupted, cli):
+def test_a_lock_file_naming_a_live_process_that_holds_no_lock_is_stale(interrupted, cli):
+    """A killed trainer's .lock stays behind, and its process id may since name another process:
+    only a process holding the lock holds the run."""
     runs.set_state(interrupted, runs.RUNNING)
     with subprocess.Popen(["sleep", "60"]) as other:
-        started = runs.process_start_time(other.pid)
-        assert started is not None
         try:
-            # The lock of the process that held this id before: it started at another time.
-            (interrupted / runs.LOCK_FILE).write_text(f"{other.pid} {started - 1}\n")
+            (interrupted / runs.LOCK_FILE).write_text(f"{other.pid}\n")
             assert runs.lock_owner(interrupted) is None and runs.run_state(interrupted) == runs.INTERRUPTED
-            # The same id and start time: that process holds the run.
-            (interrupted / runs.LOCK_FILE).write_text(f"{other.pid} {started}\n")
-            assert_one_line_error(cli("train", TOY, "--resume", str(interrupted)), f"process {other.pid}")
-            (interrupted / runs.LOCK_FILE).write_text(f"{other.pid} {started - 1}\n")
-            resumed = cli("train", TOY, "--resume", str(interrupted))
-            assert resumed.code == 0, resumed.stderr
-            assert runs.run_state(interrupted) == runs.COMPLETED
-            assert not (interrupted / runs.LOCK_FILE).exists()
         finally:
             other.kill()
+    with another_process_training(interrupted) as trainer:
+        assert runs.run_state(interrupted) == runs.RUNNING
+        assert_one_line_error(cli("train", TOY, "--resume", str(interrupted)), f"process {trainer.pid}")
+    resumed = cli("train", TOY, "--resume", str(interrupted))
+    assert resumed.code == 0, resumed.stderr
+    assert runs.run_state(interrupted) == runs.COMPLETED
+    assert not (interrupted / runs.LOCK_FILE).exists()
 
 
-def test_the_lock_records_the_process_start_time(tmp_path):
-    with runs.RunLock(tmp_path):
-        pid, started = (tmp_path / runs.LOCK_FILE).read_text().split()
-        assert int(pid) == os.getpid() and int(started) == runs.process_start_time(os.getpid())
-        with open(f"/proc/{os.getpid()}/stat") as stat:
-            assert int(stat.read().rsplit(")", 1)[1].split()[19]) == int(started)
+# Started together in separate processes, each waiting for the same file to appear: all of Keras and
+# the training code imported first, so both reach the run at the same instant. Each committed epoch
+# takes half a second more, so the one that trains still holds the run when the other arrives.
+_RESUME_ON_SIGNAL = """
+import sys, time
+from pathlib import Path
+import projects
+projects.__path__.insert(0, sys.argv[1])
+from common.backend import import_keras
+import_keras()
+from common import checkpoints, workflow
+from common.__main__ import main
+commit = checkpoints.RunRecorder.on_epoch_end
+def slow_commit(self, done, logs=None):
+    commit(self, done, logs)
+    time.sleep(0.5)
+checkpoints.RunRecorder.on_epoch_end = slow_commit
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def test_two_resumes_of_one_run_at_once_train_it_once(interrupted, models_dir, capsys, monkeypatch):
+    """The CLI twice at the same instant, in two threads of this process (each its own open lock
+    file, as two processes have): one resumes the run, the other is refused in one line."""
+    import threading
+
+    from common import checkpoints
+    from common.__main__ import main
+
+    commit = checkpoints.RunRecorder.on_epoch_end
+
+    def slow_commit(self, done, logs=None):
+        commit(self, done, logs)
+        time.sleep(0.3)  # The trainer still holds the run when the other arrives.
+
+    monkeypatch.setattr(checkpoints.RunRecorder, "on_epoch_end", slow_commit)
+    start, codes = threading.Barrier(2, timeout=60), []
+
+    def resume() -> None:
+        start.wait()
+        codes.append(main(["-q", "train", TOY, "--resume", str(interrupted)]))
+
+    other = threading.Thread(target=resume)
+    other.start()
+    resume()
+    other.join(timeout=120)
+    captured = capsys.readouterr()
+    assert sorted(codes) == [0, 2]
+    assert_one_line_error(CliResult(2, captured.out, captured.err), f"process {os.getpid()}")
+    assert runs.run_state(interrupted) == runs.COMPLETED and not (interrupted / runs.LOCK_FILE).exists()
+    epochs = [line.split(",")[0] for line in (interrupted / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == ["0", "1", "2", "3"]
+
+
+def test_a_resume_that_gets_the_lock_after_another_completed_the_run_trains_nothing(
+    interrupted, models_dir, cli, monkeypatch
+):
+    """Checked, then held up until another resume has completed the run and let go of it: the check
+    is made again under the lock, so the run is not trained twice."""
+    lock = runs.RunLock
+
+    class LateLock(lock):
+        def __enter__(self):
+            runs.set_state(interrupted, runs.COMPLETED)  # what the other resume left
+            return super().__enter__()
+
+    monkeypatch.setattr(runs, "RunLock", LateLock)
+    before = _files(interrupted)
+    assert_one_line_error(cli("train", TOY, "--resume", str(interrupted)), "this run is completed")
+    after = _files(interrupted)
+    assert after.pop(runs.STATE_FILE) != before.pop(runs.STATE_FILE) and after == before
+
+
+# Slow: two processes of TensorFlow.
+@pytest.mark.slow
+def test_two_simultaneous_resumes_of_one_run_train_it_once(interrupted, toy_project, models_dir, tmp_path):  # noqa: F811
+    go = tmp_path / "go"
+    command = [sys.executable, "-c", _RESUME_ON_SIGNAL, str(toy_project.parent), str(go)]
+    command += ["-q", "train", TOY, "--resume", str(interrupted)]
+    environment = {**os.environ, "MODELS_DIR": str(models_dir)}
+    both = [
+        subprocess.Popen(
+            command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    time.sleep(0.5)
+    go.touch()
+    results = []
+    for process in both:
+        stdout, stderr = process.communicate(timeout=120)
+        results.append((process.pid, CliResult(process.returncode, stdout, stderr)))
+    [(trainer, trained)] = [(pid, result) for pid, result in results if result.code == 0]
+    [(_, refused)] = [(pid, result) for pid, result in results if result.code != 0]
+    assert "Traceback" not in trained.stderr
+    assert_one_line_error(refused, f"process {trainer}")
+    assert runs.run_state(interrupted) == runs.COMPLETED and not (interrupted / runs.LOCK_FILE).exists()
+    epochs = [line.split(",")[0] for line in (interrupted / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == ["0", "1", "2", "3"]

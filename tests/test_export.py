@@ -195,6 +195,45 @@ def test_two_exports_into_one_folder_keep_the_first_whole(trained, cli, tmp_path
     assert [path.name for path in tmp_path.iterdir()] == ["out"]  # no work folder left
 
 
+def test_non_finite_outputs_on_either_side_fail_the_check():
+    """A NaN is further than no tolerance, yet ``nan > tolerance`` is false: a diverged model (or an
+    artifact answering NaN) must fail the check instead of passing it."""
+    from common.export import compare, disagrees
+
+    finite = np.array([[0.1, 0.9], [0.8, 0.2]], dtype="float32")
+    assert not disagrees(compare(finite, finite.copy()))
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = finite.copy()
+        broken[1, 0] = bad
+        for expected, answers, side in ((broken, finite, "keras"), (finite, broken, "export")):
+            report = compare(expected, answers)
+            assert report[f"non_finite_{side}"] == 1 and disagrees(report), (bad, side)
+        # Both sides equally broken: the difference is NaN or 0, never a pass.
+        report = compare(broken, broken.copy())
+        assert report["non_finite_keras"] == report["non_finite_export"] == 1 and disagrees(report)
+    everywhere = np.full((3, 1), np.nan, dtype="float32")  # a regression model, one output each
+    report = compare(everywhere, everywhere.copy())
+    assert report["non_finite_keras"] == 3 and disagrees(report)
+    assert disagrees({"largest_difference": float("nan")})
+
+
+def test_an_artifact_answering_nan_is_not_kept(trained, cli, tmp_path, monkeypatch):
+    from common import export
+
+    run = export.run_artifact
+
+    def one_nan(*args):
+        answers = run(*args).copy()
+        answers[3, 0] = np.nan
+        return answers
+
+    monkeypatch.setattr(export, "run_artifact", one_nan)
+    run_dir, data = trained["mnist"]
+    result = cli("export", "mnist", "--model", run_dir, "--format", "onnx", "--out", tmp_path / "out", *data)
+    assert_one_line_error(result, "the onnx export gives 1 non-finite output", "nothing was kept")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_export_requests_that_cannot_work_are_one_line(trained, cli, tmp_path, monkeypatch):
     from common import export
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,8 @@ import pytest
 from PIL import Image
 
 from common import runs
-from tests.conftest import assert_one_line_error, ctrl_c_after_epoch, run_subprocess
+from common.errors import UserError
+from tests.conftest import ROOT, assert_one_line_error, ctrl_c_after_epoch, run_subprocess
 from tests.test_registry_and_runs import TOY, toy_project  # noqa: F401  (the fixture)
 
 SHIPPED_MNIST = runs.pretrained_dir("mnist") / "model.keras"
@@ -182,3 +185,90 @@ def test_a_run_whose_model_is_a_link_to_another_runs_is_not_promoted(toy_project
     (mine / runs.MODEL_FILE).symlink_to(other / runs.MODEL_FILE)
     assert_one_line_error(cli("promote", TOY, str(mine)), "model.keras is a link to", "not this run's own")
     assert runs.promoted_run(TOY) is None
+
+
+def _completed_run(models_dir: Path, name: str) -> Path:
+    """A completed mnist run folder as far as ``promote`` reads one (its model is never loaded)."""
+    run_dir = models_dir / "mnist" / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.toml").write_text("")
+    (run_dir / "model.keras").write_bytes(b"not loaded")
+    (run_dir / "metrics.json").write_text('{"test_accuracy": 0.5}\n')
+    runs.set_state(run_dir, runs.COMPLETED)
+    return run_dir
+
+
+def test_promotions_made_at_once_each_land_whole_and_readers_never_see_a_torn_record(models_dir):
+    """Eight ``promote``s at the same time (they wrote one temporary file, renamed it from under one
+    another and died with tracebacks, and readers saw promoted.json empty or half written)."""
+    names = [_completed_run(models_dir, f"20260101-00000{number}").name for number in range(8)]
+    record = models_dir / "mnist" / runs.PROMOTED_FILE
+    for _ in range(3):
+        promoters = [
+            subprocess.Popen(
+                [sys.executable, "-m", "common", "-q", "promote", "mnist", name],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for name in names
+        ]
+        read, torn = set(), []
+        while any(promoter.poll() is None for promoter in promoters):
+            try:
+                text = record.read_text()
+            except FileNotFoundError:
+                continue  # none written yet
+            try:
+                read.add(json.loads(text)["run"])
+                read.add(runs.promoted_name("mnist"))
+            except (ValueError, KeyError, UserError) as error:
+                torn.append(f"{text!r}: {error}")
+        finished = [(promoter.returncode, *promoter.communicate()) for promoter in promoters]
+        assert torn == []
+        for code, _, stderr in finished:
+            assert code == 0 and "Traceback" not in stderr, stderr
+        assert read <= set(names) and runs.promoted_name("mnist") in names
+        left = {path.name for path in (models_dir / "mnist").iterdir()} - set(names)
+        assert left <= {runs.PROMOTED_FILE, runs.PROMOTION_LOCK}, "no temporary file left behind"
+
+
+DAMAGED_RECORDS = {
+    "empty": b"",
+    "cut off": b'{"run": "2026',
+    "not UTF-8": b'{"run": "\xff"}',
+    "a list": b'["20260101-000000"]',
+    "no run named": b'{"promoted": "2026-01-01T00:00:00"}',
+    "a run name that is no folder name": b'{"run": "../elsewhere"}',
+    "a number for the run": b'{"run": 7}',
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_RECORDS.values()), ids=list(DAMAGED_RECORDS))
+def test_a_damaged_promoted_record_is_one_line_naming_it_never_the_shipped_model(
+    damage, models_dir, cli, tmp_path, caplog
+):
+    """Read as "nothing promoted", a damaged promoted.json handed answering back to the shipped
+    model without a word; whatever must know what answers names the file instead."""
+    run_dir = _completed_run(models_dir, "20260101-000000")
+    record = models_dir / "mnist" / runs.PROMOTED_FILE
+    record.write_bytes(damage)
+    digit = tmp_path / "digit.png"
+    Image.new("L", (28, 28)).save(digit)
+    assert_one_line_error(cli("predict", "mnist", digit), str(record), "promote mnist --clear")
+    assert_one_line_error(cli("evaluate", "mnist"), str(record))
+    with pytest.raises(UserError, match=f"^{record}"):
+        runs.default_model_dir("mnist")
+    # The runs table still lists the runs (to choose one to promote again) and says what is wrong.
+    listed = cli("runs", "mnist")
+    assert listed.code == 0 and run_dir.name in listed.stdout
+    [answering] = [line for line in listed.stdout.splitlines() if line.startswith("answers by default:")]
+    assert answering.startswith("answers by default: no model") and str(record) in answering
+    assert record.read_bytes() == damage  # Nothing read it as anything else, or rewrote it.
+    # Promoting again is the repair: the damaged record is named, then replaced.
+    with caplog.at_level(logging.WARNING):
+        promoted = cli("promote", "mnist", run_dir.name)
+    assert promoted.code == 0, promoted.stderr
+    assert f"replacing the damaged record {record}" in caplog.text
+    assert runs.promoted_name("mnist") == run_dir.name

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 
@@ -13,7 +12,7 @@ import pytest
 import projects
 from common import registry, runs
 from common.__main__ import main
-from tests.conftest import assert_one_line_error, ctrl_c_after_epoch
+from tests.conftest import another_process_training, assert_one_line_error, ctrl_c_after_epoch
 
 # A name no user would give a project of their own: a user's projects/ may hold any other.
 TOY = "points_fixture"
@@ -273,6 +272,27 @@ def test_a_new_project_folder_plugs_in_and_trains(toy_project, models_dir, cli, 
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
 
 
+def test_evaluate_never_writes_into_a_run_folder(toy_project, models_dir, cli, tmp_path):
+    """A run's metrics.json is the record of its training: ``evaluate --out`` naming the run (its
+    folder, a folder inside it, ``latest``) is refused in one line, and nothing of the run changes."""
+    assert cli("train", TOY, "--set", "train.epochs=2").code == 0
+    run_dir = runs.latest_run(TOY)
+
+    def files_of(folder):
+        return {path: path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+    before = files_of(run_dir)
+    for out in (run_dir, run_dir / "scores", models_dir / TOY / "latest", run_dir / "plots" / ".." / "x"):
+        result = cli("evaluate", TOY, "--model", str(run_dir), "--out", str(out))
+        assert_one_line_error(result, f"--out {out}", f"the run folder {run_dir}", "metrics.json")
+    assert files_of(run_dir) == before
+    assert not (run_dir / "scores").exists() and not (models_dir / TOY / "evaluations").exists()
+    # Any other folder takes the scores.
+    scored = cli("evaluate", TOY, "--model", str(run_dir), "--out", str(tmp_path / "scores"))
+    assert scored.code == 0, scored.stderr
+    assert (tmp_path / "scores" / "metrics.json").is_file() and files_of(run_dir) == before
+
+
 def test_interrupted_run_never_becomes_latest_and_resumes(toy_project, models_dir, cli):
     assert cli("train", TOY, "--name", "good", "--set", "train.epochs=3").code == 0
     good_run = runs.latest_run(TOY)
@@ -336,11 +356,10 @@ def test_resume_refuses_a_run_another_process_is_training(toy_project, models_di
     assert cli("train", TOY, "--set", "train.epochs=2").code == 0
     run_dir = runs.latest_run(TOY)
     runs.set_state(run_dir, runs.RUNNING)
-    with subprocess.Popen(["sleep", "30"]) as trainer:
-        (run_dir / runs.LOCK_FILE).write_text(f"{trainer.pid}\n")
+    with another_process_training(run_dir) as trainer:
+        assert runs.run_state(run_dir) == runs.RUNNING
         assert_one_line_error(cli("train", TOY, "--resume", str(run_dir)), f"process {trainer.pid}")
-        trainer.kill()
-    # Once its process is gone, the lock is stale and the run reads as interrupted.
+    # Once its process is gone, so is its lock, and the run reads as interrupted.
     assert runs.run_state(run_dir) == runs.INTERRUPTED
 
 
@@ -367,12 +386,10 @@ def test_continue_from_an_interrupted_run_starts_from_its_last_checkpoint(
 
     # While another process trains it, it is a moving target: refused in one line.
     runs.set_state(stopped, runs.RUNNING)
-    with subprocess.Popen(["sleep", "30"]) as trainer:
-        (stopped / runs.LOCK_FILE).write_text(f"{trainer.pid}\n")
+    with another_process_training(stopped) as trainer:
         assert_one_line_error(
             cli("train", TOY, "--continue-from", str(stopped)), f"process {trainer.pid}", "stop it"
         )
-        trainer.kill()
     (stopped / runs.LOCK_FILE).unlink()
     runs.set_state(stopped, runs.INTERRUPTED)
     stopped_files = {path.name: path.read_bytes() for path in stopped.iterdir() if path.is_file()}

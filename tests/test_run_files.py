@@ -6,10 +6,12 @@ from __future__ import annotations
 import errno
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from common import files, registry, runs
+from tests.conftest import another_process_training
 
 
 def test_an_atomic_write_leaves_exactly_the_new_bytes_and_no_partial_file(tmp_path):
@@ -118,63 +120,109 @@ def test_describe_model_names_the_shipped_the_promoted_and_any_other_model(model
     ]
 
 
-def _dead_pid_below_ours() -> int:
-    """A process id lower than this process's that names no living process."""
-    for pid in range(os.getpid() - 1, 1, -1):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return pid
-        except PermissionError:
-            continue
-    raise AssertionError("every lower process id is alive")
+def _take_the_lock_in_rounds(folder: str, rounds: int, start, done, wins) -> None:
+    """One of several takers (processes or threads, each with its own open file) that try in each
+    round, all at the same instant, to lock the same run folder; a winner holds the lock until
+    every taker has tried, then lets it go before the next round."""
+    from common.errors import UserError
+
+    try:
+        for round_ in range(rounds):
+            start.wait()
+            try:
+                with runs.RunLock(Path(folder)):
+                    wins.put(round_)
+                    done.wait()
+            except UserError:
+                done.wait()
+    except BaseException as error:  # noqa: BLE001 - reported to the test, which fails on it
+        wins.put(f"{type(error).__name__}: {error}")
 
 
-def test_a_lock_of_a_dead_process_with_a_lower_id_is_stale_and_taken_over(tmp_path):
-    dead = _dead_pid_below_ours()
-    (tmp_path / runs.LOCK_FILE).write_text(f"{dead}\n")
-    assert runs.lock_owner(tmp_path) is None
-    with runs.RunLock(tmp_path):
-        assert (tmp_path / runs.LOCK_FILE).read_text() == (
-            f"{os.getpid()} {runs.process_start_time(os.getpid())}\n"
+@pytest.mark.parametrize("takers", ["processes", "threads"])
+def test_exactly_one_of_many_simultaneous_takers_gets_the_run_lock_every_time(takers, tmp_path):
+    """Two trainers at once on one run: one of them trains, every time, whoever comes first. (A lock
+    file found created but its process id not yet written was taken for stale and deleted, and
+    both trained.)"""
+    import multiprocessing
+    import queue
+    import threading
+
+    count, rounds = 6, 100
+    if takers == "processes":
+        context = multiprocessing.get_context("spawn")  # no copy of this process's threads
+        start, done, wins = (
+            context.Barrier(count, timeout=60),
+            context.Barrier(count, timeout=60),
+            context.Queue(),
         )
+        workers = [
+            context.Process(target=_take_the_lock_in_rounds, args=(str(tmp_path), rounds, start, done, wins))
+            for _ in range(count)
+        ]
+    else:
+        start, done, wins = (
+            threading.Barrier(count, timeout=60),
+            threading.Barrier(count, timeout=60),
+            queue.Queue(),
+        )
+        workers = [
+            threading.Thread(target=_take_the_lock_in_rounds, args=(str(tmp_path), rounds, start, done, wins))
+            for _ in range(count)
+        ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    won = []
+    while True:
+        try:
+            won.append(wins.get(timeout=1))
+        except queue.Empty:
+            break
+    assert [item for item in won if isinstance(item, str)] == []
+    assert sorted(won) == list(range(rounds)), "each round exactly one winner"
     assert not (tmp_path / runs.LOCK_FILE).exists()
 
 
-def test_a_lock_of_a_live_process_with_a_lower_id_blocks_and_a_reused_lower_id_does_not(tmp_path):
+def test_a_lock_file_nobody_holds_is_no_lock_whatever_process_id_it_names(tmp_path):
+    """A killed trainer leaves its .lock (it cannot remove it) but never the lock: the system drops
+    that with the process. The process id written in the file, alive or not, decides nothing."""
     import subprocess
 
-    import pytest
+    with subprocess.Popen(["sleep", "60"]) as alive:
+        try:
+            for written in ("", "garbage", f"{alive.pid}", "1", f"{os.getpid()}"):
+                (tmp_path / runs.LOCK_FILE).write_text(written + "\n")
+                assert runs.lock_owner(tmp_path) is None, written
+                with runs.RunLock(tmp_path):
+                    assert (tmp_path / runs.LOCK_FILE).read_text() == f"{os.getpid()}\n"
+                    assert runs.lock_owner(tmp_path) == os.getpid()
+                assert not (tmp_path / runs.LOCK_FILE).exists() and runs.lock_owner(tmp_path) is None
+        finally:
+            alive.kill()
 
+
+def test_a_held_lock_is_refused_in_one_line_naming_its_process_and_left_alone(tmp_path):
     from common.errors import UserError
 
-    with subprocess.Popen(["sleep", "60"]) as other:
-        try:
-            (tmp_path / runs.LOCK_FILE).write_text("1\n")  # init: alive, and started before us
-            assert runs.lock_owner(tmp_path) == 1
-            with pytest.raises(UserError) as refused:
-                runs.RunLock(tmp_path).__enter__()
-            assert str(refused.value) == (
-                f"{tmp_path} is being trained by process 1; wait for it or stop it first"
-            )
-            assert (tmp_path / runs.LOCK_FILE).read_text() == "1\n"  # not taken
-            # pid 1 with another start time: the id now names another process.
-            started = runs.process_start_time(1)
-            (tmp_path / runs.LOCK_FILE).write_text(f"1 {started + 1}\n")
-            assert runs.lock_owner(tmp_path) is None
-            (tmp_path / runs.LOCK_FILE).write_text(f"{other.pid} {runs.process_start_time(other.pid)}\n")
-            assert runs.lock_owner(tmp_path) == other.pid
-        finally:
-            other.kill()
-
-
-def test_a_process_entering_its_own_lock_again_takes_it_over(tmp_path):
-    mine = f"{os.getpid()} {runs.process_start_time(os.getpid())}\n"
+    with another_process_training(tmp_path) as holder:
+        assert runs.lock_owner(tmp_path) == holder.pid
+        with pytest.raises(UserError) as refused:
+            runs.RunLock(tmp_path).__enter__()
+        assert str(refused.value) == (
+            f"{tmp_path} is being trained by process {holder.pid}; wait for it or stop it first"
+        )
+        assert (tmp_path / runs.LOCK_FILE).read_text() == f"{holder.pid}\n"  # not taken
+    # Killed, it no longer holds the run (its file is left behind).
+    assert (tmp_path / runs.LOCK_FILE).exists() and runs.lock_owner(tmp_path) is None
     with runs.RunLock(tmp_path):
         assert runs.lock_owner(tmp_path) == os.getpid()
-        with runs.RunLock(tmp_path):
-            assert (tmp_path / runs.LOCK_FILE).read_text() == mine
-        assert not (tmp_path / runs.LOCK_FILE).exists()  # the inner exit released it
+        # Within one process too: a second lock (another thread's) is refused, never taken over.
+        with pytest.raises(UserError, match=f"process {os.getpid()}; "):
+            runs.RunLock(tmp_path).__enter__()
+        assert runs.lock_owner(tmp_path) == os.getpid()  # the refused try released nothing
+    assert runs.lock_owner(tmp_path) is None
 
 
 def _progress(**changes):
