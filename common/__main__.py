@@ -593,6 +593,9 @@ def _headline(project, metrics: dict) -> str:
         elif meaning:
             line += f" ({meaning})"
         lines.append(line)
+        warning = project.headline.no_better(metrics)
+        if warning:
+            lines.append(f"warning: {warning}")
     format_report = project.functions.format_report
     if format_report is not None:
         lines.append(format_report(metrics))

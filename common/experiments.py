@@ -112,6 +112,7 @@ def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | Non
     if _is_number(metrics.get(headline.metric)):
         baseline = metrics.get(headline.baseline) if headline.baseline else headline.baseline_value
         row.update(metric=headline.metric, value=metrics[headline.metric], baseline=baseline)
+        row["no_better"] = bool(headline.no_better(metrics))
     for key in ("data_source", "backend"):
         if not isinstance(row[key], (str, type(None))):
             return _unreadable_row(run_dir, f"{run_dir / runs.METRICS_FILE}: {key} is not text")
@@ -341,7 +342,8 @@ def _score(row: dict) -> str:
         trial = row["tune"]
         return f"{row['metric']} {row['value']:.4f} (tune trial {trial['trial']} of '{trial['search']}')"
     baseline = f" (baseline {row['baseline']:.4f})" if _is_number(row["baseline"]) else ""
-    return f"{row['metric']} {row['value']:.4f}{baseline}"
+    no_better = ", no better than it" if row.get("no_better") else ""
+    return f"{row['metric']} {row['value']:.4f}{baseline}{no_better}"
 
 
 def _duration(seconds: Any) -> str:

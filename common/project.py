@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -140,6 +141,40 @@ class Headline:
     baseline: str | None = None
     meaning: str = ""
     baseline_value: float | None = None
+
+    def no_better(self, metrics: dict) -> str:
+        """One sentence when the score is no better than its baseline, else ``""``.
+
+        A score beside a baseline key (an accuracy beside the majority class's) is no better
+        when it lies within two standard errors of the baseline's rate over the ``n_test``
+        examples (``2 * sqrt(b * (1 - b) / n)``): a gain that small is what chance gives. A
+        ratio to the baseline's error (``baseline_value``) is no better at or above it."""
+        score = metrics.get(self.metric)
+        if not _is_number(score):
+            return ""
+        if self.baseline is not None:
+            baseline, examples = metrics.get(self.baseline), metrics.get("n_test")
+            if not _is_number(baseline) or not _is_number(examples) or examples < 1:
+                return ""
+            noise = 2 * math.sqrt(max(baseline * (1 - baseline), 0.0) / examples)
+            if score > baseline + noise:
+                return ""
+            return (
+                f"{self.metric} {score:.4f} is no better than the trivial baseline's {baseline:.4f} (within "
+                f"two standard errors, {noise:.4f}, on {examples:,} test examples): the model has not learnt "
+                "the task yet; train longer (more epochs) or check the data"
+            )
+        if self.baseline_value is not None and score >= self.baseline_value:
+            return (
+                f"{self.metric} {score:.4f} is no better than the trivial baseline's "
+                f"{self.baseline_value:g}: the model has not learnt the task yet; train longer (more "
+                "epochs) or check the data"
+            )
+        return ""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)

@@ -652,6 +652,9 @@ def describe_model(
     if isinstance(metrics.get(key), (int, float)):
         facts.append(f"recorded {key} {metrics[key]:.4f}")
     lines = [f"{kind}: {show_path(model_file)}" + (f" ({'; '.join(facts)})" if facts else "")]
+    no_better = project.headline.no_better(metrics)
+    if no_better:
+        lines.append(f"warning: {no_better}")
     latest = latest_run(project.name)
     if chosen_by_default and latest is not None and latest.resolve() != run_dir:
         lines.append(

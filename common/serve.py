@@ -119,6 +119,8 @@ class ServedProject:
             "stand_in_data": bool(metrics.get("stand_in_data")),
             "score": score,
             "baseline_accuracy": metrics.get("baseline_accuracy"),
+            # A model no better than its trivial baseline, in words: the page shows it beside the score.
+            "no_better": self.project.headline.no_better(metrics) or None,
             "api": self.route,
             "page": f"/{self.project.name}",
             "runtime": self.runtime,

@@ -183,3 +183,60 @@ def test_a_new_project_that_cannot_be_written_whole_leaves_nothing(tmp_path, mon
         path.name for path in written if path.parent == plugins / "sensors"
     )
     assert (tests_dir / "test_sensors.py") in written and len(written) == 9
+
+
+@pytest.mark.parametrize(
+    ("metrics", "said"),
+    [
+        (
+            {"test_accuracy": 0.1, "baseline_accuracy": 0.1, "n_test": 500},
+            "within two standard errors, 0.0268, on 500",
+        ),
+        (
+            {"test_accuracy": 0.126, "baseline_accuracy": 0.1, "n_test": 500},
+            "test_accuracy 0.1260 is no better",
+        ),
+        (
+            {"test_accuracy": 0.05, "baseline_accuracy": 0.1, "n_test": 500},
+            "than the trivial baseline's 0.1000",
+        ),
+        ({"test_accuracy": 0.13, "baseline_accuracy": 0.1, "n_test": 500}, ""),  # 0.1 + 0.0268 < 0.13
+        ({"test_accuracy": 0.9, "baseline_accuracy": 0.1, "n_test": 10_000}, ""),
+        ({"test_accuracy": 0.1, "baseline_accuracy": 0.1}, ""),  # no test size: no claim
+    ],
+)
+def test_a_score_within_noise_of_its_baseline_is_said_to_be_no_better(metrics, said):
+    from common.project import Headline
+
+    warning = Headline("test_accuracy", baseline="baseline_accuracy").no_better(metrics)
+    assert (said in warning) if said else warning == ""
+
+
+def test_a_ratio_to_the_baselines_error_is_no_better_at_or_above_it():
+    from common.project import Headline
+
+    headline = Headline("rmse_ratio", baseline_value=1.0)
+    assert headline.no_better({"rmse_ratio": 1.02}).startswith(
+        "rmse_ratio 1.0200 is no better than the trivial"
+    )
+    assert headline.no_better({"rmse_ratio": 0.98}) == ""
+
+
+def test_a_run_no_better_than_its_baseline_says_so(toy_project, models_dir, cli):  # noqa: F811
+    from common import registry
+    from common import runs as run_folders
+    from common.__main__ import _headline
+
+    assert cli("train", TOY, "--promote").code == 0
+    run_dir = run_folders.latest_run(TOY)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["test_accuracy"] = 1.0
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    assert "no better than it" not in cli("runs", TOY).stdout
+    metrics["test_accuracy"] = metrics["baseline_accuracy"]
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    assert "no better than it" in cli("runs", TOY).stdout
+    project = registry.get_project(TOY)
+    assert "\nwarning: test_accuracy" in _headline(project, metrics)
+    described = run_folders.describe_model(project, run_dir / "model.keras", chosen_by_default=True)
+    assert described[1].startswith("warning: test_accuracy")

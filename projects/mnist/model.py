@@ -10,6 +10,9 @@ from common.config import Config
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
+# Keras' default (0.99) needs hundreds of steps before the statistics used at inference settle:
+# a 3-epoch run on the 5,000 offline digits (96 steps) validated at chance. 0.9 settles in tens.
+BATCH_NORM_MOMENTUM = 0.9
 
 
 def to_model_input(digits: list[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -38,7 +41,7 @@ def build_model(config: Config, splits: object = None) -> keras.Model:
     for index, filters in enumerate(settings.conv_filters, start=1):
         model.add(layers.Conv2D(filters, 3, padding="same", use_bias=not settings.batch_norm))
         if settings.batch_norm:
-            model.add(layers.BatchNormalization())
+            model.add(layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM))
         model.add(layers.Activation("relu"))
         if index % settings.pool_every == 0:
             model.add(layers.MaxPooling2D())

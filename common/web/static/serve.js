@@ -11,7 +11,8 @@ async function showModel(project) {
     if (entry) {
       const score = entry.score ? `recorded ${entry.score.metric} ${entry.score.value.toFixed(4)}` : "no recorded score";
       box.textContent = `Answered by ${entry.model} (${score}; data: ${entry.data_source || "not recorded"})` +
-        (entry.stand_in_data ? " - trained on a STAND-IN for the real data" : "");
+        (entry.stand_in_data ? " - trained on a STAND-IN for the real data" : "") +
+        (entry.no_better ? ` - WARNING: ${entry.no_better}` : "");
       return entry;
     }
     box.classList.add("missing");
