@@ -175,7 +175,7 @@ EMOJIFY_DEFAULTS = paths.PROJECTS_DIR / "emojify" / "config.toml"
     ("key", "accepted", "refused", "requirement"),
     [
         ("train.early_stopping_patience", [0, 3], [-1], "must be 0 (off) or more epochs"),
-        ("train.cpu_devices", [1, 2], [0], "must be 1 (the CPU as one device) or more"),
+        ("train.cpu_devices", [1, 64], [0, 65], "must be 1 (the CPU as one device) to 64"),
         ("train.momentum", [0.0, 0.99], [-0.1, 1.0], "must lie in [0, 1) (0 = off)"),
         ("train.weight_decay", [0.0, 0.01], [-0.001], "must be 0 (off) or more"),
         ("train.plateau_factor", [0.01, 0.99], [0.0, 1.0], "must lie between 0 and 1"),

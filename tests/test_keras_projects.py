@@ -20,18 +20,22 @@ BROUGHT = Path(__file__).resolve().parent / "keras_projects"
 
 @pytest.fixture(autouse=True)
 def brought(monkeypatch):
-    """The projects of tests/keras_projects/ found beside the repository's own."""
+    """The projects of tests/keras_projects/ found ahead of the repository's own, so a user's
+    project of the same name (``new reviews``) is neither run here nor broken by these tests."""
     import projects
 
-    monkeypatch.setattr(projects, "__path__", [*projects.__path__, str(BROUGHT)])
+    names = [folder.name for folder in BROUGHT.iterdir() if (folder / "__init__.py").is_file()]
+    monkeypatch.setattr(projects, "__path__", [str(BROUGHT), *projects.__path__])
+    _unimport(names)
     yield
-    for name in [key for key in sys.modules if key.split(".")[:2][-1] in _names()]:
-        if name.startswith("projects."):
-            del sys.modules[name]
+    _unimport(names)
 
 
-def _names() -> list[str]:
-    return [folder.name for folder in BROUGHT.iterdir() if (folder / "__init__.py").is_file()]
+def _unimport(names: list[str]) -> None:
+    for module in [
+        key for key in sys.modules if key.split(".")[:2] in (["projects", name] for name in names)
+    ]:
+        del sys.modules[module]
 
 
 def metrics_of(run_dir: Path) -> dict:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import runs
+from common import registry, runs
 from common.config import load_config
 from common.paths import PROJECTS_DIR
 from projects.mnist import data as mnist_data
@@ -468,6 +468,10 @@ def test_tiny_train_save_load_predict_round_trip(
         f"test_accuracy: {metrics['test_accuracy']:.4f}, against {metrics['baseline_accuracy']:.4f} for the "
         f"trivial baseline (always answering {metrics['baseline_class']!r}, the most frequent class)"
     )
+    # Then, for a run within noise of its baseline (two epochs on 360 digits may be), it says so.
+    warning = registry.get_project("mnist").headline.no_better(metrics)
+    if warning:
+        assert printed.pop(1) == f"warning: {warning}"
     saved = printed.index(f"run saved to {run_dir}")  # after the project's report (per-class scores)
     assert printed[1].split() == ["class", "precision", "recall", "f1", "support"]
     assert printed[saved + 1].startswith("mnist: predict, evaluate, the demos and serve answer with")
