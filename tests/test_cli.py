@@ -292,11 +292,14 @@ def test_several_photos_with_an_image_file_name_for_out_is_an_error(tmp_path, cl
     assert not out.exists()
 
 
-def test_predict_on_a_pipe_is_one_line_not_a_wait(tmp_path):
+def test_predict_on_a_pipe_is_one_line_not_a_wait(tmp_path, cli):
+    from tests.test_damaged_runs import deadline
+
     pipe = tmp_path / "digit.png"
     os.mkfifo(pipe)
-    # A reader would wait for a writer forever: the subprocess' timeout fails the test instead.
-    assert_one_line_error(run_subprocess("predict", "mnist", str(pipe), timeout=90), "not a regular file")
+    # A reader would wait for a writer forever: the deadline fails the test instead.
+    with deadline(60):
+        assert_one_line_error(cli("predict", "mnist", str(pipe)), "not a regular file")
 
 
 def test_predict_reads_each_photo_only_when_its_turn_comes(tmp_path):
