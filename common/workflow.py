@@ -216,18 +216,17 @@ def _load_weights_of(start: Path, model: keras.Model, splits: Splits) -> None:
         assert splits.train is not None
         model(take(splits.train[0], slice(0, 1)))
     ours, theirs = model.weights, saved.weights
-    differ = len(ours) != len(theirs) or any(
-        tuple(mine.shape) != tuple(other.shape) for mine, other in zip(ours, theirs, strict=False)
-    )
-    if differ:
-        first = next(
-            (f"{mine.path} {tuple(mine.shape)} against {tuple(other.shape)}"
-             for mine, other in zip(ours, theirs, strict=False) if tuple(mine.shape) != tuple(other.shape)),
-            f"{len(ours)} weight arrays against {len(theirs)}",
-        )  # fmt: skip
+    mismatches = [
+        f"{mine.path} {tuple(mine.shape)} against {tuple(other.shape)}"
+        for mine, other in zip(ours, theirs)
+        if tuple(mine.shape) != tuple(other.shape)
+    ]
+    if len(ours) != len(theirs):
+        mismatches.append(f"{len(ours)} weight arrays against {len(theirs)}")
+    if mismatches:
         raise UserError(
-            f"--continue-from: the model this config builds does not fit the weights of {start} ({first}); "
-            "continue with the [model] settings that run was trained with"
+            f"--continue-from: the model this config builds does not fit the weights of {start} "
+            f"({mismatches[0]}); continue with the [model] settings that run was trained with"
         )
     model.set_weights(saved.get_weights())
 

@@ -77,10 +77,7 @@ def forget(project: str, *registered: str) -> None:
     functions unknown to Keras, so a load must find them again through the project."""
     import keras
 
-    for name in [
-        key for key in sys.modules if key == f"projects.{project}" or key.startswith(f"projects.{project}.")
-    ]:
-        del sys.modules[name]
+    _unimport([project])
     for name in registered:
         keras.saving.get_custom_objects().pop(name, None)
 
