@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from common.backend import import_keras
+from common.keras_setup import import_keras
 
 # The benchmarks import Keras themselves; importing it here first keeps their output free of the
 # backend's start-up lines on every CPU, like the CLI's.
@@ -54,8 +54,8 @@ def record(lines: list[str], results_file: Path) -> None:
 
 
 def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
-    """Runs a benchmark's ``main``; a :class:`~common.errors.UserError` becomes one line, status 2."""
-    from common.errors import UserError
+    """Runs a benchmark's ``main``; a :class:`~common.core.errors.UserError` becomes one line, status 2."""
+    from common.core.errors import UserError
 
     try:
         return int(main(argv) or 0)

@@ -29,8 +29,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from bench import RESULTS_DIR, ROOT, add_write_argument, record, run  # noqa: E402
-from common import registry, workflow  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from common.core import registry  # noqa: E402
+from common.core.errors import UserError  # noqa: E402
+from common.training import steps
 from projects.stock.settings import CELLS  # noqa: E402
 
 log = logging.getLogger("bench_cells")
@@ -52,7 +53,7 @@ def train_once(path: str, cell: str, seed: int, epochs: int | None) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         os.environ["MODELS_DIR"] = folder
         try:
-            run_dir = workflow.train(project, config, run_name=f"{cell}-{seed}", verbose=0)
+            run_dir = steps.train(project, config, run_name=f"{cell}-{seed}", verbose=0)
             return json.loads((run_dir / "metrics.json").read_text())
         finally:
             if saved is None:

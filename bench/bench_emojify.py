@@ -30,9 +30,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench import RESULTS_DIR, add_write_argument, report, run, shown  # noqa: E402
-from common import ensemble, runs  # noqa: E402
-from common.config import load_config  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from common.core import runs  # noqa: E402
+from common.core.config import load_config  # noqa: E402
+from common.core.errors import UserError  # noqa: E402
+from common.experiments import ensemble  # noqa: E402
 from projects.emojify.data import read_face  # noqa: E402
 from projects.emojify.faces import crop_faces, to_gray  # noqa: E402
 from projects.emojify.model import build_model, serving_size  # noqa: E402
@@ -48,9 +49,10 @@ def load_model(
 ) -> tuple[keras.Model, object, str]:
     if model_arg is not None:
         # A trained run (an ensemble's, a distilled one), served as its config says.
-        from common import inference, registry
+        from common.core import registry
+        from common.serving import loading
 
-        model, config, model_file = inference.load_saved(
+        model, config, model_file = loading.load_saved(
             registry.get_project("emojify"), model_arg, ["data.path=", *(overrides or [])], announce=False
         )
         return model, config, f"model {shown(model_file.parent)}"

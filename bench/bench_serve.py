@@ -43,7 +43,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from bench import RESULTS_DIR, add_write_argument, record, run
-from common.errors import UserError
+from common.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = RESULTS_DIR / "serve.md"
@@ -85,11 +85,12 @@ def multipart(name: str, data: bytes) -> tuple[bytes, str]:
 def model_limits(project_name: str, max_batch: int, seconds: float = 3.0) -> dict[str, float]:
     """Inputs a second the project's served model answers alone, in batches of ``max_batch``,
     by each runtime: Keras' ``predict_on_batch`` and ONNX Runtime."""
-    from common import inference, registry
-    from common.export import onnx_runner
+    from common.core import registry
+    from common.serving import loading
+    from common.serving.export import onnx_runner
 
     project = registry.get_project(project_name)
-    model, config, _ = inference.load_saved(project, None, announce=False)
+    model, config, _ = loading.load_saved(project, None, announce=False)
     serving = project.functions.serving_model
     model = serving(model, config) if serving is not None else model
     batch = np.zeros((max_batch, *model.input_shape[1:]), np.uint8)

@@ -30,8 +30,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from bench import RESULTS_DIR, add_write_argument, run  # noqa: E402
-from common import registry, workflow  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from common.core import registry  # noqa: E402
+from common.core.errors import UserError  # noqa: E402
+from common.training import steps
 
 log = logging.getLogger("bench_stock")
 
@@ -50,7 +51,7 @@ def measure(config_file: str | None, overrides: list[str], windows: int, epochs:
     x_train, y_train = x_train[:windows], y_train[:windows]
     model = project.functions.build_model(config, splits)
     batch_size = config.train.batch_size
-    workflow.compile_model(model, config, steps_per_epoch=-(-windows // batch_size))
+    steps.compile_model(model, config, steps_per_epoch=-(-windows // batch_size))
     warm_up = max(2 * batch_size, 32)
     model.fit(x_train[:warm_up], y_train[:warm_up], batch_size=batch_size, epochs=1, verbose=0)
     started = time.perf_counter()

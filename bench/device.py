@@ -5,7 +5,7 @@ imports), three trainings of the project's own model, each in a fresh process, f
 epochs on the same data:
 
 - **plain**: what a tutorial writes, ``model.fit(x, y, shuffle=True, validation_data=...)`` on the
-  model from the project's ``build_model``, compiled by ``common.workflow.compile_model`` (as in
+  model from the project's ``build_model``, compiled by ``common.training.steps.compile_model`` (as in
   ``bench/overhead.py``; the class weights of the template's batches are passed as ``class_weight``);
 - **template**: ``python -m common train <project> --set train.epochs=N ...``, the whole run (run
   folder, batches ordered by seed and epoch, a checkpoint committed to disk every epoch, then the
@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 from bench import RESULTS_DIR, add_write_argument, record, run, shown
-from common.errors import UserError
+from common.core.errors import UserError
 
 ROOT = RESULTS_DIR.parent.parent
 RESULTS = RESULTS_DIR / "gpu.md"
@@ -84,7 +84,7 @@ RESULT_PREFIX = "bench.device result: "
 
 
 def _epoch_timer():
-    from common.backend import import_keras
+    from common.keras_setup import import_keras
 
     keras = import_keras()
 
@@ -131,8 +131,9 @@ def _device_name(backend: str) -> tuple[str, int]:
 def measure(kind: str, project_name: str, settings: list[str]) -> dict:
     """Trains ``project_name`` once, ``kind`` being plain, template or data_parallel, under the
     backend of this process; returns what the report needs (epoch seconds, examples, device)."""
-    from common import devices, registry, workflow
-    from common.backend import import_keras
+    from common.core import registry
+    from common.keras_setup import import_keras
+    from common.training import devices, steps
 
     keras = import_keras()
     backend = keras.backend.backend()
@@ -147,7 +148,7 @@ def measure(kind: str, project_name: str, settings: list[str]) -> dict:
         model = project.functions.build_model(config, splits)
         x_train, y_train = splits.train
         batch_size = config.train.batch_size
-        workflow.compile_model(model, config, steps_per_epoch=-(-len(y_train) // batch_size))
+        steps.compile_model(model, config, steps_per_epoch=-(-len(y_train) // batch_size))
         model.fit(
             x_train,
             y_train,
@@ -167,16 +168,16 @@ def measure(kind: str, project_name: str, settings: list[str]) -> dict:
         arguments = ["-q", "train", project_name, "--name", f"device-{kind}"]
         for setting in [*settings, *extra]:
             arguments += ["--set", setting]
-        original = workflow._callbacks
+        original = steps._callbacks
 
         def with_timer(*args, **kwargs):
             return [*original(*args, **kwargs), timer]
 
-        workflow._callbacks = with_timer
+        steps._callbacks = with_timer
         try:
             code = cli(arguments)
         finally:
-            workflow._callbacks = original
+            steps._callbacks = original
         if code != 0:
             raise UserError(f"python -m common {shlex.join(arguments)} exited with status {code}")
         models_dir = Path(os.environ.get("MODELS_DIR", ROOT / "models"))

@@ -20,8 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench import RESULTS_DIR, add_write_argument, run, shown  # noqa: E402
-from common import inference, registry  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from common.core import registry  # noqa: E402
+from common.core.errors import UserError  # noqa: E402
+from common.serving import loading
 from projects.emojify.model import serving_model  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if not options.data.exists():
         raise UserError(f"no FER2013 at {options.data}; {HOW_TO_GET_FER2013}")
     project = registry.get_project("emojify")
-    model, config, model_file = inference.load_saved(
+    model, config, model_file = loading.load_saved(
         project, options.model, [f"data.path={options.data}"], need_data=True
     )
     x, y = project.functions.load_data(config, need_training=True).validation

@@ -41,9 +41,9 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench import RESULTS_DIR, add_write_argument, report, run, shown  # noqa: E402
-from common import runs  # noqa: E402
-from common.config import load_config  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from common.core import runs  # noqa: E402
+from common.core.config import load_config  # noqa: E402
+from common.core.errors import UserError  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -322,7 +322,7 @@ def load_classifier(data: Path):
     """The shipped model, served as predict serves it: (N, 48, 48) uint8 faces → labels."""
     import keras
 
-    from common import ensemble
+    from common.experiments import ensemble
     from projects.emojify.model import serving_model, serving_size
     from projects.emojify.predict import classify_faces
 

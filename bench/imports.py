@@ -22,12 +22,17 @@ import tempfile
 from pathlib import Path
 
 from bench import RESULTS_DIR, ROOT, add_write_argument, report, run
-from common.errors import UserError
+from common.core.errors import UserError
 
 RESULTS = RESULTS_DIR / "imports.md"
 FIRST_PARTY = ("common", "projects")
 # What only training needs: serve, predict, evaluate and ensemble should load none of these.
-TRAINING = ("common.workflow", "common.checkpoints", "common.devices", "common.batches")
+TRAINING = (
+    "common.training.steps",
+    "common.training.checkpoints",
+    "common.training.devices",
+    "common.kit.batches",
+)
 # serve on a port the system picks, so a server already on 8000 does not stop the measurement.
 DEFAULT_COMMANDS = (["train", "mnist"], ["serve", "--port", "0"])
 

@@ -24,8 +24,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 from bench import RESULTS_DIR, add_write_argument, run  # noqa: E402
-from common import inference, paths, registry  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from common.core import paths, registry  # noqa: E402
+from common.core.errors import UserError  # noqa: E402
+from common.serving import loading
 from projects.mnist.data import _keras_cache_file, read_idx_folder, read_npz  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
 from tests.drawn_digits import drawn_digit_accuracy  # noqa: E402
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     arrays, data_path = load_test_digits(options.data)
     if not 1 <= options.count <= len(arrays["x_test"]):
         raise UserError(f"--count must be between 1 and {len(arrays['x_test'])}; received: {options.count}")
-    model, _, model_file = inference.load_saved(registry.get_project("mnist"), options.model)
+    model, _, model_file = loading.load_saved(registry.get_project("mnist"), options.model)
     shown_model = paths.in_repository(model_file)
     started = time.perf_counter()
     accuracy = drawn_digit_accuracy(model, arrays["x_test"], arrays["y_test"], options.count, seed=2)

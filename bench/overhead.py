@@ -1,4 +1,4 @@
-"""What the template costs: the same training through ``common.workflow.train`` and plain ``fit``.
+"""What the template costs: the same training through ``common.training.steps.train`` and plain ``fit``.
 
 Both train the mnist project's model (from its own ``build_model`` and ``compile_model``) on the
 same digits for the same epochs with the same batch size. The plain side is what a tutorial
@@ -27,8 +27,9 @@ import tempfile
 import time
 
 from bench import RESULTS_DIR, add_write_argument, run
-from common import registry, workflow
-from common.backend import import_keras
+from common.core import registry
+from common.keras_setup import import_keras
+from common.training import steps
 
 keras = import_keras()
 
@@ -41,8 +42,8 @@ def _plain_fit(project: registry.Project, config, splits) -> float:
     keras.utils.set_random_seed(config.seed)
     model = project.functions.build_model(config, splits)
     x_train, y_train = splits.train
-    steps = -(-len(y_train) // config.train.batch_size)
-    workflow.compile_model(model, config, steps_per_epoch=steps)
+    steps_per_epoch = -(-len(y_train) // config.train.batch_size)
+    steps.compile_model(model, config, steps_per_epoch=steps_per_epoch)
     started = time.perf_counter()
     model.fit(
         x_train,
@@ -59,7 +60,7 @@ def _plain_fit(project: registry.Project, config, splits) -> float:
 def _template_train(project: registry.Project, config) -> float:
     with tempfile.TemporaryDirectory() as folder:
         os.environ["MODELS_DIR"] = folder
-        run_dir = workflow.train(project, config, run_name="overhead", verbose=0)
+        run_dir = steps.train(project, config, run_name="overhead", verbose=0)
         return json.loads((run_dir / "metrics.json").read_text())["train_seconds"]
 
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not RESULTS.exists():
             RESULTS.write_text(
-                "# Template overhead: `common.workflow.train` against a plain `model.fit`\n\n"
+                "# Template overhead: `common.training.steps.train` against a plain `model.fit`\n\n"
                 "`.venv/bin/python -m bench.overhead --write` (median of alternating runs; goal <= 1.03)\n\n"
                 "| date | machine | work | plain fit (s) | template train (s) | overhead_ratio | load |\n"
                 "|---|---|---|---|---|---:|---:|\n"

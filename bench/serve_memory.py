@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench import RESULTS_DIR, add_write_argument, report, run
 from bench.bench_serve import multipart, start_server
-from common.errors import UserError
+from common.core.errors import UserError
 
 RESULTS = RESULTS_DIR / "serve-memory.md"
 ROUTES = {"mnist": "/api/mnist/predict", "emojify": "/api/emojify/predict"}

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from bench import RESULTS_DIR, add_write_argument, report, run, shown
-from common.errors import UserError
+from common.core.errors import UserError
 from tests.conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ def measure(side: str, data: Path, variant: Path, epochs: int, workers: int | No
     """Loads the training input one way and reads ``epochs`` epochs of it; run in its own process."""
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
-    from common import registry
+    from common.core import registry
     from projects.emojify import data as emojify_data
     from projects.emojify.augment import augmenting, training_batches
 

@@ -26,11 +26,11 @@ import sys
 from pathlib import Path
 
 try:
-    from common import paths, registry, runs
-    from common.backend import import_keras
-    from common.errors import UserError
-    from common.files import strict_json
-    from common.project import Project, predict_options
+    from common.core import paths, registry, runs
+    from common.core.errors import UserError
+    from common.core.files import strict_json
+    from common.core.project import Project, predict_options
+    from common.keras_setup import import_keras
 except ModuleNotFoundError as missing:
     # `python -m common` run by a Python without the project's packages (the system one, or a
     # shell where .venv is not active): say so, rather than a traceback about a module.
@@ -192,7 +192,7 @@ def _build_parser(predict_project: str | None = None) -> argparse.ArgumentParser
         "--like",
         default="classifier",
         metavar="TEMPLATE|PROJECT",
-        help="a template of common/templates/ (classifier, series, text, tabular) or a project, meaning "
+        help="a template of new (classifier, series, text, tabular) or a project, meaning "
         "the template it is like (default: classifier)",
     )
 
@@ -347,9 +347,9 @@ def _new(options: argparse.Namespace) -> int:
 
 def _serve(options: argparse.Namespace) -> int:
     import_keras()  # Quietly, before the projects' modules import it.
-    from common import serve
+    from common.serving import app
 
-    serve.serve(
+    app.serve(
         options.host,
         options.port,
         quiet=options.quiet,
@@ -362,7 +362,7 @@ def _serve(options: argparse.Namespace) -> int:
 
 
 def _tune(options: argparse.Namespace) -> int:
-    from common import tuning
+    from common.experiments import tuning
 
     project = registry.get_project(options.project)
     table, best_file = tuning.run_search(project, options.config, options.set, options.name, options.trials)
@@ -397,25 +397,25 @@ def _promote(options: argparse.Namespace) -> int:
 
 
 def _runs(options: argparse.Namespace) -> int:
-    from common import experiments  # Reads the run folders' files: no Keras.
+    from common.experiments import runs_table  # Reads the run folders' files: no Keras.
 
     project = registry.get_project(options.project)
-    rows = experiments.list_runs(project, options.sort)
+    rows = runs_table.list_runs(project, options.sort)
     if options.json:
         print(strict_json(rows, indent=2))
     else:
-        print(experiments.format_runs(rows))
+        print(runs_table.format_runs(rows))
         print(f"answers by default: {runs.default_model_summary(project.name)}")
     return 0
 
 
 def _compare(options: argparse.Namespace) -> int:
-    from common import experiments  # Reads the run folders' files: no Keras.
+    from common.experiments import runs_table  # Reads the run folders' files: no Keras.
 
     project = registry.get_project(options.project)
-    run_dirs = experiments.resolve_runs(project, options.runs)
-    out_path = options.out or experiments.default_comparison_path(project.name)
-    print(experiments.compare(project, run_dirs, out_path))
+    run_dirs = runs_table.resolve_runs(project, options.runs)
+    out_path = options.out or runs_table.default_comparison_path(project.name)
+    print(runs_table.compare(project, run_dirs, out_path))
     return 0
 
 
@@ -448,10 +448,8 @@ def _train(options: argparse.Namespace) -> int:
     if config_file and not Path(config_file).is_file() and options.config is None:
         raise UserError(f"{Path(config_file).parent}: not a run folder (no {runs.CONFIG_FILE})")
     config = project.load_config(config_file, options.set)
-    workflow = _workflow()
-    run_dir = workflow.train(
-        project, config, options.name, options.resume, continue_from=options.continue_from
-    )
+    steps = _workflow()
+    run_dir = steps.train(project, config, options.name, options.resume, continue_from=options.continue_from)
     _report_new_run(project, run_dir, "run saved", options.promote)
     return 0
 
@@ -478,7 +476,7 @@ def _evaluate(options: argparse.Namespace) -> int:
 def _export(options: argparse.Namespace) -> int:
     project = registry.get_project(options.project)
     import_keras()  # Quietly, before the export's modules import it.
-    from common import export
+    from common.serving import export
 
     report = export.export(project, options.model, options.format, options.quantize, options.out, options.set)
     print(export.format_report(report))
@@ -488,7 +486,7 @@ def _export(options: argparse.Namespace) -> int:
 def _ensemble(options: argparse.Namespace) -> int:
     project = registry.get_project(options.project)
     import_keras()  # Quietly, before the ensemble's modules import it.
-    from common import ensemble
+    from common.experiments import ensemble
 
     run_dir = ensemble.build(project, options.models, options.name, options.set)
     _report_new_run(project, run_dir, "ensemble saved", options.promote)
@@ -566,17 +564,17 @@ def _answering(project: Project) -> str:
 def _inference():
     """Loading and answering with saved models (no training machinery), Keras imported quietly."""
     import_keras()
-    from common import inference
+    from common.serving import loading
 
-    return inference
+    return loading
 
 
 def _workflow():
-    """The training and serving workflow, with Keras imported quietly first."""
+    """Training's five steps, with Keras imported quietly first."""
     import_keras()
-    from common import workflow
+    from common.training import steps
 
-    return workflow
+    return steps
 
 
 def _headline(project, metrics: dict) -> str:

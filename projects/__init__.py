@@ -1,1 +1,1 @@
-"""The pipelines. Each folder is a plug-in that ``common.registry`` discovers by name."""
+"""The pipelines. Each folder is a plug-in that ``common.core.registry`` discovers by name."""

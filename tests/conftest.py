@@ -85,7 +85,7 @@ def assert_one_line_error(result: CliResult, *fragments: str) -> None:
 _HOLD_THE_LOCK = """
 import sys, time
 from pathlib import Path
-from common import runs
+from common.core import runs
 with runs.RunLock(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(300)
@@ -175,7 +175,7 @@ def says(figure, fragment: str) -> bool:
 def ctrl_c_after_epoch(epoch: int) -> Iterator[None]:
     """Inside the block, a training is interrupted (KeyboardInterrupt, as Ctrl-C) right after
     epoch ``epoch`` (0-based) was committed to its run folder."""
-    from common import checkpoints
+    from common.training import checkpoints
 
     commit = checkpoints.RunRecorder.on_epoch_end
 

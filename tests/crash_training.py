@@ -15,8 +15,8 @@ import os
 import signal
 import sys
 
-from common import files
 from common.__main__ import main
+from common.core import files
 
 
 def _arm(where: str, when: str, truncate: bool) -> None:

@@ -14,7 +14,7 @@ interrupted run leaves no mutant behind). docs/testing.md gives the score, the t
 every survivor with why it survives.
 
     python -m tests.mutation                       # every module below, 2 copies in parallel
-    python -m tests.mutation common/config.py      # one module (the paths below)
+    python -m tests.mutation common/core/config.py      # one module (the paths below)
     python -m tests.mutation --write               # also write docs/mutation-report.md
 """
 
@@ -48,33 +48,33 @@ _RUN_TESTS = [
     "tests/test_run_files.py",
 ]
 TARGETS: dict[str, list[str]] = {
-    "common/config.py": ["tests/test_config.py", "tests/test_cli.py"],
-    "common/runs.py": [
+    "common/core/config.py": ["tests/test_config.py", "tests/test_cli.py"],
+    "common/core/runs.py": [
         *_RUN_TESTS,
         "tests/test_promote.py",
         "tests/test_experiments.py",
         "tests/test_cli.py",
     ],
-    "common/files.py": [*_RUN_TESTS, "tests/test_config.py"],
-    "common/checkpoints.py": [*_RUN_TESTS, "tests/test_emojify.py"],
-    "common/batches.py": [
+    "common/core/files.py": [*_RUN_TESTS, "tests/test_config.py"],
+    "common/training/checkpoints.py": [*_RUN_TESTS, "tests/test_emojify.py"],
+    "common/kit/batches.py": [
         "tests/test_batches.py",
         "tests/test_workflow.py",
         "tests/test_streaming.py",
         "tests/test_keras_projects.py",
     ],
-    "common/workflow.py": [
+    "common/training/steps.py": [
         *_RUN_TESTS,
         "tests/test_promote.py",
         "tests/test_cli.py",
         "tests/test_streaming.py",
         "tests/test_keras_projects.py",
     ],
-    "common/ensemble.py": ["tests/test_ensemble.py"],
-    "common/tuning.py": ["tests/test_tune.py"],
-    "common/serve.py": ["tests/test_serve.py"],
-    "common/batching.py": ["tests/test_serve.py", "tests/test_keras_projects.py"],
-    "common/classification.py": ["tests/test_classification.py", "tests/test_mnist.py"],
+    "common/experiments/ensemble.py": ["tests/test_ensemble.py"],
+    "common/experiments/tuning.py": ["tests/test_tune.py"],
+    "common/serving/app.py": ["tests/test_serve.py"],
+    "common/serving/batching.py": ["tests/test_serve.py", "tests/test_keras_projects.py"],
+    "common/kit/classification.py": ["tests/test_classification.py", "tests/test_mnist.py"],
     "projects/mnist/data.py": ["tests/test_mnist.py"],
     "projects/mnist/evaluate.py": ["tests/test_mnist.py"],
     "projects/emojify/data.py": ["tests/test_emojify.py", "tests/test_streaming.py"],

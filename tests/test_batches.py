@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.backend import import_keras
-from common.batches import ShuffledBatches
+from common.keras_setup import import_keras
+from common.kit.batches import ShuffledBatches
 
 keras = import_keras()
 

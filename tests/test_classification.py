@@ -1,4 +1,4 @@
-"""The classifiers' shared scoring (common/classification.py), checked by value on tiny examples
+"""The classifiers' shared scoring (common/kit/classification.py), checked by value on tiny examples
 whose every figure is worked out by hand in the comments."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.classification import evaluate_classifier, format_classifier_report
+from common.kit.classification import evaluate_classifier, format_classifier_report
 
 NAMES = ["cat", "dog", "fox"]
 
@@ -128,7 +128,7 @@ def test_the_report_prints_every_class_row_rounded():
 
 
 def test_the_mistakes_shown_are_the_wrong_answers_most_confident_first(tmp_path, monkeypatch):
-    from common import plots
+    from common.kit import plots
 
     drawn = {}
     monkeypatch.setattr(

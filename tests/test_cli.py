@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import backend, files, runs
+from common import keras_setup
+from common.core import files, runs
 from tests.conftest import ROOT, assert_one_line_error, run_subprocess
 
 # What TensorFlow 2.21 writes to descriptor 2 at import on a CPU with AVX-512 / AMX (copied from
@@ -42,12 +43,12 @@ KEPT_LINES = [
 
 @pytest.mark.parametrize("line", START_UP_LINES)
 def test_backend_start_up_lines_are_recognised(line):
-    assert backend.is_start_up_noise(line.encode() + b"\n")
+    assert keras_setup.is_start_up_noise(line.encode() + b"\n")
 
 
 @pytest.mark.parametrize("line", KEPT_LINES)
 def test_errors_and_other_lines_are_never_taken_for_start_up_noise(line):
-    assert not backend.is_start_up_noise(line.encode() + b"\n")
+    assert not keras_setup.is_start_up_noise(line.encode() + b"\n")
 
 
 def test_start_up_lines_written_by_native_code_are_dropped_and_the_rest_kept():
@@ -58,7 +59,7 @@ def test_start_up_lines_written_by_native_code_are_dropped_and_the_rest_kept():
     script = textwrap.dedent(
         f"""
         import os, sys
-        from common.backend import start_up_noise_filtered
+        from common.keras_setup import start_up_noise_filtered
         print("before", file=sys.stderr, flush=True)
         with start_up_noise_filtered():
             os.write(2, {written!r})
@@ -194,7 +195,7 @@ def _fake_run(models_dir: Path, project: str, name: str, model_source: Path, met
 @pytest.fixture
 def untrained_mnist_run(tmp_path_factory) -> Path:
     """An untrained mnist model saved like a run: what a stand-in run that went badly looks like."""
-    from common.config import load_config
+    from common.core.config import load_config
     from projects.mnist.model import build_model
 
     folder = tmp_path_factory.mktemp("untrained-mnist")
@@ -305,12 +306,13 @@ def test_predict_on_a_pipe_is_one_line_not_a_wait(tmp_path, cli):
 def test_predict_reads_each_photo_only_when_its_turn_comes(tmp_path):
     """A thousand phone photos take the memory of one: the second file is not read before the
     first is answered (here it is deleted in between, and reported missing, not pre-loaded)."""
-    from common import inference, registry
+    from common.core import registry
+    from common.serving import loading
 
     first, second = _digit_one(tmp_path), tmp_path / "second.png"
     shutil.copy(first, second)
     project = registry.get_project("emojify")
-    results = inference.predict_saved(project, [str(first), str(second)], "pretrained", whole=True)
+    results = loading.predict_saved(project, [str(first), str(second)], "pretrained", whole=True)
     assert "faces" in next(results)
     second.unlink()
     assert "no such file" in next(results)["error"]
@@ -334,14 +336,14 @@ def test_predict_says_why_the_shipped_model_answers_only_when_it_was_not_named(
         f"recorded test_accuracy {recorded['test_accuracy']:.4f})"
     )
     assert main(["predict", "mnist", str(digit), "--json"]) == 0
-    assert [record.getMessage() for record in caplog.records if record.name == "common.inference"] == [
+    assert [record.getMessage() for record in caplog.records if record.name == "common.serving.loading"] == [
         f"shipped model (no run promoted): {shipped}",
         f"the newest run {newer.name} answers only when promoted "
         f"(`python -m common promote mnist {newer.name}`) or named (--model latest)",
     ]
     caplog.clear()
     assert main(["predict", "mnist", str(digit), "--json", "--model", "pretrained"]) == 0
-    assert [record.getMessage() for record in caplog.records if record.name == "common.inference"] == [
+    assert [record.getMessage() for record in caplog.records if record.name == "common.serving.loading"] == [
         f"shipped model: {shipped}"
     ]
 

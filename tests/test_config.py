@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from common import paths, registry
-from common.config import Config, load_config, require_choice
-from common.errors import UserError
+from common.core import paths, registry
+from common.core.config import Config, load_config, require_choice
+from common.core.errors import UserError
 
 MNIST_DEFAULTS = paths.PROJECTS_DIR / "mnist" / "config.toml"
 

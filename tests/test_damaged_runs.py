@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from common import runs
+from common.core import runs
 from tests.conftest import (
     ROOT,
     CliResult,
@@ -347,9 +347,9 @@ import sys, time
 from pathlib import Path
 import projects
 projects.__path__.insert(0, sys.argv[1])
-from common.backend import import_keras
+from common.keras_setup import import_keras
 import_keras()
-from common import checkpoints, workflow
+from common.training import checkpoints, steps
 from common.__main__ import main
 commit = checkpoints.RunRecorder.on_epoch_end
 def slow_commit(self, done, logs=None):
@@ -368,8 +368,8 @@ def test_two_resumes_of_one_run_at_once_train_it_once(interrupted, models_dir, c
     file, as two processes have): one resumes the run, the other is refused in one line."""
     import threading
 
-    from common import checkpoints
     from common.__main__ import main
+    from common.training import checkpoints
 
     commit = checkpoints.RunRecorder.on_epoch_end
 

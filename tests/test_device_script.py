@@ -18,7 +18,8 @@ import pytest
 from packaging.requirements import Requirement
 
 from bench import RESULTS_DIR, device
-from common import registry, workflow
+from common.core import registry
+from common.training import steps
 from tests.conftest import ROOT
 
 SCRIPT = ROOT / "bench" / "device.sh"
@@ -81,11 +82,11 @@ def _imports(path: Path, module: str, top_level_only: bool) -> set[str]:
 
 def train_path_imports() -> set[str]:
     """The top-level names of every non-standard module that ``python -m common train`` can
-    import: read from the source, from the CLI's own imports, ``common.workflow`` and each
+    import: read from the source, from the CLI's own imports, ``common.training.steps`` and each
     project's modules that training uses, through every ``common``/``projects`` module they
     import, anywhere in those modules (imports inside functions too)."""
     first_party = ("common", "projects")
-    todo = [("common.__main__", True), ("common.workflow", False)]
+    todo = [("common.__main__", True), ("common.training.steps", False)]
     for name in registry.project_names():
         for part in ("", ".settings", ".data", ".model", ".evaluate", ".augment"):
             todo.append((f"projects.{name}{part}", False))
@@ -106,7 +107,7 @@ def train_path_imports() -> set[str]:
                 todo += [(".".join(parts[:end]), False) for end in range(1, len(parts) + 1)]
             elif top not in sys.stdlib_module_names:
                 third_party.add(top)
-    assert {"common.workflow", "projects.mnist.data", "common.devices"} <= seen
+    assert {"common.training.steps", "projects.mnist.data", "common.training.devices"} <= seen
     return third_party
 
 
@@ -345,7 +346,7 @@ def test_a_plain_measurement_times_each_epoch_and_makes_its_row(tiny_stock, mode
     [_, plain_row] = table_rows(device.render([plain], meta(dry_run=True)))
     assert plain_row[1:5] == ["stock (windows)", "plain `model.fit`", "cpu (1)", "222"]
     # The template's epochs are timed by a callback added where the workflow makes its own.
-    assert "*_callbacks(config, run.run_dir" in inspect.getsource(workflow.fit_model)
+    assert "*_callbacks(config, run.run_dir" in inspect.getsource(steps.fit_model)
 
 
 @pytest.mark.slow
@@ -355,7 +356,7 @@ def test_a_template_measurement_is_a_whole_run_beside_the_plain_one(tiny_stock, 
     assert template["n_train"] == 222 and len(template["epoch_seconds"]) == 2
     assert template["replicas"] == 1 and template["train_seconds"] >= 0 and device.speed(template) > 0
     assert (models_dir / "stock" / "latest" / "metrics.json").is_file()
-    assert workflow._callbacks.__name__ == "_callbacks"  # Put back.
+    assert steps._callbacks.__name__ == "_callbacks"  # Put back.
     _, plain_row, template_row = table_rows(device.render([plain, template], meta(dry_run=True)))
     assert template_row[2] == "template (`python -m common train`)" and template_row[4] == "222"
     assert float(template_row[9]) > 0

@@ -111,7 +111,7 @@ def test_jax_splits_the_cpu_itself_when_asked(tmp_path):
 QUEUED_ALL_REDUCES = """
 import os, sys
 os.environ["XLA_FLAGS"] = "--xla_cpu_collective_call_terminate_timeout_seconds=5"
-from common import parallel
+from common.training import parallel
 parallel.split_cpu(2)
 import jax, jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -180,9 +180,9 @@ def test_mixed_bfloat16_trains_with_float32_outputs_and_serves(backend, tmp_path
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
 def test_a_model_whose_output_is_not_float32_is_refused_under_mixed_precision(precision):
-    from common import devices
-    from common.backend import import_keras
-    from common.errors import UserError
+    from common.core.errors import UserError
+    from common.keras_setup import import_keras
+    from common.training import devices
 
     keras = import_keras()
     previous = keras.config.dtype_policy()

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common import checkpoints, runs
+from common.core import runs
+from common.training import checkpoints
 from tests.conftest import assert_one_line_error
 from tests.test_workflow import CURVES, curves, train  # noqa: F401 (curves is a fixture)
 
@@ -34,7 +35,7 @@ def softened_log(p: np.ndarray, temperature: float) -> np.ndarray:
 def test_the_soft_target_loss_by_hand():
     """KL(soften(t) || soften(s)) * T**2 on one example worked out by hand: at T = 2 the
     softened probabilities are the square roots of the probabilities, renormalised."""
-    from common.distill import soft_target_loss
+    from common.training.distill import soft_target_loss
 
     teacher, student = np.array([[0.64, 0.36]]), np.array([[0.36, 0.64]])
     # sqrt: (0.8, 0.6) / 1.4 and (0.6, 0.8) / 1.4
@@ -101,8 +102,8 @@ def test_an_interrupted_distillation_resumes_as_the_unbroken_run(curves, teacher
     names), and the resumed run ends where the unbroken one did."""
     import keras
 
-    from common import workflow
-    from common.errors import UserError
+    from common.core.errors import UserError
+    from common.training import steps
     from tests.conftest import ctrl_c_after_epoch
 
     settings = (f"distill.teacher={json.dumps(str(teacher_dir))}", "train.epochs=3")
@@ -111,7 +112,7 @@ def test_an_interrupted_distillation_resumes_as_the_unbroken_run(curves, teacher
         train(curves, *settings, "train.seed=8")
     [broken_dir] = [p for p in unbroken_dir.parent.iterdir() if runs.run_state(p) == runs.INTERRUPTED]
     config = curves.load_config(broken_dir / runs.CONFIG_FILE)
-    workflow.train(curves, config, resume_dir=broken_dir, verbose=0)
+    steps.train(curves, config, resume_dir=broken_dir, verbose=0)
     pd.testing.assert_frame_equal(pd.read_csv(broken_dir / checkpoints.HISTORY_FILE), unbroken)
     for a, b in zip(
         keras.saving.load_model(broken_dir / runs.MODEL_FILE).get_weights(),

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import runs
-from common.config import load_config
-from common.data import Splits
-from common.errors import UserError
-from common.paths import PROJECTS_DIR
+from common.core import runs
+from common.core.config import load_config
+from common.core.errors import UserError
+from common.core.paths import PROJECTS_DIR
+from common.kit.splits import Splits
 from projects.emojify import data as emojify_data
 from projects.emojify.classes import CLASS_NAMES, class_index
 from projects.emojify.synthetic import draw_face, synthetic_faces
@@ -894,26 +894,26 @@ def test_a_resumed_run_with_pipeline_augmentation_is_bit_identical(cli, models_d
 def test_cpu68_optimizer_and_plateau_settings_reach_keras(tmp_path):
     import keras
 
-    from common import workflow
+    from common.training import steps
     from projects.emojify.model import build_model
 
     config = load_config(DEFAULTS, CPU68, ["model.blocks=[[8], [16]]", "model.dense_units=16"])
     model = build_model(config)
-    workflow.compile_model(model, config, steps_per_epoch=10)
+    steps.compile_model(model, config, steps_per_epoch=10)
     optimizer = model.optimizer
     assert isinstance(optimizer, keras.optimizers.SGD)
     assert (optimizer.momentum, optimizer.nesterov, optimizer.weight_decay) == (0.9, True, 0.001)
     [plateau] = [
         callback
-        for callback in workflow._callbacks(config, tmp_path, None)
+        for callback in steps._callbacks(config, tmp_path, None)
         if isinstance(callback, keras.callbacks.ReduceLROnPlateau)
     ]
     assert (plateau.factor, plateau.patience) == (0.75, 5)
     # Adam has no momentum: said before any data is read, naming the key.
     with pytest.raises(UserError, match="'train.momentum'"):
-        workflow.check_keras_names(config.with_overrides(["train.optimizer=adam"]))
+        steps.check_keras_names(config.with_overrides(["train.optimizer=adam"]))
     # The defaults pass nothing new to Adam.
-    assert workflow.optimizer_options(config_with()) == {}
+    assert steps.optimizer_options(config_with()) == {}
 
 
 # Splits and scores, by value -----------------------------------------------------------------

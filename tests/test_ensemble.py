@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import runs
+from common.core import runs
 from tests.conftest import assert_one_line_error
 
 
@@ -121,7 +121,7 @@ def test_emojify_serves_an_ensemble_on_larger_squares_and_mirrors():
     """Each member reads the 44x44 square and its mirror; the ensemble is their mean."""
     import keras
 
-    from common.ensemble import average, members
+    from common.experiments.ensemble import average, members
     from projects.emojify.model import build_model, serving_model
     from projects.emojify.synthetic import synthetic_faces
     from tests.test_emojify import CROPPED_MODEL, config_with
@@ -161,7 +161,7 @@ def test_every_member_after_the_first_is_checked_against_the_first_split(cli, mo
 def test_an_ensemble_takes_exactly_its_members_input_shape():
     import keras
 
-    from common.ensemble import average
+    from common.experiments.ensemble import average
 
     def member() -> keras.Model:
         return keras.Sequential(

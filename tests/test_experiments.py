@@ -11,7 +11,7 @@ import sys
 import pytest
 from PIL import Image
 
-from common import runs
+from common.core import runs
 from tests.conftest import ROOT, assert_one_line_error
 from tests.test_registry_and_runs import TOY, toy_project  # noqa: F401  (the fixture)
 
@@ -157,7 +157,7 @@ def test_new_refuses_a_bad_or_taken_name(cli):
 
 def test_new_writes_nothing_through_a_symlink_left_at_its_test_file(tmp_path):
     from common import scaffold
-    from common.errors import UserError
+    from common.core.errors import UserError
 
     plugins, tests_dir, outside = tmp_path / "plugins", tmp_path / "tests", tmp_path / "outside.py"
     tests_dir.mkdir()
@@ -171,7 +171,7 @@ def test_a_new_project_that_cannot_be_written_whole_leaves_nothing(tmp_path, mon
     """All or nothing: a failure midway (here the test file's folder is missing) removes what
     was written, so the name is free to try again."""
     from common import scaffold
-    from common.errors import UserError
+    from common.core.errors import UserError
 
     plugins, tests_dir = tmp_path / "plugins", tmp_path / "no-such-tests-folder"
     with pytest.raises(UserError, match="could not write the project"):
@@ -206,14 +206,14 @@ def test_a_new_project_that_cannot_be_written_whole_leaves_nothing(tmp_path, mon
     ],
 )
 def test_a_score_within_noise_of_its_baseline_is_said_to_be_no_better(metrics, said):
-    from common.project import Headline
+    from common.core.project import Headline
 
     warning = Headline("test_accuracy", baseline="baseline_accuracy").no_better(metrics)
     assert (said in warning) if said else warning == ""
 
 
 def test_a_ratio_to_the_baselines_error_is_no_better_at_or_above_it():
-    from common.project import Headline
+    from common.core.project import Headline
 
     headline = Headline("rmse_ratio", baseline_value=1.0)
     assert headline.no_better({"rmse_ratio": 1.02}).startswith(
@@ -223,9 +223,9 @@ def test_a_ratio_to_the_baselines_error_is_no_better_at_or_above_it():
 
 
 def test_a_run_no_better_than_its_baseline_says_so(toy_project, models_dir, cli):  # noqa: F811
-    from common import registry
-    from common import runs as run_folders
     from common.__main__ import _headline
+    from common.core import registry
+    from common.core import runs as run_folders
 
     assert cli("train", TOY, "--promote").code == 0
     run_dir = run_folders.latest_run(TOY)

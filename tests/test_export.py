@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import registry, runs
+from common.core import registry, runs
 from tests.conftest import assert_one_line_error
 from tests.test_emojify import TINY_MODEL
 from tests.test_stock import TINY, random_walk, write_yahoo
@@ -71,7 +71,7 @@ def keras_answers(project: str, run_dir: Path, x: np.ndarray) -> np.ndarray:
     """The model as predict queries it (the project's serving views), computed by Keras."""
     import keras
 
-    from common.export import served_model
+    from common.serving.export import served_model
 
     model = keras.saving.load_model(run_dir / runs.MODEL_FILE, compile=False)
     config = registry.get_project(project).load_config(run_dir / runs.CONFIG_FILE, check_paths=False)
@@ -161,7 +161,7 @@ def test_an_int8_litert_model_is_scored_beside_the_float_one(trained, cli, tmp_p
 
 
 def test_an_artifact_that_disagrees_is_not_kept(trained, cli, tmp_path, monkeypatch):
-    from common import export
+    from common.serving import export
 
     run = export.run_artifact
     monkeypatch.setattr(export, "run_artifact", lambda *args: run(*args) + 2e-4)
@@ -176,7 +176,7 @@ def test_an_artifact_that_disagrees_is_not_kept(trained, cli, tmp_path, monkeypa
 def test_two_exports_into_one_folder_keep_the_first_whole(trained, cli, tmp_path, monkeypatch):
     """The second export to finish finds the folder filled (by the first, meanwhile) and keeps
     nothing of its own: one line, the first's files untouched."""
-    from common import export
+    from common.serving import export
 
     run_dir, data = trained["mnist"]
     out = tmp_path / "out"
@@ -198,7 +198,7 @@ def test_two_exports_into_one_folder_keep_the_first_whole(trained, cli, tmp_path
 def test_non_finite_outputs_on_either_side_fail_the_check():
     """A NaN is further than no tolerance, yet ``nan > tolerance`` is false: a diverged model (or an
     artifact answering NaN) must fail the check instead of passing it."""
-    from common.export import compare, disagrees
+    from common.serving.export import compare, disagrees
 
     finite = np.array([[0.1, 0.9], [0.8, 0.2]], dtype="float32")
     assert not disagrees(compare(finite, finite.copy()))
@@ -218,7 +218,7 @@ def test_non_finite_outputs_on_either_side_fail_the_check():
 
 
 def test_an_artifact_answering_nan_is_not_kept(trained, cli, tmp_path, monkeypatch):
-    from common import export
+    from common.serving import export
 
     run = export.run_artifact
 
@@ -235,7 +235,7 @@ def test_an_artifact_answering_nan_is_not_kept(trained, cli, tmp_path, monkeypat
 
 
 def test_export_requests_that_cannot_work_are_one_line(trained, cli, tmp_path, monkeypatch):
-    from common import export
+    from common.serving import export
 
     run_dir, data = trained["mnist"]
     asked = ["export", "mnist", "--model", run_dir]

@@ -11,7 +11,7 @@ from bench import imports
 
 def test_serve_loads_no_training_module() -> None:
     modules = imports.measure(["serve", "--port", "0"])
-    assert "common.serve" in modules and "common.inference" in modules
+    assert "common.serving.app" in modules and "common.serving.loading" in modules
     assert [name for name in imports.TRAINING if name in modules] == []
 
 
@@ -23,4 +23,6 @@ def test_predict_loads_no_training_module(tmp_path) -> None:
     assert "projects.mnist.predict" in modules
     assert [name for name in imports.TRAINING if name in modules] == []
     # The line count is the file's own.
-    assert modules["common.errors"] == len((imports.ROOT / "common" / "errors.py").read_text().splitlines())
+    assert modules["common.core.errors"] == len(
+        (imports.ROOT / "common" / "core" / "errors.py").read_text().splitlines()
+    )

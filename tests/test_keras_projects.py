@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common import runs
+from common.core import runs
 from tests.conftest import assert_one_line_error
 
 BROUGHT = Path(__file__).resolve().parent / "keras_projects"
@@ -229,13 +229,13 @@ def test_serve_answers_a_text_model_and_a_two_input_model_batched(cli):
     texts, a two-input request is answered alone."""
     from fastapi.testclient import TestClient
 
-    from common import serve
+    from common.serving import app
 
     for name in ("reviews", "twoway"):
         assert cli("train", name, "--set", "train.epochs=3", "--promote").code == 0
-    served, unavailable = serve.load_projects(["reviews", "twoway"])
+    served, unavailable = app.load_projects(["reviews", "twoway"])
     assert unavailable == {} and all(item.batching is not None for item in served.values())
-    with TestClient(serve.create_app(served, unavailable)) as client:
+    with TestClient(app.create_app(served, unavailable)) as client:
         for review, label in (
             (b"the acting was superb and moving", "positive"),
             (b"dull and awful", "negative"),

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import registry, runs
-from common.config import load_config
-from common.paths import PROJECTS_DIR
+from common.core import registry, runs
+from common.core.config import load_config
+from common.core.paths import PROJECTS_DIR
 from projects.mnist import data as mnist_data
 from projects.mnist import preprocess
 from projects.mnist.preprocess import to_mnist, unlike_one_digit
@@ -77,7 +77,7 @@ def test_official_idx_files_match_the_npz():
 
 
 def test_truncated_idx_and_foreign_npz_are_clear_errors(tmp_path, real_digits):
-    from common.errors import UserError
+    from common.core.errors import UserError
 
     write_idx(tmp_path / "t10k-images-idx3-ubyte", real_digits[0][:10])
     truncated = (tmp_path / "t10k-images-idx3-ubyte").read_bytes()[:-100]
@@ -135,7 +135,7 @@ def test_data_mnist_in_the_repository_comes_before_the_keras_cache(
     monkeypatch, tmp_path, failing_network, real_digits
 ):
     """data/README.md says to put MNIST in data/mnist/: it is used when data.path is empty."""
-    from common.errors import UserError
+    from common.core.errors import UserError
 
     images, labels = real_digits
     folder = tmp_path / "data" / "mnist"
@@ -682,7 +682,7 @@ def digit_by_brightness_model():
 
 
 def test_evaluate_scores_the_test_digits_beside_the_training_majority(tmp_path):
-    from common.data import Splits
+    from common.kit.splits import Splits
     from projects.mnist.evaluate import evaluate
 
     y_test = np.array([7, 7, 7, 3, 3, 0])
@@ -715,7 +715,7 @@ def test_the_shipped_model_is_not_scored_on_the_offline_digits_it_trained_on(
 ):
     """The offline fallback's digits are MNIST training digits: a score of the shipped model on
     them would be a training score, so evaluate refuses in one line and writes nothing."""
-    from common import runs
+    from common.core import runs
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
     monkeypatch.setattr(mnist_data, "DEFAULT_DATA_DIR", tmp_path / "no-mnist")
@@ -764,7 +764,7 @@ def test_a_failure_recorded_long_ago_does_not_block_and_the_wait_is_logged_in_mi
 
 
 def test_an_idx_header_without_dimensions_is_corrupt(tmp_path):
-    from common.errors import UserError
+    from common.core.errors import UserError
 
     path = tmp_path / "scalar-idx1-ubyte"
     # Magic 0x00000800: unsigned bytes, zero dimensions, so no data; one stray byte follows.

@@ -6,8 +6,8 @@ import numpy as np
 from matplotlib.colors import to_rgb
 from PIL import Image
 
-from common import plots
-from common.classification import evaluate_classifier
+from common.kit import plots
+from common.kit.classification import evaluate_classifier
 from tests.conftest import says
 
 

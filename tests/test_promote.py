@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import runs
-from common.errors import UserError
+from common.core import runs
+from common.core.errors import UserError
 from tests.conftest import ROOT, assert_one_line_error, ctrl_c_after_epoch, run_subprocess
 from tests.test_registry_and_runs import TOY, toy_project  # noqa: F401  (the fixture)
 
@@ -53,7 +53,7 @@ def _answer(cli, digit: Path, *model: str) -> dict:
 def test_tune_and_ensemble_never_change_what_answers_until_a_run_is_promoted(
     models_dir, cli, tiny_mnist, caplog
 ):
-    from common import serve
+    from common.serving import app
 
     data, digit = tiny_mnist
     shipped = _answer(cli, digit, "--model", "pretrained")
@@ -77,7 +77,7 @@ def test_tune_and_ensemble_never_change_what_answers_until_a_run_is_promoted(
     # in predict and in serve.
     assert _answer(cli, digit) == shipped
     assert _answer(cli, digit, "--model", "latest") != shipped
-    served, _ = serve.load_projects(["mnist"])
+    served, _ = app.load_projects(["mnist"])
     assert served["mnist"].model_file.resolve() == SHIPPED_MNIST.resolve()
     assert runs.promoted_name("mnist") is None
 
@@ -88,7 +88,7 @@ def test_tune_and_ensemble_never_change_what_answers_until_a_run_is_promoted(
     assert f"recorded test_accuracy {score:.4f}" in promoted.stdout
     assert runs.promoted_name("mnist") == ensemble.name
     assert _answer(cli, digit) == _answer(cli, digit, "--model", str(ensemble)) != shipped
-    served, _ = serve.load_projects(["mnist"])
+    served, _ = app.load_projects(["mnist"])
     assert served["mnist"].model_file == ensemble / "model.keras"
     health = served["mnist"].health()
     assert health["promoted"] is True and health["described"][0].startswith("promoted model:")

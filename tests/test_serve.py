@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from common.project import Headline, Option
+from common.core.project import Headline, Option
 from tests.conftest import ROOT
 
 pytest.importorskip("fastapi")
@@ -38,10 +38,10 @@ PAGES = ("/", "/mnist", "/emojify", "/stock")
 @pytest.fixture(scope="module")
 def shipped_app():
     """The app serving the shipped mnist and emojify models (as `serve` loads them)."""
-    from common import serve
+    from common.serving import app as web_app
 
-    served, unavailable = serve.load_projects(["mnist", "emojify"])
-    return serve.create_app(served, unavailable, max_upload_bytes=2 * 2**20)
+    served, unavailable = web_app.load_projects(["mnist", "emojify"])
+    return web_app.create_app(served, unavailable, max_upload_bytes=2 * 2**20)
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_mnist_refuses_a_picture_far_larger_than_a_digit_needs_before_decoding_i
 def test_pictures_read_at_once_wait_for_memory_and_are_read_scaled_down(monkeypatch, tmp_path):
     """Four large PNGs read by four threads at once: the bytes they take together never go over
     the budget (some wait for others), and each comes back scaled down, not converted at full size."""
-    from common import images
+    from common.kit import images
 
     picture = tmp_path / "large.png"
     picture.write_bytes(blank_png(3000, 3000, ink=(0, 0, 0, 255)))
@@ -285,11 +285,11 @@ def test_pages_and_docs_use_only_local_assets(client):
 
 
 def test_a_project_without_a_page_gets_the_plain_upload_page(shipped_app, monkeypatch, tmp_path):
-    from common import serve
+    from common.serving import app as web_app
 
-    monkeypatch.setattr(serve, "PAGE_FILE", "no-page-here.html")
-    served, unavailable = serve.load_projects(["mnist"])
-    with TestClient(serve.create_app(served, unavailable)) as client:
+    monkeypatch.setattr(web_app, "PAGE_FILE", "no-page-here.html")
+    served, unavailable = web_app.load_projects(["mnist"])
+    with TestClient(web_app.create_app(served, unavailable)) as client:
         page = client.get("/mnist")
         assert page.status_code == 200 and "has no page of its own" in page.text
         assert not re.search(r"https?://", page.text)
@@ -298,7 +298,8 @@ def test_a_project_without_a_page_gets_the_plain_upload_page(shipped_app, monkey
 
 
 def test_stock_forecast_answers_as_predict_does(models_dir, cli, tmp_path):
-    from common import runs, serve
+    from common.core import runs
+    from common.serving import app as web_app
 
     trained = cli("train", "stock", "--set", "train.epochs=1", "--promote")
     assert trained.code == 0, trained.stderr
@@ -306,9 +307,9 @@ def test_stock_forecast_answers_as_predict_does(models_dir, cli, tmp_path):
     assert cli("train", "stock", "--set", "train.epochs=1", "--set", "model.units=[16]").code == 0
     promoted = models_dir / "stock" / runs.promoted_name("stock")
     assert runs.latest_run("stock") != promoted.resolve()
-    served, unavailable = serve.load_projects(["stock"])
+    served, unavailable = web_app.load_projects(["stock"])
     assert served["stock"].model_file.resolve() == (promoted / "model.keras").resolve()
-    with TestClient(serve.create_app(served, unavailable), raise_server_exceptions=False) as client:
+    with TestClient(web_app.create_app(served, unavailable), raise_server_exceptions=False) as client:
         response = client.post("/api/stock/forecast", params={"days": 3, "history": 10})
         assert response.status_code == 200, response.text
         answer = response.json()
@@ -351,11 +352,11 @@ def running(app, seconds_to_send: float = 10.0):
     """The app on a free port of 127.0.0.1, in a thread, as `serve` runs it; yields its address."""
     import uvicorn
 
-    from common import serve
+    from common.serving import app as web_app
 
-    sock = serve.listening_socket("127.0.0.1", 0)
+    sock = web_app.listening_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(serve.server_config(app, seconds_to_send=seconds_to_send, quiet=True))
+    server = uvicorn.Server(web_app.server_config(app, seconds_to_send=seconds_to_send, quiet=True))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -373,7 +374,7 @@ def test_model_calls_leave_the_server_free_and_take_turns(tmp_path):
     """A slow model call runs in the thread pool (health answers while it runs), and two calls
     to a project that is not batched (here: its model has no predict_on_batch) never run at the
     same time. No clock: the model call holds until the test releases it."""
-    from common import serve
+    from common.serving import app as web_app
 
     busy = {"now": 0, "most": 0}
     guard = threading.Lock()
@@ -396,8 +397,8 @@ def test_model_calls_leave_the_server_free_and_take_turns(tmp_path):
         functions=SimpleNamespace(predict=slow_predict),
         headline=Headline("test_accuracy"),
     )
-    item = serve.ServedProject(project, None, None, tmp_path / "model.keras", dict(serve.DEFAULT_WEB_API))
-    with running(serve.create_app({"slow": item})) as address:
+    item = web_app.ServedProject(project, None, None, tmp_path / "model.keras", dict(web_app.DEFAULT_WEB_API))
+    with running(web_app.create_app({"slow": item})) as address:
 
         def post() -> dict:
             request = urllib.request.Request(
@@ -474,12 +475,13 @@ def test_serve_command_answers_on_localhost_and_stops_on_sigterm(tmp_path):
 
 
 def test_a_project_without_a_model_answers_503_saying_how_to_train_one(models_dir, monkeypatch):
-    from common import runs, serve
+    from common.core import runs
+    from common.serving import app as web_app
 
     monkeypatch.setattr(runs, "pretrained_dir", lambda project: models_dir / "nothing-shipped" / project)
-    served, unavailable = serve.load_projects(["stock"])
+    served, unavailable = web_app.load_projects(["stock"])
     assert served == {} and "no trained stock model" in unavailable["stock"]
-    with TestClient(serve.create_app(served, unavailable)) as client:
+    with TestClient(web_app.create_app(served, unavailable)) as client:
         refused = client.post("/api/stock/forecast")
         assert refused.status_code == 503
         assert "stock is not served: no trained stock model" in refused.json()["error"]
@@ -489,7 +491,8 @@ def test_no_answer_names_a_folder_of_the_server(models_dir, cli, monkeypatch, tm
     """Run folders under a temporary folder, a stock model trained on a CSV there, a project whose
     model cannot be loaded: neither that folder nor the repository's own is in any answer (health,
     the 503, each project's answer, an error naming the configured CSV)."""
-    from common import runs, serve
+    from common.core import runs
+    from common.serving import app as web_app
 
     csv = tmp_path / "data" / "prices.csv"
     csv.parent.mkdir()
@@ -504,7 +507,7 @@ def test_no_answer_names_a_folder_of_the_server(models_dir, cli, monkeypatch, tm
         "train", "stock", "--set", f"data.path={csv}", *(f"--set={item}" for item in tiny), "--promote"
     )
     assert trained.code == 0, trained.stderr
-    served, _ = serve.load_projects(["mnist", "emojify", "stock"])
+    served, _ = web_app.load_projects(["mnist", "emojify", "stock"])
     shipped = runs.pretrained_dir
     broken = models_dir / "shipped"
     (broken / "emojify").mkdir(parents=True)
@@ -512,18 +515,18 @@ def test_no_answer_names_a_folder_of_the_server(models_dir, cli, monkeypatch, tm
     monkeypatch.setattr(
         runs, "pretrained_dir", lambda name: broken / name if name == "emojify" else shipped(name)
     )
-    _, unavailable = serve.load_projects(["emojify"])
+    _, unavailable = web_app.load_projects(["emojify"])
     assert str(tmp_path) in unavailable["emojify"]  # What the terminal is told names the file.
 
     answers = []
-    with TestClient(serve.create_app(served), raise_server_exceptions=False) as client:
+    with TestClient(web_app.create_app(served), raise_server_exceptions=False) as client:
         answers.append(client.get("/api/health"))
         answers.append(upload(client, "/api/mnist/predict", drawn_digit(tmp_path / "seven.png")))
         answers.append(upload(client, "/api/emojify/predict", HOPPER, annotated="true"))
         answers.append(client.post("/api/stock/forecast", params={"days": 2, "history": 3}))
         csv.rename(tmp_path / "moved.csv")  # The configured series is gone: the error names it.
         answers.append(client.post("/api/stock/forecast", params={"days": 2}))
-    with TestClient(serve.create_app({}, unavailable), raise_server_exceptions=False) as client:
+    with TestClient(web_app.create_app({}, unavailable), raise_server_exceptions=False) as client:
         answers.append(client.get("/api/health"))
         answers.append(client.post("/api/emojify/predict", files={"file": ("a.png", b"x", "image/png")}))
     assert [answer.status_code for answer in answers] == [200, 200, 200, 200, 400, 200, 503]
@@ -540,7 +543,7 @@ def test_no_answer_names_a_folder_of_the_server(models_dir, cli, monkeypatch, tm
 
 
 def test_a_text_shown_to_clients_keeps_addresses_and_cuts_paths(models_dir):
-    from common.paths import shown_text
+    from common.core.paths import shown_text
 
     assert (
         shown_text(f"{ROOT}/data/stock/a.csv: bad, and /srv/x/b.csv too")
@@ -558,7 +561,7 @@ def _through_upload_limit(limit: int, chunks: list[bytes], content_length: int |
     read and whether the app was reached."""
     import asyncio
 
-    from common.serve import UploadLimit
+    from common.serving.app import UploadLimit
 
     headers = [(b"content-type", b"application/octet-stream")]
     if content_length is not None:
@@ -631,7 +634,7 @@ def test_an_answer_already_begun_is_not_followed_by_a_second_413():
     the answer it began stands alone; a 413 sent after it would be a second response."""
     import asyncio
 
-    from common.serve import UploadLimit
+    from common.serving.app import UploadLimit
 
     scope = {"type": "http", "method": "POST", "path": "/upload", "headers": [],
              "query_string": b"", "http_version": "1.1"}  # fmt: skip
@@ -655,7 +658,7 @@ def test_an_answer_already_begun_is_not_followed_by_a_second_413():
 
 def _served(tmp_path: Path, name: str, predict) -> dict:
     """A project ``name`` whose model call is ``predict``, as create_app serves it."""
-    from common import serve
+    from common.serving import app as web_app
 
     project = SimpleNamespace(
         name=name,
@@ -665,14 +668,16 @@ def _served(tmp_path: Path, name: str, predict) -> dict:
         headline=Headline("test_accuracy"),
     )
     return {
-        name: serve.ServedProject(project, None, None, tmp_path / "model.keras", dict(serve.DEFAULT_WEB_API))
+        name: web_app.ServedProject(
+            project, None, None, tmp_path / "model.keras", dict(web_app.DEFAULT_WEB_API)
+        )
     }
 
 
 def test_predicts_keyword_options_are_the_routes_query_parameters(monkeypatch, tmp_path):
     """The web API's parameters come from predict's signature, as the CLI's flags do; an option
     that names a file on the server's disk is not offered."""
-    from common import serve
+    from common.serving import app as web_app
 
     def predict(
         model,
@@ -684,8 +689,8 @@ def test_predicts_keyword_options_are_the_routes_query_parameters(monkeypatch, t
     ):
         return [{"input": inputs[0], "days": days, "out": out}]
 
-    monkeypatch.setattr(serve, "_swagger_ui_folder", lambda: None)
-    with TestClient(serve.create_app(_served(tmp_path, "options", predict))) as client:
+    monkeypatch.setattr(web_app, "_swagger_ui_folder", lambda: None)
+    with TestClient(web_app.create_app(_served(tmp_path, "options", predict))) as client:
         route = client.get("/openapi.json").json()["paths"]["/api/options/predict"]["post"]
         [parameter] = route["parameters"]
         assert parameter["name"] == "days" and parameter["description"] == "days ahead"
@@ -701,11 +706,11 @@ def test_predicts_keyword_options_are_the_routes_query_parameters(monkeypatch, t
 def test_a_404_keeps_a_routes_own_detail_and_an_unknown_route_gets_the_projects_message(
     monkeypatch, tmp_path
 ):
-    from common import serve
+    from common.serving import app as web_app
 
-    monkeypatch.setattr(serve, "_swagger_ui_folder", lambda: None)
+    monkeypatch.setattr(web_app, "_swagger_ui_folder", lambda: None)
     answers = _served(tmp_path, "answers", lambda model, inputs, config: [{"answer": 1}])
-    with TestClient(serve.create_app(answers)) as client:
+    with TestClient(web_app.create_app(answers)) as client:
         unknown = client.get("/api/nosuch/predict")
         assert unknown.status_code == 404
         assert unknown.json() == {"error": "no such page or API route: /api/nosuch/predict"}
@@ -722,10 +727,10 @@ def test_only_a_404_says_no_such_route_a_route_saying_not_found_otherwise_keeps_
     from fastapi import FastAPI
     from starlette.exceptions import HTTPException
 
-    from common import serve
+    from common.serving import app as web_app
 
     app = FastAPI()
-    serve._add_error_handlers(app)
+    web_app._add_error_handlers(app)
 
     @app.get("/gone")
     def gone() -> dict:
@@ -737,13 +742,13 @@ def test_only_a_404_says_no_such_route_a_route_saying_not_found_otherwise_keeps_
 
 
 def test_an_exception_in_a_model_call_answers_500_naming_only_its_type(tmp_path):
-    from common import serve
+    from common.serving import app as web_app
 
     def broken_predict(model, inputs, config):
         raise RuntimeError(f"secret detail from {inputs[0]}")
 
     with TestClient(
-        serve.create_app(_served(tmp_path, "broken", broken_predict)), raise_server_exceptions=False
+        web_app.create_app(_served(tmp_path, "broken", broken_predict)), raise_server_exceptions=False
     ) as client:
         failed = client.post(
             "/api/broken/predict", files={"file": ("x.bin", b"abc", "application/octet-stream")}
@@ -787,11 +792,11 @@ def _digit_pictures(tmp_path: Path) -> dict[str, bytes]:
 
 
 def test_concurrent_requests_share_a_model_call_and_each_gets_its_own_answer(tmp_path):
-    from common import serve
+    from common.serving import app as web_app
 
-    served, _ = serve.load_projects(["mnist"], max_batch=64, max_wait_ms=2000)
+    served, _ = web_app.load_projects(["mnist"], max_batch=64, max_wait_ms=2000)
     pictures = _digit_pictures(tmp_path)
-    with running(serve.create_app(served)) as address:
+    with running(web_app.create_app(served)) as address:
         alone = {name: _post(address, "/api/mnist/predict", name, data) for name, data in pictures.items()}
         calls_before = served["mnist"].batching.calls
         # Four callers for each picture, all at once: 16 requests, the text file's among them.
@@ -824,7 +829,7 @@ def test_concurrent_requests_share_a_model_call_and_each_gets_its_own_answer(tmp
 def test_a_batching_model_answers_each_thread_its_own_rows():
     import keras
 
-    from common.batching import BatchingModel
+    from common.serving.batching import BatchingModel
 
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.Dense(2, kernel_initializer="ones")(inputs))
@@ -849,10 +854,10 @@ def test_a_batching_model_answers_each_thread_its_own_rows():
 
 
 def test_on_localhost_only_local_names_and_own_pages_are_answered(tmp_path):
-    from common import serve
+    from common.serving import app as web_app
 
     answers = _served(tmp_path, "answers", lambda model, inputs, config: [{"answer": 1}])
-    with running(serve.create_app(answers)) as address:
+    with running(web_app.create_app(answers)) as address:
         port = address.rsplit(":", 1)[1]
         for host in ("localhost", f"localhost:{port}", f"127.0.0.1:{port}", "[::1]"):
             assert _post(address, "/api/answers/predict", "x.bin", b"abc", {"Host": host}) == (
@@ -877,10 +882,10 @@ def test_on_localhost_only_local_names_and_own_pages_are_answered(tmp_path):
 
 
 def test_a_half_sent_request_is_dropped_after_the_read_timeout(tmp_path):
-    from common import serve
+    from common.serving import app as web_app
 
     answers = _served(tmp_path, "answers", lambda model, inputs, config: [{"answer": 1}])
-    with running(serve.create_app(answers), seconds_to_send=0.5) as address:
+    with running(web_app.create_app(answers), seconds_to_send=0.5) as address:
         port = int(address.rsplit(":", 1)[1])
         halves = (
             b"POST /api/answers/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n",  # Headers cut short.
@@ -902,7 +907,7 @@ def test_a_request_the_server_stops_before_answering_gets_a_json_503(tmp_path):
     each is answered with a JSON error saying so, not uvicorn's plain-text 500."""
     import uvicorn
 
-    from common import serve
+    from common.serving import app as web_app
 
     entered, release = threading.Event(), threading.Event()
 
@@ -911,10 +916,10 @@ def test_a_request_the_server_stops_before_answering_gets_a_json_503(tmp_path):
         release.wait(timeout=60)
         return [{"answer": 1}]
 
-    config = serve.server_config(serve.create_app(_served(tmp_path, "slow", slow_predict)), quiet=True)
+    config = web_app.server_config(web_app.create_app(_served(tmp_path, "slow", slow_predict)), quiet=True)
     config.timeout_graceful_shutdown = 0.5
     server = uvicorn.Server(config)
-    sock = serve.listening_socket("127.0.0.1", 0)
+    sock = web_app.listening_socket("127.0.0.1", 0)
     address = f"http://127.0.0.1:{sock.getsockname()[1]}"
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -953,10 +958,10 @@ def test_a_request_the_server_stops_before_answering_gets_a_json_503(tmp_path):
 
 def test_a_malformed_request_is_a_json_400(tmp_path):
     """uvicorn answers what it cannot parse as HTTP before the app sees it; that answer is JSON too."""
-    from common import serve
+    from common.serving import app as web_app
 
     answers = _served(tmp_path, "answers", lambda model, inputs, config: [{"answer": 1}])
-    with running(serve.create_app(answers)) as address:
+    with running(web_app.create_app(answers)) as address:
         port = int(address.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
             connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
@@ -999,16 +1004,17 @@ def test_serving_beyond_this_machine_warns_in_one_line_and_batch_settings_are_ch
 
 
 def test_serve_model_names_the_run_a_project_answers_with(cli, models_dir):
-    from common import runs, serve
+    from common.core import runs
+    from common.serving import app as web_app
     from tests.conftest import assert_one_line_error, run_subprocess
 
     assert cli("train", "stock", "--set", "train.epochs=1").code == 0
     latest = runs.latest_run("stock")
-    chosen = serve.model_choices(["stock=latest"])
-    served, unavailable = serve.load_projects(["stock", "mnist"], chosen)
+    chosen = web_app.model_choices(["stock=latest"])
+    served, unavailable = web_app.load_projects(["stock", "mnist"], chosen)
     assert served["stock"].model_file.resolve() == (latest / "model.keras").resolve()
     assert served["mnist"].model_file.parent.resolve() == runs.pretrained_dir("mnist").resolve()
-    with TestClient(serve.create_app(served, unavailable)) as client:
+    with TestClient(web_app.create_app(served, unavailable)) as client:
         health = client.get("/api/health").json()["projects"]
     # Paths as the repository or $MODELS_DIR reads them, never this machine's folders.
     assert health["stock"]["model"] == f"$MODELS_DIR/stock/{latest.name}/model.keras"
@@ -1025,13 +1031,13 @@ def test_serve_model_names_the_run_a_project_answers_with(cli, models_dir):
 def test_with_the_onnx_runtime_the_batched_calls_are_onnxs_and_answer_as_keras_does(client, tmp_path):
     """`serve --runtime onnx`: the model converted, checked against Keras at start, and its answers
     the same as the Keras server's for the same upload."""
-    from common import serve
+    from common.serving import app as web_app
 
-    served, _ = serve.load_projects(["mnist"], runtime="onnx")
+    served, _ = web_app.load_projects(["mnist"], runtime="onnx")
     batching = served["mnist"].batching
     assert served["mnist"].runtime == "onnx" and batching.runner != batching.model.predict_on_batch
     digit = drawn_digit(tmp_path / "seven.png")
-    with TestClient(serve.create_app(served)) as onnx_client:
+    with TestClient(web_app.create_app(served)) as onnx_client:
         answer = upload(onnx_client, "/api/mnist/predict", digit).json()
         assert onnx_client.get("/api/health").json()["projects"]["mnist"]["runtime"] == "onnx"
     expected = upload(client, "/api/mnist/predict", digit).json()

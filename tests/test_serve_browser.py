@@ -28,10 +28,10 @@ def browser():
 
 @pytest.fixture(scope="module")
 def shipped_site():
-    from common import serve
+    from common.serving import app
 
-    served, unavailable = serve.load_projects(["mnist", "emojify", "stock"])
-    with running(serve.create_app(served, unavailable)) as address:
+    served, unavailable = app.load_projects(["mnist", "emojify", "stock"])
+    with running(app.create_app(served, unavailable)) as address:
         yield address
 
 

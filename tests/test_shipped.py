@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import zipfile
 
-from common import runs
+from common.core import runs
 
 # A path from the root of a Unix or Windows file system, inside a string of a shipped file.
 ABSOLUTE_PATH = re.compile(

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from common import paths, registry
 from common.__main__ import main
-from common.config import load_config
-from common.errors import UserError
+from common.core import paths, registry
+from common.core.config import load_config
+from common.core.errors import UserError
 from projects.stock import data as stock_data
 from projects.stock.evaluate import format_report
 from projects.stock.predict import format_prediction, price_decimals, recursive_forecast, significant
@@ -429,10 +429,11 @@ def test_predict_forecasts_business_days_after_the_last_row(trained_run, trained
 def test_a_series_given_to_predict_calibrates_its_own_interval(trained_run, trained_models) -> None:
     """A series moving 10% a day, ten times the training series: a band from the training series
     would hold the next price on about a fifth of days; its own calibration holds about 90%."""
-    from common import inference, registry
+    from common.core import registry
+    from common.serving import loading
     from projects.stock.predict import interval_for, saved_calibration
 
-    model, config, _ = inference.load_saved(registry.get_project("stock"), None, announce=False)
+    model, config, _ = loading.load_saved(registry.get_project("stock"), None, announce=False)
     calibration = saved_calibration(model)
     rng = np.random.default_rng(7)
     prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.10, 450)))

@@ -1,4 +1,4 @@
-"""The streaming input path (common/streaming.py) and emojify's ``data.streaming``: a run trains
+"""The streaming input path (common/kit/streaming.py) and emojify's ``data.streaming``: a run trains
 from image files read batch by batch, on the very batches the in-memory path gives, never holding
 the training split, and a resumed run reads the batches of the uninterrupted one."""
 
@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import runs
-from common.config import load_config
-from common.data import FileList
-from common.errors import UserError
-from common.paths import PROJECTS_DIR
-from common.streaming import StreamedBatches
+from common.core import runs
+from common.core.config import load_config
+from common.core.errors import UserError
+from common.core.paths import PROJECTS_DIR
+from common.kit.splits import FileList
+from common.kit.streaming import StreamedBatches
 from projects.emojify import data as emojify_data
 from projects.emojify.augment import AugmentedBatches, training_batches
 from projects.emojify.classes import CLASS_NAMES

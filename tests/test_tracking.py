@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common import runs
+from common.core import runs
 from tests.conftest import assert_one_line_error
 
 mlflow = pytest.importorskip("mlflow", reason="MLflow is an optional extra: pip install -e '.[mlflow]'")

@@ -17,9 +17,11 @@ import pandas as pd
 import pytest
 
 import projects
-from common import checkpoints, registry, runs, tuning, workflow
-from common.config import Config
-from common.errors import UserError
+from common.core import registry, runs
+from common.core.config import Config
+from common.core.errors import UserError
+from common.experiments import tuning
+from common.training import checkpoints, steps
 from tests.conftest import ROOT, assert_one_line_error, ctrl_c_after_epoch
 from tests.test_workflow import CURVES, CURVES_CONFIG, CURVES_PROJECT, curves  # noqa: F401  (the fixture)
 
@@ -56,7 +58,7 @@ def test_tune_writes_a_table_and_a_best_config_that_train_accepts(models_dir, cl
 @pytest.mark.slow
 def test_tune_runs_trials_as_runs_and_writes_a_reusable_best_config(models_dir, cli, monkeypatch):
     # Stopped during the second trial (Ctrl-C), then started again: only what was left runs.
-    train = workflow.train
+    train = steps.train
     calls = {"count": 0}
 
     def interrupt_the_second_trial(*args, **kwargs):
@@ -65,10 +67,10 @@ def test_tune_runs_trials_as_runs_and_writes_a_reusable_best_config(models_dir, 
             raise KeyboardInterrupt
         return train(*args, **kwargs)
 
-    monkeypatch.setattr(workflow, "train", interrupt_the_second_trial)
+    monkeypatch.setattr(steps, "train", interrupt_the_second_trial)
     stopped = cli("tune", "mnist", "--trials", "3", "--name", "sweep", *_sets(TINY_MNIST))
     assert stopped.code == 2 and "interrupted in trial 2 of 3" in stopped.stderr
-    monkeypatch.setattr(workflow, "train", train)
+    monkeypatch.setattr(steps, "train", train)
     assert len(_trial_runs(models_dir, "mnist", "sweep")) == 1
 
     result = cli("tune", "mnist", "--trials", "3", "--name", "sweep", *_sets(TINY_MNIST))
@@ -236,7 +238,9 @@ def test_trial_1_is_the_config_as_it_stands_and_trials_count_from_1_everywhere(
     assert (configs[2]["data"]["flip"], configs[2]["train"]["learning_rate"]) != (0.25, 0.1)
     assert all(config["train"]["epochs"] == 2 for config in configs.values())
 
-    progress = [record.getMessage() for record in caplog.records if record.name == "common.tuning"]
+    progress = [
+        record.getMessage() for record in caplog.records if record.name == "common.experiments.tuning"
+    ]
     flip, rate = configs[2]["data"]["flip"], configs[2]["train"]["learning_rate"]
     assert [line.split(": best val_loss ")[0] for line in progress] == [
         "trial 1 of 2: data.flip=0.25, train.learning_rate=0.1 (the config's own values)",

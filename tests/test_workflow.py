@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 import projects
-from common import checkpoints, registry, runs
+from common.core import registry, runs
+from common.training import checkpoints
 from tests.conftest import assert_one_line_error
 
 # A name no user would give a project of their own, ahead of the real projects on the path.
@@ -59,8 +60,8 @@ separates the training points ever more sharply its validation loss rises again.
 import keras
 import numpy as np
 
-from common.data import Splits
-from common.project import Headline, Project
+from common.kit.splits import Splits
+from common.core.project import Headline, Project
 
 
 def points(config, seed, flip):
@@ -113,10 +114,10 @@ def curves(tmp_path_factory):
 
 def train(project, *overrides: str):
     """Trains the project with ``--set``-style overrides; returns its run folder and history."""
-    from common import workflow
+    from common.training import steps
 
     config = project.load_config(None, list(overrides))
-    run_dir = workflow.train(project, config, verbose=0)
+    run_dir = steps.train(project, config, verbose=0)
     return run_dir, pd.read_csv(run_dir / checkpoints.HISTORY_FILE)
 
 
@@ -253,7 +254,7 @@ def test_the_cosine_schedule_decays_over_every_step_of_the_run(curves, learning_
 
 
 def test_every_epoch_of_a_run_is_served_in_its_own_order(curves, monkeypatch):
-    from common.batches import ShuffledBatches
+    from common.kit.batches import ShuffledBatches
 
     epochs_set: list[int] = []
     set_epoch = ShuffledBatches.set_epoch
@@ -274,7 +275,7 @@ def test_train_seed_draws_the_weights_and_batches_but_not_the_split(curves, monk
     the top-level seed's own value) trains exactly as before."""
     import keras
 
-    from common.batches import ShuffledBatches
+    from common.kit.batches import ShuffledBatches
 
     load = curves.functions.load_data
     seen: dict[str, list] = {"draws": [], "seeds": []}
@@ -316,8 +317,8 @@ def test_a_run_resumed_past_its_best_epoch_stops_and_cuts_the_rate_as_the_unbrok
     interruption."""
     import keras
 
-    from common import workflow
-    from common.errors import UserError
+    from common.core.errors import UserError
+    from common.training import steps
     from tests.conftest import ctrl_c_after_epoch
 
     settings = ("train.early_stopping_patience=5", "train.lr_schedule=plateau", "train.plateau_patience=2")
@@ -331,7 +332,7 @@ def test_a_run_resumed_past_its_best_epoch_stops_and_cuts_the_rate_as_the_unbrok
         path for path in unbroken_dir.parent.iterdir() if runs.run_state(path) == runs.INTERRUPTED
     ]
     config = curves.load_config(broken_dir / runs.CONFIG_FILE)
-    workflow.train(curves, config, resume_dir=broken_dir, verbose=0)
+    steps.train(curves, config, resume_dir=broken_dir, verbose=0)
     pd.testing.assert_frame_equal(pd.read_csv(broken_dir / checkpoints.HISTORY_FILE), unbroken)
     # Stopped after the resume, it restores the best epoch's weights (before it): the unbroken run's.
     resumed = keras.saving.load_model(broken_dir / runs.MODEL_FILE).get_weights()
@@ -349,8 +350,8 @@ def test_a_run_interrupted_after_its_last_epoch_saves_the_best_weights_without_t
     as the unbroken run would have."""
     import keras
 
-    from common import workflow
-    from common.errors import UserError
+    from common.core.errors import UserError
+    from common.training import steps
     from tests.conftest import ctrl_c_after_epoch
 
     best = int(np.argmin(stopped_run[1]["val_loss"].to_numpy()))
@@ -363,7 +364,7 @@ def test_a_run_interrupted_after_its_last_epoch_saves_the_best_weights_without_t
     assert progress["epochs_done"] == epochs and progress["finished"] is True
     history = pd.read_csv(run_dir / checkpoints.HISTORY_FILE)
 
-    workflow.train(curves, curves.load_config(run_dir / runs.CONFIG_FILE), resume_dir=run_dir, verbose=0)
+    steps.train(curves, curves.load_config(run_dir / runs.CONFIG_FILE), resume_dir=run_dir, verbose=0)
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / checkpoints.HISTORY_FILE), history)
     final = keras.saving.load_model(run_dir / runs.MODEL_FILE).get_weights()
     wanted = keras.saving.load_model(run_dir / runs.BEST_CHECKPOINT).get_weights()
@@ -377,14 +378,14 @@ def test_validation_batches_for_data_parallel_devices_are_whole_multiples_of_the
     validation split is served in order, in batches of 32 rounded up to a multiple, the last
     trimmed to one (here 67 examples: 32, 32 and 2 of the last 3 on two devices; 33 and 33 on
     three, the single example left being fewer than three); on one device, the arrays as they are."""
-    from common import workflow
-    from common.data import Splits
+    from common.kit.splits import Splits
+    from common.training import steps
 
     x, y = np.arange(67, dtype="float32").reshape(67, 1), np.arange(67)
     splits = Splits(test=(x, y), source="counting", train=(x, y), validation=(x, y))
-    assert workflow._validation_data(splits) is splits.validation
+    assert steps._validation_data(splits) is splits.validation
     for devices, sizes in ((2, [32, 32, 2]), (3, [33, 33])):
-        batches = workflow._validation_data(splits, devices)
+        batches = steps._validation_data(splits, devices)
         served = [batches[index] for index in range(len(batches))]
         assert [len(batch_y) for _, batch_y in served] == sizes
         np.testing.assert_array_equal(
@@ -397,8 +398,8 @@ def test_validation_batches_for_data_parallel_devices_are_whole_multiples_of_the
 
 def test_a_run_interrupted_before_its_last_epoch_trains_that_epoch_on_resume(curves):
     """Only the last epoch's commit counts as finished: one before it resumes into the last."""
-    from common import workflow
-    from common.errors import UserError
+    from common.core.errors import UserError
+    from common.training import steps
     from tests.conftest import ctrl_c_after_epoch
 
     with ctrl_c_after_epoch(2), pytest.raises(UserError, match="interrupted"):
@@ -406,6 +407,6 @@ def test_a_run_interrupted_before_its_last_epoch_trains_that_epoch_on_resume(cur
     [run_dir] = [path for path in runs.models_dir().joinpath(CURVES).iterdir() if path.name[0].isdigit()]
     progress = checkpoints.read_progress(run_dir)
     assert progress["epochs_done"] == 3 and progress["finished"] is False
-    workflow.train(curves, curves.load_config(run_dir / runs.CONFIG_FILE), resume_dir=run_dir, verbose=0)
+    steps.train(curves, curves.load_config(run_dir / runs.CONFIG_FILE), resume_dir=run_dir, verbose=0)
     assert list(pd.read_csv(run_dir / checkpoints.HISTORY_FILE)["epoch"]) == [0, 1, 2, 3]
     assert checkpoints.read_progress(run_dir)["finished"] is True

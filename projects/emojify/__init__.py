@@ -1,10 +1,10 @@
 """Emotions to emoji: a CNN on FER2013 faces, reading faces in photos and from a webcam.
 
-What the project supplies to ``common`` (see common/project.py); each module is imported only
+What the project supplies to ``common`` (see common/core/project.py); each module is imported only
 when one of its functions is first needed.
 """
 
-from common.project import Headline, Project
+from common.core.project import Headline, Project
 
 PROJECT = Project(
     headline=Headline("test_accuracy", baseline="baseline_accuracy"),

@@ -17,10 +17,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from common.batches import EpochOrder, ShuffledBatches
-from common.config import Config, training_seed
-from common.data import FileList, Splits
-from common.streaming import StreamedBatches
+from common.core.config import Config, training_seed
+from common.kit.batches import EpochOrder, ShuffledBatches
+from common.kit.splits import FileList, Splits
+from common.kit.streaming import StreamedBatches
 
 # Random erasing (Zhong et al. 2017): a rectangle of 2-33% of the crop, of aspect ratio 0.3-3.3,
 # filled with noise, so the network cannot lean on any one part of the face.
@@ -55,7 +55,7 @@ def augmenting(config: Config) -> bool:
 
 
 class AugmentedBatches(ShuffledBatches):
-    """:class:`common.batches.ShuffledBatches` whose faces are augmented by :func:`augment_faces`,
+    """:class:`common.kit.batches.ShuffledBatches` whose faces are augmented by :func:`augment_faces`,
     with batch ``index`` of epoch ``e`` drawing from ``default_rng([seed, e, index])``.
 
     Args:

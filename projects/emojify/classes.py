@@ -7,7 +7,7 @@ to the same code, so a face gets the same label whichever layout it came from.
 
 from __future__ import annotations
 
-from common.errors import UserError
+from common.core.errors import UserError
 
 CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 NUM_CLASSES = len(CLASS_NAMES)

@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from common.config import Config
-from common.data import FileList, Splits, split_arrays
-from common.errors import UserError
-from common.paths import ROOT
+from common.core.config import Config
+from common.core.errors import UserError
+from common.core.paths import ROOT
+from common.kit.splits import FileList, Splits, split_arrays
 from projects.emojify.classes import CLASS_NAMES, NUM_CLASSES, class_index
 from projects.emojify.synthetic import SIZE, synthetic_faces
 
@@ -79,7 +79,7 @@ def load_file_lists(config: Config, need_training: bool = True) -> Splits:
 
     The files are listed, not decoded, and split exactly as :func:`load_data` splits the decoded
     faces (same order, stratified, same seed and fractions), so the same faces train, validate
-    and test either way. Training and validation are :class:`common.data.FileList` s; the test
+    and test either way. Training and validation are :class:`common.kit.splits.FileList` s; the test
     split, small, is decoded into an array for evaluation.
 
     Raises:

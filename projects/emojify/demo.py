@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from common.errors import UserError
-from common.windows import open_tk_window
+from common.core.errors import UserError
+from common.kit.tk_window import open_tk_window
 
 # Short enough for one line over a 640-pixel webcam frame.
 SYNTHETIC_NOTICE = "NOT FER2013: this model learnt from synthetic drawn faces, not real ones"
@@ -100,17 +100,18 @@ def demo(argv: list[str]) -> int:
     )
     options = parser.parse_args(argv)
 
-    from common.images import read_image
+    from common.kit.images import read_image
 
     photo = read_image(options.image, mode="RGB") if options.image else None
     root = open_tk_window("the emoji window", "python -m common predict emojify PHOTO --out annotated.png")
 
-    from common import inference, registry
+    from common.core import registry
+    from common.serving import loading
     from projects.emojify.predict import FaceReader
 
     capture = None
     try:
-        model, config, model_file = inference.load_saved(registry.get_project("emojify"), options.model)
+        model, config, model_file = loading.load_saved(registry.get_project("emojify"), options.model)
         reader = FaceReader.from_config(model, config)
         synthetic = trained_on_synthetic(model_file, config)
         notice = SYNTHETIC_NOTICE if synthetic else ""

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import keras
 
-from common.classification import evaluate_classifier, format_classifier_report
-from common.config import Config
-from common.data import Splits
+from common.core.config import Config
+from common.kit.classification import evaluate_classifier, format_classifier_report
+from common.kit.splits import Splits
 from projects.emojify.model import serving_model, serving_size
 
 log = logging.getLogger(__name__)

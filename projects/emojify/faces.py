@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.errors import UserError
+from common.core.errors import UserError
 from projects.emojify.synthetic import SIZE
 
 logger = logging.getLogger(__name__)

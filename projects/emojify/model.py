@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from common import ensemble
-from common.config import Config
+from common.core.config import Config
+from common.experiments import ensemble
 from projects.emojify.classes import NUM_CLASSES
 from projects.emojify.synthetic import SIZE
 

@@ -23,10 +23,10 @@ import keras
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from common.config import Config
-from common.errors import UserError, per_input
-from common.images import read_image_sized
-from common.project import Option
+from common.core.config import Config
+from common.core.errors import UserError, per_input
+from common.core.project import Option
+from common.kit.images import read_image_sized
 from projects.emojify.classes import CLASS_NAMES
 from projects.emojify.data import to_model_input
 from projects.emojify.emoji import emoji_image

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.config import Config, require
+from common.core.config import Config, require
 
 
 def validate_config(config: Config) -> None:

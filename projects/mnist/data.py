@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from common.config import Config
-from common.data import Splits, split_arrays
-from common.errors import UserError
-from common.paths import ROOT
+from common.core.config import Config
+from common.core.errors import UserError
+from common.core.paths import ROOT
+from common.kit.splits import Splits, split_arrays
 from projects.mnist.model import to_model_input
 
 log = logging.getLogger(__name__)

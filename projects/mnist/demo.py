@@ -11,7 +11,7 @@ import argparse
 import numpy as np
 from PIL import Image, ImageDraw
 
-from common.windows import open_tk_window
+from common.kit.tk_window import open_tk_window
 
 CANVAS = 280  # Ten times MNIST's size: room to draw, and strokes of MNIST-like proportions.
 BRUSH = 18
@@ -116,11 +116,12 @@ def demo(argv: list[str]) -> int:
     options = parser.parse_args(argv)
     root = open_tk_window("the drawing pad", "python -m common predict mnist IMAGE")
 
-    from common import inference, registry
+    from common.core import registry
+    from common.serving import loading
     from projects.mnist.predict import classify_digits
     from projects.mnist.preprocess import to_mnist
 
-    model, _, model_file = inference.load_saved(registry.get_project("mnist"), options.model)
+    model, _, model_file = loading.load_saved(registry.get_project("mnist"), options.model)
 
     def classify(pixels: np.ndarray) -> np.ndarray:
         return classify_digits(model, to_mnist(pixels)[None])[0]

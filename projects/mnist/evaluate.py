@@ -6,9 +6,9 @@ from pathlib import Path
 
 import keras
 
-from common.classification import evaluate_classifier, format_classifier_report
-from common.config import Config
-from common.data import Splits
+from common.core.config import Config
+from common.kit.classification import evaluate_classifier, format_classifier_report
+from common.kit.splits import Splits
 
 
 def evaluate(model: keras.Model, splits: Splits, config: Config, out_dir: Path) -> dict:

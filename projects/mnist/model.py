@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from common.config import Config
+from common.core.config import Config
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10

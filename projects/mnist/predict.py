@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import keras
 import numpy as np
 
-from common.config import Config
-from common.errors import UserError, per_input
-from common.images import read_image
+from common.core.config import Config
+from common.core.errors import UserError, per_input
+from common.kit.images import read_image
 from projects.mnist.model import to_model_input
 from projects.mnist.preprocess import to_mnist, unlike_one_digit
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from common.errors import UserError
+from common.core.errors import UserError
 
 BOX = 20  # MNIST fits each digit in a 20x20 box ...
 SIZE = 28  # ... centred in a 28x28 image.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.config import Config, require
+from common.core.config import Config, require
 
 # 28x28 digits halve at each pooling: after four they are 1x1, a fifth would be empty.
 MAX_POOLINGS = 4

@@ -1,10 +1,10 @@
 """Daily stock prices: an LSTM forecasting the next day, scored beside persistence (tomorrow = today).
 
-What the project supplies to ``common`` (see common/project.py); each module is imported only
+What the project supplies to ``common`` (see common/core/project.py); each module is imported only
 when one of its functions is first needed.
 """
 
-from common.project import Headline, Project
+from common.core.project import Headline, Project
 
 PROJECT = Project(
     headline=Headline(

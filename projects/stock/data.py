@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from common.config import Config
-from common.data import Splits
-from common.errors import UserError
+from common.core.config import Config
+from common.core.errors import UserError
+from common.kit.splits import Splits
 
 log = logging.getLogger(__name__)
 

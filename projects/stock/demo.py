@@ -28,14 +28,15 @@ def demo(argv: list[str]) -> int:
     parser.add_argument("--no-show", action="store_true", help="only save the PNG, open no window")
     options = parser.parse_args(argv)
 
-    from common import inference, registry, runs
+    from common.core import registry, runs
+    from common.serving import loading
     from projects.stock.data import load_series, make_splits
     from projects.stock.evaluate import one_step_prices
     from projects.stock.intervals import horizon_half_widths, read_intervals
     from projects.stock.plots import MODEL_COLOR, draw_against_persistence, draw_forecast_difference
     from projects.stock.predict import forecast_prices
 
-    model, config, model_file = inference.load_saved(registry.get_project("stock"), options.model)
+    model, config, model_file = loading.load_saved(registry.get_project("stock"), options.model)
     series = load_series(config, options.input)
     splits = make_splits(series, config)
     test_days = splits.info["days"]["test"]
@@ -134,7 +135,7 @@ def _has_display() -> bool:
 
 
 def _use_window_backend() -> None:
-    """``common.plots`` selects the file-only Agg backend; a window needs an interactive one."""
+    """``common.kit.plots`` selects the file-only Agg backend; a window needs an interactive one."""
     import matplotlib.pyplot as plt
 
     for backend in ("TkAgg", "QtAgg", "MacOSX"):

@@ -30,8 +30,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from common.config import Config
-from common.data import Splits
+from common.core.config import Config
+from common.kit.splits import Splits
 from projects.stock.data import check_model_input, is_volume_column, target_to_price
 from projects.stock.intervals import (
     adaptive_half_widths,

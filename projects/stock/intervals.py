@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import UserError
+from common.core.errors import UserError
 
 # What predict needs to draw intervals, written beside the model when it is evaluated in training.
 INTERVALS_FILE = "intervals.json"

@@ -14,8 +14,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from common.config import Config
-from common.data import Splits
+from common.core.config import Config
+from common.kit.splits import Splits
 
 RECURRENT_LAYERS = {"lstm": layers.LSTM, "gru": layers.GRU, "simple_rnn": layers.SimpleRNN}
 CELLS = (*RECURRENT_LAYERS, "conv1d")

@@ -31,9 +31,9 @@ import keras
 import numpy as np
 import pandas as pd
 
-from common.config import Config
-from common.errors import UserError
-from common.project import Option
+from common.core.config import Config
+from common.core.errors import UserError
+from common.core.project import Option
 from projects.stock.data import (
     check_model_input,
     is_volume_column,
@@ -188,7 +188,7 @@ def last_move_warning(prices: np.ndarray) -> str:
 
 def saved_calibration(model: keras.Model) -> dict | None:
     """The interval calibration in the run folder of the model (the folder it was loaded from,
-    see common.inference.load_saved), or None without one."""
+    see common.serving.loading.load_saved), or None without one."""
     model_file = getattr(model, "source_file", None)
     return None if model_file is None else read_intervals(Path(model_file).parent)
 

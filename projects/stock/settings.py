@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from common.config import Config, require, require_choice
-from common.errors import UserError
+from common.core.config import Config, require, require_choice
+from common.core.errors import UserError
 
 TARGETS = ("log_return", "return", "price")
 GAP_RULES = ("drop", "ffill", "error")

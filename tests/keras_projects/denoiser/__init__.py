@@ -4,7 +4,7 @@ Both are registered with ``@keras.saving.register_keras_serializable``: wherever
 loaded, ``common`` imports this project's model module first, so Keras finds them.
 """
 
-from common.project import Headline, Project
+from common.core.project import Headline, Project
 
 PROJECT = Project(
     headline=Headline(

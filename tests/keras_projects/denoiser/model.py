@@ -10,10 +10,10 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from common.config import Config
-from common.data import Splits
-from common.errors import per_input
-from common.images import read_image
+from common.core.config import Config
+from common.core.errors import per_input
+from common.kit.images import read_image
+from common.kit.splits import Splits
 
 
 def load_data(config: Config, need_training: bool = True) -> Splits:

@@ -4,7 +4,7 @@ Texts go in as they are (a NumPy array of Python strings, dtype object): the voc
 of the saved model, so ``predict`` and ``serve`` take raw text.
 """
 
-from common.project import Headline, Project
+from common.core.project import Headline, Project
 
 PROJECT = Project(
     headline=Headline("test_accuracy", baseline="baseline_accuracy"),

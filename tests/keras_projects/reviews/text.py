@@ -8,9 +8,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from common.classification import evaluate_classifier
-from common.config import Config
-from common.data import Splits, split_arrays
+from common.core.config import Config
+from common.kit.classification import evaluate_classifier
+from common.kit.splits import Splits, split_arrays
 
 CLASSES = ["negative", "positive"]
 _WORDS = {

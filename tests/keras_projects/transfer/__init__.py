@@ -6,7 +6,7 @@ projects/transfer/phase2.toml`` builds the model with the base trainable and loa
 run's weights into it, at a learning rate 10x lower.
 """
 
-from common.project import Headline, Project
+from common.core.project import Headline, Project
 
 PROJECT = Project(
     headline=Headline("test_accuracy", baseline="baseline_accuracy"),

@@ -10,11 +10,11 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from common.classification import evaluate_classifier
-from common.config import Config
-from common.data import Splits, split_arrays
-from common.errors import per_input
-from common.images import read_image
+from common.core.config import Config
+from common.core.errors import per_input
+from common.kit.classification import evaluate_classifier
+from common.kit.images import read_image
+from common.kit.splits import Splits, split_arrays
 
 CLASSES = [str(digit) for digit in range(10)]
 

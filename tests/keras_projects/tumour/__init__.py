@@ -4,7 +4,7 @@ A tabular project as keras-io writes one: a loss that is a Python function, metr
 weights and a callback of its own, each reaching Keras through the project's hooks.
 """
 
-from common.project import Headline, Project
+from common.core.project import Headline, Project
 
 PROJECT = Project(
     headline=Headline("test_accuracy", baseline="baseline_accuracy"),

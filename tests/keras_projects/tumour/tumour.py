@@ -11,9 +11,9 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
-from common.config import Config
-from common.data import Splits
-from common.errors import UserError, per_input
+from common.core.config import Config
+from common.core.errors import UserError, per_input
+from common.kit.splits import Splits
 
 
 def load_data(config: Config, need_training: bool = True) -> Splits:

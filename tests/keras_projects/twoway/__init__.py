@@ -4,7 +4,7 @@ The per-output losses and loss weights are tables in ``config.toml`` (``[train.l
 ``[train.loss_weights]``); the inputs and targets are dicts keyed by the layers' names.
 """
 
-from common.project import Headline, Project
+from common.core.project import Headline, Project
 
 PROJECT = Project(
     headline=Headline("test_accuracy", baseline="baseline_accuracy"),

@@ -9,9 +9,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from common.config import Config
-from common.data import Splits, take
-from common.errors import UserError, per_input
+from common.core.config import Config
+from common.core.errors import UserError, per_input
+from common.kit.splits import Splits, take
 
 KINDS = ["flat", "terrace", "villa"]
 REGIONS = 4
