@@ -1,4 +1,5 @@
-# Every target creates or reuses .venv and installs the project into it first.
+# Every target creates or reuses .venv and first installs into it what it needs, from the lock
+# files in requirements/ (see "Installing" below).
 # `make help` lists the targets; `make train-<project>` exists for every folder in projects/.
 
 PYTHON ?= python3
@@ -57,10 +58,11 @@ define sync
 	$(UV) pip install --python $(BIN)/python --quiet --no-deps --no-build-isolation -e .
 endef
 
-# What running needs: the runtime alone, no test or export tools (about 1.4 GB on disk).
+# What running needs: the runtime alone, no test or export tools (2.1 GB on disk, TensorFlow 1.2 GB
+# of it; the test and export tools add 0.26 GB).
 $(STAMP): $(VENV)/.tools $(LOCK)/runtime.txt $(LOCK)/no-deps.txt pyproject.toml
 	@$(PYTHON) $(LOCK)/fingerprint.py --check || true
-	@echo "Setting up $(VENV) from the lock files in $(LOCK)/ (the first time downloads about 1 GB)..."
+	@echo "Setting up $(VENV) from the lock files in $(LOCK)/ (about 2 GB on disk, a minute or more the first time)..."
 	@touch $(VENV)/.extras
 	$(sync)
 	@touch $@
@@ -95,11 +97,13 @@ install-%: $(VENV)/.extra-% ;
 # allow (ARGS=--upgrade takes the newest of everything). Each extra's file is resolved with
 # all.txt, the resolution of every extra at once, as constraints, so that any mix of them agrees.
 # Universal: one file serves Python 3.11 and newer on every platform, with markers where the
-# versions differ; Linux x86-64 is the platform the project is tested on.
+# versions differ; Linux x86-64 is the platform the project is tested on. The extras' files are
+# written afresh, so that one of an extra no longer in pyproject.toml goes.
 LOCK_COMPILE = $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command 'make lock' $(ARGS)
 lock: $(VENV)/.tools ## Write the lock files in requirements/ from pyproject.toml (ARGS=--upgrade for the newest)
 	$(LOCK_COMPILE) $(LOCK)/tools.in -o $(LOCK)/tools.txt
+	rm -f $(filter-out $(addprefix $(LOCK)/,all.txt runtime.txt tools.txt no-deps.txt),$(wildcard $(LOCK)/*.txt))
 	$(LOCK_COMPILE) $(TORCH_LINKS) -c $(LOCK)/constraints.in --all-extras pyproject.toml -o $(LOCK)/all.txt
 	$(LOCK_COMPILE) $(TORCH_LINKS) -c $(LOCK)/all.txt pyproject.toml -o $(LOCK)/runtime.txt
 	@for extra in $(EXTRAS); do echo "$(LOCK)/$$extra.txt"; \

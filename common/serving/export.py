@@ -171,7 +171,7 @@ def check_request(fmt: str, quantize: str | None) -> None:
     missing = [name for name in _NEEDS.get(fmt, ()) if importlib.util.find_spec(name) is None]
     if missing:
         raise UserError(
-            f"the {fmt} export needs {', '.join(missing)}: pip install -e '.[export]' (make install does it)"
+            f"the {fmt} export needs {', '.join(missing)}: make install-export, or pip install -e '.[export]'"
         )
 
 
