@@ -165,8 +165,8 @@ plt.show()
 # %% [markdown]
 # ## What it says
 #
-# Every network lands within a fraction of a percent of persistence, and the Diebold-Mariano
-# p-values say none of the differences is more than chance: on daily returns of an index, the
+# Every network lands within about a percent of persistence, and a Diebold-Mariano p-value
+# above 0.05 says a difference is no more than chance gives: on daily returns of an index, the
 # past 20 days hold almost nothing about tomorrow that a gated memory (LSTM, GRU), a plain one
 # (SimpleRNN) or no memory at all (Conv1D) can use. The curves on the right hug persistence's:
 # that is what a forecast "that follows the price so well" is.
