@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import tempfile
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -32,8 +33,9 @@ keras = import_keras()
 # %matplotlib inline
 
 SMALL = os.environ.get("TUTORIAL_SIZE", "full") == "small"
-# Run folders go to a scratch folder, never to the repository's models/.
-os.environ.setdefault("MODELS_DIR", tempfile.mkdtemp(prefix="tutorial-runs-"))
+# Run folders go to a scratch folder (or $MODELS_DIR), never to the repository's models/.
+MODELS_DIR = Path(os.environ.setdefault("MODELS_DIR", tempfile.mkdtemp(prefix="tutorial-runs-")))
+MODELS_DIR.mkdir(parents=True, exist_ok=True)
 keras.utils.set_random_seed(42)
 
 # %% [markdown]
@@ -142,12 +144,12 @@ plt.show()
 # gives back the same model, answering exactly as before.
 
 # %%
-model_file = os.path.join(os.environ["MODELS_DIR"], "mnist_tutorial.keras")
+model_file = MODELS_DIR / "mnist_tutorial.keras"
 model.save(model_file)
 loaded = keras.saving.load_model(model_file)
 x_test, y_test = splits.test
 same = np.allclose(model.predict(x_test[:32], verbose=0), loaded.predict(x_test[:32], verbose=0), atol=1e-5)
-print("saved to", os.path.basename(model_file), "- the loaded model answers the same:", same)
+print("saved to", model_file.name, "- the loaded model answers the same:", same)
 
 # %% [markdown]
 # ## Step 5: predict
