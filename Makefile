@@ -10,7 +10,7 @@ PROJECTS := $(notdir $(patsubst %/config.toml,%,$(wildcard projects/*/config.tom
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev install-backends lock serve test test-slow test-scaling mutation lint format bench clean list $(addprefix train-,$(PROJECTS)) \
+.PHONY: help install install-dev install-backends lock serve test test-slow test-scaling mutation lint format bench docs screenshots clean list $(addprefix train-,$(PROJECTS)) \
 	$(addprefix evaluate-,$(PROJECTS)) $(addprefix demo-,$(PROJECTS)) $(addprefix export-,$(PROJECTS))
 
 help: ## List the targets
@@ -144,13 +144,13 @@ mutation: $(DEV) ## Would the fast suite catch a one-line bug? A sample of mutan
 	$(BIN)/python -m tests.mutation $(ARGS)
 
 lint: $(VENV)/.extra-dev ## Check formatting and lint with ruff, and types with mypy
-	$(BIN)/ruff check common projects tests bench
-	$(BIN)/ruff format --check common projects tests bench
+	$(BIN)/ruff check common projects tests bench docs/tools docs/tutorials
+	$(BIN)/ruff format --check common projects tests bench docs/tools docs/tutorials
 	$(BIN)/mypy
 
 format: $(VENV)/.extra-dev ## Format the code with ruff
-	$(BIN)/ruff check --fix common projects tests bench
-	$(BIN)/ruff format common projects tests bench
+	$(BIN)/ruff check --fix common projects tests bench docs/tools docs/tutorials
+	$(BIN)/ruff format common projects tests bench docs/tools docs/tutorials
 
 # Each benchmark runs even when one before it fails (e.g. its data is missing); the target fails at the end.
 bench: $(DEV) ## Run the benchmarks and record them in bench/results/*.md (--write)
@@ -158,5 +158,18 @@ bench: $(DEV) ## Run the benchmarks and record them in bench/results/*.md (--wri
 		echo "== bench.$$name"; $(BIN)/python -m bench.$$name --write || failed="$$failed $$name"; done; \
 		if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
 
-clean: ## Remove .venv and caches (keeps models/ and data/)
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+# The tutorials run at every build: small (seconds of training each) unless TUTORIAL_SIZE=full.
+# NO_MKDOCS_2_WARNING: Material for MkDocs prints a notice about its successor at every build.
+TUTORIAL_SIZE ?= small
+docs: $(VENV)/.extra-docs ## Build the documentation site into site/ (strict), running the tutorials (TUTORIAL_SIZE=full: longer trainings)
+	TUTORIAL_SIZE=$(TUTORIAL_SIZE) NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "The site is in site/: open site/index.html, or serve it: $(BIN)/python -m http.server -d site"
+
+# The pictures of docs/serving.md are taken by the browser tests, with the shipped models.
+screenshots: $(DEV) ## Retake docs/screenshots/ from the web app in a headless Chromium (apt-get install chromium)
+	@$(BIN)/python -c "from tests.browser import find_chromium; import sys; sys.exit(find_chromium() is None)" \
+		|| { echo "make screenshots needs Chromium: apt-get install chromium"; exit 2; }
+	SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q -n 0 tests/test_serve_browser.py
+
+clean: ## Remove .venv, caches and the built site (keeps models/ and data/)
+	rm -rf $(VENV) .pytest_cache .ruff_cache site
