@@ -17,7 +17,9 @@ renamed into place and ``progress.json`` last. :func:`recover` finishes a commit
 record was complete when the process died, and discards one whose record was not. So the files
 on disk always belong to one epoch.
 
-Before a resume reads any of it, :func:`check_resume_files` checks it all, so a damaged file is
+:func:`safe_run_folder` is the one seam training goes through: the run folder's lock, a resume's
+checks and how a failure leaves the folder, around the five steps. Before a resume reads any of
+it, :func:`check_resume_files` checks it all, so a damaged file is
 one line and the run is left as it was. When training stops early, :func:`after_failure` leaves
 the folder truthful (interrupted and resumable, failed when the loss diverged, or removed when
 nothing was committed) and :func:`as_user_error` says so in one line.
@@ -33,8 +35,9 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -447,3 +450,55 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass(frozen=True)
+class SafeRun:
+    """A run folder held by this process: where the training writes, and where it starts."""
+
+    run_dir: Path
+    progress: dict | None  # The committed record of a run being resumed; None for a new run.
+    continue_from: Path | None  # A completed run whose weights a new run starts from.
+
+
+@contextmanager
+def safe_run_folder(
+    project: Project,
+    config: Config,
+    run_name: str | None = None,
+    resume_dir: Path | None = None,
+    continue_from: Path | None = None,
+    on_failure: Callable[[], None] | None = None,
+) -> Iterator[SafeRun]:
+    """Everything that keeps a training's run folder truthful, around the training, in one place.
+
+    Before the block: the folder to resume is checked, or a new one made (its name checked
+    first), and its lock taken, so no second trainer writes into it; what a resume will read is
+    checked before anything is written; a new run's config is saved and the state says running.
+    During it: ``kill PID`` stops the training as Ctrl-C does. After a failure: the folder is left
+    interrupted (resumable), failed, or removed when nothing of value was in it, and the failure
+    is raised again as the one line :func:`as_user_error` words.
+    """
+    if resume_dir is not None:
+        run_dir = runs.check_resumable(project.name, resume_dir)
+    else:
+        runs.check_run_name(run_name)
+        if continue_from is not None:
+            continue_from = runs.check_continuable(project.name, continue_from)
+        run_dir = runs.new_run_dir(project.name, run_name)
+    with runs.RunLock(run_dir), terminate_as_interrupt():
+        if resume_dir is not None:
+            runs.check_resumable(project.name, resume_dir, locked=True)
+        # What a resume reads is checked before anything is written: a damaged file is one line,
+        # and the run is left exactly as it was, resumable or continuable.
+        progress = check_resume_files(project, run_dir, config) if resume_dir is not None else None
+        try:
+            if resume_dir is None:
+                config.save(run_dir / runs.CONFIG_FILE)
+            runs.set_state(run_dir, runs.RUNNING, project=project.name, pid=os.getpid())
+            yield SafeRun(run_dir, progress, continue_from)
+        except BaseException as error:
+            if on_failure is not None:
+                on_failure()
+            after_failure(project, run_dir, error, resuming=resume_dir is not None)
+            raise as_user_error(project, run_dir, error) from None

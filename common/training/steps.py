@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -76,35 +75,25 @@ def train(
         tracking.check_available(config)
     if distill is not None:
         config = distill.pin_teacher(project, config)
-    if resume_dir is not None:
-        run_dir = runs.check_resumable(project.name, resume_dir)
-    else:
-        runs.check_run_name(run_name)
-        if continue_from is not None:
-            continue_from = runs.check_continuable(project.name, continue_from)
-        run_dir = runs.new_run_dir(project.name, run_name)
-    with runs.RunLock(run_dir), checkpoints.terminate_as_interrupt():
-        if resume_dir is not None:
-            runs.check_resumable(project.name, resume_dir, locked=True)
-        # What a resume reads is checked before anything is written: a damaged file is one line,
-        # and the run is left exactly as it was, resumable or continuable.
-        progress = (
-            checkpoints.check_resume_files(project, run_dir, config) if resume_dir is not None else None
-        )
-        try:
-            if resume_dir is None:
-                config.save(run_dir / runs.CONFIG_FILE)
-            runs.set_state(run_dir, runs.RUNNING, project=project.name, pid=os.getpid())
-            with devices.placed(config) as placement:
-                run = Run(
-                    project, config, run_dir, placement, progress, continue_from, verbose, distill, tracking
-                )
-                return _train_in(run)
-        except BaseException as error:
-            if tracking is not None:
-                tracking.abort()
-            checkpoints.after_failure(project, run_dir, error, resuming=resume_dir is not None)
-            raise checkpoints.as_user_error(project, run_dir, error) from None
+    # What keeps the run folder truthful (its lock, a resume's checks, how a failure leaves it)
+    # is one seam, read in common/training/checkpoints.py when needed.
+    on_failure = tracking.abort if tracking is not None else None
+    with checkpoints.safe_run_folder(
+        project, config, run_name, resume_dir, continue_from, on_failure
+    ) as held:
+        with devices.placed(config) as placement:
+            run = Run(
+                project,
+                config,
+                held.run_dir,
+                placement,
+                held.progress,
+                held.continue_from,
+                verbose,
+                distill,
+                tracking,
+            )
+            return _train_in(run)
 
 
 @dataclass
