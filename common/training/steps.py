@@ -1,12 +1,16 @@
 """Training, as Keras' five steps: create a model, compile it, fit it, save it, and predict with
-it (the evaluation on the test split). :func:`train` reads top to bottom as those steps.
+it (the evaluation on the test split). :func:`train` reads top to bottom as those steps, and the
+functions that do them follow in that order: ``load_data``, ``create_model``, ``compile_model``,
+``fit_model``, ``save_model``, ``evaluate_model``; the helpers they use come after.
 
 Projects supply data, model and evaluation; everything here is shared, so all pipelines get the
-same run folders, checkpoints, logs, early stopping and plots. What keeps a run safe is behind
-small interfaces a first reading can skip: :mod:`common.core.runs` (the run folder, its state and
-lock), :mod:`common.training.checkpoints` (per-epoch commits, resume, how a failed run is left),
-:mod:`common.training.devices` (precision and device placement) and :mod:`common.core.files` (atomic writes).
-Distillation and MLflow tracking are imported only by a run whose config asks for them.
+same run folders, checkpoints, logs, early stopping and plots. What keeps a run safe is one seam,
+:func:`common.training.checkpoints.safe_run_folder` (the run folder's lock, a resume's checks, how
+a failed run is left), and small interfaces a first reading can skip: :mod:`common.core.runs`
+(run folders and their state), :mod:`common.training.devices` (precision and device placement),
+:mod:`common.kit.batches` (batches in an order fixed by seed and epoch) and
+:mod:`common.core.files` (atomic writes). Distillation and MLflow tracking are imported only by a
+run whose config asks for them.
 """
 
 from __future__ import annotations
@@ -223,6 +227,39 @@ def _load_weights_of(start: Path, model: keras.Model, splits: Splits) -> None:
     model.set_weights(saved.get_weights())
 
 
+def compile_model(
+    model: keras.Model, config: Config, steps_per_epoch: int, project_options: dict | None = None
+) -> None:
+    """Compiles with the optimizer, learning rate (or schedule), loss and metrics of ``[train]``,
+    each replaced by what the project's ``compile_options`` gives (``project_options``), and the
+    per-output ``train.loss_weights`` where a config has them.
+
+    The cosine schedule is a ``keras.optimizers.schedules.CosineDecay`` over every training step:
+    it is saved with the optimizer, so a resumed run continues it from its step count.
+    """
+    train = config.train
+    options: dict[str, Any] = {
+        "loss": config.get("train.loss"),
+        "metrics": _metrics_of(config.get("train.metrics")),
+    }
+    if "loss_weights" in train:
+        options["loss_weights"] = config.get("train.loss_weights")
+    options.update(project_options or {})
+    if "optimizer" not in options:
+        learning_rate: Any = train.learning_rate
+        if train.lr_schedule == "cosine":
+            learning_rate = keras.optimizers.schedules.CosineDecay(
+                train.learning_rate, decay_steps=max(1, train.epochs * steps_per_epoch)
+            )
+        options["optimizer"] = keras.optimizers.get(
+            {
+                "class_name": train.optimizer.lower(),
+                "config": {"learning_rate": learning_rate, **optimizer_options(config)},
+            }
+        )
+    model.compile(**options)
+
+
 def fit_model(run: Run, model: keras.Model, batches: Any, splits: Splits) -> float:
     """Step 3: ``model.fit`` from the run's first (or resumed) epoch, with early stopping, the
     learning-rate schedule and a checkpoint committed every epoch. Returns the seconds spent
@@ -419,39 +456,6 @@ def optimizer_options(config: Config) -> dict[str, Any]:
                 f"leave it at {OPTIMIZER_OPTIONS[key]!r} or choose an optimizer that has it, such as sgd"
             )
     return options
-
-
-def compile_model(
-    model: keras.Model, config: Config, steps_per_epoch: int, project_options: dict | None = None
-) -> None:
-    """Compiles with the optimizer, learning rate (or schedule), loss and metrics of ``[train]``,
-    each replaced by what the project's ``compile_options`` gives (``project_options``), and the
-    per-output ``train.loss_weights`` where a config has them.
-
-    The cosine schedule is a ``keras.optimizers.schedules.CosineDecay`` over every training step:
-    it is saved with the optimizer, so a resumed run continues it from its step count.
-    """
-    train = config.train
-    options: dict[str, Any] = {
-        "loss": config.get("train.loss"),
-        "metrics": _metrics_of(config.get("train.metrics")),
-    }
-    if "loss_weights" in train:
-        options["loss_weights"] = config.get("train.loss_weights")
-    options.update(project_options or {})
-    if "optimizer" not in options:
-        learning_rate: Any = train.learning_rate
-        if train.lr_schedule == "cosine":
-            learning_rate = keras.optimizers.schedules.CosineDecay(
-                train.learning_rate, decay_steps=max(1, train.epochs * steps_per_epoch)
-            )
-        options["optimizer"] = keras.optimizers.get(
-            {
-                "class_name": train.optimizer.lower(),
-                "config": {"learning_rate": learning_rate, **optimizer_options(config)},
-            }
-        )
-    model.compile(**options)
 
 
 def _metrics_of(value: Any) -> Any:
