@@ -33,7 +33,7 @@ import pandas as pd
 
 from common.core.config import Config
 from common.core.errors import UserError
-from common.core.project import Option
+from common.core.project import ModelIO, Option
 from projects.stock.data import (
     check_model_input,
     find_column,
@@ -138,6 +138,36 @@ def predict(
         result["history_dates"] = [f"{date:%Y-%m-%d}" for date in series.dates[-history:]]
         result["history"] = [significant(price) for price in series.prices[-history:]]
     return [result]
+
+
+# What the model reads and gives per data.target, in words, for export.json.
+_TARGET_WORDS = {
+    "return": ("simple returns (today / yesterday - 1)", "price = last price * (1 + output)"),
+    "log_return": ("log returns (log of today / yesterday)", "price = last price * exp(output)"),
+    "price": ("price levels", "the output is the price itself"),
+}
+
+
+def describe_io(config: Config) -> ModelIO:
+    """What an exported stock model takes and gives (written into ``export.json``)."""
+    data = config.data
+    columns = [data.column] + [name for name in data.features if name.casefold() != data.column.casefold()]
+    scale, to_price = _TARGET_WORDS[data.target]
+    return ModelIO(
+        input=(
+            f"windows of {data.window} trading days, oldest first, of the columns {columns} "
+            f"({data.column} first), as {scale}; a volume column as the day-to-day change of "
+            "log(1 + volume) (log(1 + volume) itself when data.target is price). Each window's first "
+            f"day is the change from the day before it, so a window needs {data.window + 1} rows of "
+            "the CSV; the model scales its inputs itself. Reading and cleaning the CSV stays in "
+            "Python: projects/stock/data.py (load_series, to_features)"
+        ),
+        output=(
+            f"the next trading day's {data.column} as {scale.split(' (')[0]} "
+            f"(data.target = {data.target!r}): {to_price}; further days are forecast by feeding "
+            "each day's forecast back (projects/stock/predict.py)"
+        ),
+    )
 
 
 def with_price_column(config: Config, column: str) -> Config:
