@@ -50,17 +50,20 @@ install-backends: $(BACKENDS_STAMP) ## Add JAX and PyTorch, Keras' other backend
 list: $(STAMP) ## List the projects and their configs
 	$(BIN)/python -m common list
 
+# COMMON_MAKE_TARGET tells the command line which target started it, so that a command it prints
+# to run next (the --resume after Ctrl-C) reads `make train-mnist ARGS="..."`, which runs as
+# printed, rather than `python -m common ...`, which needs .venv active (common/core/commands.py).
 $(addprefix train-,$(PROJECTS)): train-%: $(STAMP) ## Train a project: make train-mnist ARGS="--set train.epochs=3"
-	$(BIN)/python -m common train $* $(ARGS)
+	COMMON_MAKE_TARGET=$@ $(BIN)/python -m common train $* $(ARGS)
 
 $(addprefix evaluate-,$(PROJECTS)): evaluate-%: $(STAMP) ## Score the promoted (else shipped) model on its test split: make evaluate-mnist ARGS="--set data.path=..."
-	$(BIN)/python -m common evaluate $* $(ARGS)
+	COMMON_MAKE_TARGET=$@ $(BIN)/python -m common evaluate $* $(ARGS)
 
 $(addprefix export-,$(PROJECTS)): export-%: $(STAMP) ## Export the promoted (else shipped) model, checked in its runtime: make export-mnist FORMAT=onnx
-	$(BIN)/python -m common export $* --format $(or $(FORMAT),onnx) $(ARGS)
+	COMMON_MAKE_TARGET=$@ $(BIN)/python -m common export $* --format $(or $(FORMAT),onnx) $(ARGS)
 
 $(addprefix demo-,$(PROJECTS)): demo-%: $(STAMP) ## Open a project's interactive demo: make demo-mnist
-	$(BIN)/python -m common demo $* $(ARGS)
+	COMMON_MAKE_TARGET=$@ $(BIN)/python -m common demo $* $(ARGS)
 
 serve: $(STAMP) ## Serve every model: web pages and HTTP API on http://127.0.0.1:8000/ (ARGS="--port 8001")
 	$(BIN)/python -m common serve $(ARGS)
