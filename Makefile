@@ -65,6 +65,22 @@ $(addprefix export-,$(PROJECTS)): export-%: $(STAMP) ## Export the promoted (els
 $(addprefix demo-,$(PROJECTS)): demo-%: $(STAMP) ## Open a project's interactive demo: make demo-mnist
 	COMMON_MAKE_TARGET=$@ $(BIN)/python -m common demo $* $(ARGS)
 
+# A project that is not in projects/ (make train-mnsit): one line naming the projects, and the
+# closest name, instead of make's "No rule to make target". The command line's own line (`runs`,
+# which reads and changes nothing) once .venv is installed; before that, make's, rather than
+# installing 2 GB to answer a typo.
+UNKNOWN_PROJECT = $(error $(or $(if $(wildcard $(STAMP)),$(shell $(BIN)/python -m common runs $* 2>&1 >/dev/null \
+	| grep -m 1 '^error: unknown project')),error: unknown project '$*'; available projects: $(PROJECTS)) \
+	(make $(1)-<project>))
+train-%:
+	$(call UNKNOWN_PROJECT,train)
+evaluate-%:
+	$(call UNKNOWN_PROJECT,evaluate)
+export-%:
+	$(call UNKNOWN_PROJECT,export)
+demo-%:
+	$(call UNKNOWN_PROJECT,demo)
+
 serve: $(STAMP) ## Serve every model: web pages and HTTP API on http://127.0.0.1:8000/ (ARGS="--port 8001")
 	$(BIN)/python -m common serve $(ARGS)
 

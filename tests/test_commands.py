@@ -1,5 +1,6 @@
 """Commands the template prints for the user to run next run as printed, whether the user
-started with ``python -m common`` or through ``make``."""
+started with ``python -m common`` or through ``make``; and ``make`` with a mistyped project
+names the projects rather than saying it has no rule."""
 
 from __future__ import annotations
 
@@ -114,3 +115,28 @@ def test_ctrl_c_under_make_prints_the_make_command(toy_project, models_dir, cli,
     command = shlex.split(again.stderr.strip().splitlines()[-1].split("Continue with: ")[1])
     assert Path(command[0]).absolute() == Path(sys.executable).absolute()
     assert command[1:] == ["-m", "common", "train", TOY, "--resume", str(cut2)]
+
+
+@needs_make
+@pytest.mark.parametrize("verb", ["train", "evaluate", "export", "demo"])
+def test_make_with_a_mistyped_project_names_the_closest(verb, tmp_path):
+    venv = fake_venv(tmp_path / "venv")
+    made = subprocess.run(
+        ["make", f"{verb}-mnsit", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert made.returncode != 0 and made.stdout == ""
+    [line] = made.stderr.strip().splitlines()
+    assert "error: unknown project 'mnsit' (did you mean 'mnist'?); available projects: " in line
+    assert line.endswith(f"(make {verb}-<project>).  Stop.")
+
+
+@needs_make
+def test_make_with_a_mistyped_project_before_install_installs_nothing(tmp_path):
+    venv = tmp_path / "venv"  # not there: make would create it for a real target
+    made = subprocess.run(
+        ["make", "train-mnsit", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert made.returncode != 0 and not venv.exists()
+    [line] = made.stderr.strip().splitlines()
+    assert "error: unknown project 'mnsit'; available projects: " in line
+    assert "mnist" in line.split("available projects: ")[1].split()
