@@ -114,17 +114,36 @@ lock: $(VENV)/.tools ## Write the lock files in requirements/ from pyproject.tom
 list: $(STAMP) ## List the projects and their configs
 	$(BIN)/python -m common list
 
+# COMMON_MAKE_TARGET tells the command line which target started it, so that a command it prints
+# to run next (the --resume after Ctrl-C) reads `make train-mnist ARGS="..."`, which runs as
+# printed, rather than `python -m common ...`, which needs .venv active (common/core/commands.py).
 $(addprefix train-,$(PROJECTS)): train-%: $(STAMP) ## Train a project: make train-mnist ARGS="--set train.epochs=3"
-	$(BIN)/python -m common train $* $(ARGS)
+	COMMON_MAKE_TARGET=$@ $(BIN)/python -m common train $* $(ARGS)
 
 $(addprefix evaluate-,$(PROJECTS)): evaluate-%: $(STAMP) ## Score the promoted (else shipped) model on its test split: make evaluate-mnist ARGS="--set data.path=..."
-	$(BIN)/python -m common evaluate $* $(ARGS)
+	COMMON_MAKE_TARGET=$@ $(BIN)/python -m common evaluate $* $(ARGS)
 
 $(addprefix export-,$(PROJECTS)): export-%: $(EXPORT) ## Export the promoted (else shipped) model, checked in its runtime: make export-mnist FORMAT=onnx
-	$(BIN)/python -m common export $* --format $(or $(FORMAT),onnx) $(ARGS)
+	COMMON_MAKE_TARGET=$@ $(BIN)/python -m common export $* --format $(or $(FORMAT),onnx) $(ARGS)
 
 $(addprefix demo-,$(PROJECTS)): demo-%: $(STAMP) ## Open a project's interactive demo: make demo-mnist
-	$(BIN)/python -m common demo $* $(ARGS)
+	COMMON_MAKE_TARGET=$@ $(BIN)/python -m common demo $* $(ARGS)
+
+# A project that is not in projects/ (make train-mnsit): one line naming the projects, and the
+# closest name, instead of make's "No rule to make target". The command line's own line (`runs`,
+# which reads and changes nothing) once .venv is installed; before that, make's, rather than
+# installing 2 GB to answer a typo.
+UNKNOWN_PROJECT = $(error $(or $(if $(wildcard $(STAMP)),$(shell $(BIN)/python -m common runs $* 2>&1 >/dev/null \
+	| grep -m 1 '^error: unknown project')),error: unknown project '$*'; available projects: $(PROJECTS)) \
+	(make $(1)-<project>))
+train-%:
+	$(call UNKNOWN_PROJECT,train)
+evaluate-%:
+	$(call UNKNOWN_PROJECT,evaluate)
+export-%:
+	$(call UNKNOWN_PROJECT,export)
+demo-%:
+	$(call UNKNOWN_PROJECT,demo)
 
 serve: $(STAMP) ## Serve every model: web pages and HTTP API on http://127.0.0.1:8000/ (ARGS="--port 8001")
 	$(BIN)/python -m common serve $(ARGS)

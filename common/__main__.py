@@ -336,7 +336,7 @@ def _list(options: argparse.Namespace) -> int:
 def _new(options: argparse.Namespace) -> int:
     from common import scaffold
 
-    for path in scaffold.create_project(options.name, options.like):
+    for path in scaffold.create_project(options.name, options.like, commands=tuple(COMMANDS)):
         print(f"wrote {paths.in_repository(path)}")
     print(
         f"next: python -m common train {options.name} --promote (the run answers from then on), "

@@ -155,6 +155,12 @@ def test_new_refuses_a_bad_or_taken_name(cli):
     )
 
 
+@pytest.mark.parametrize("verb", ["list", "train", "runs", "new"])
+def test_new_refuses_a_name_that_is_a_command(cli, verb):
+    assert_one_line_error(cli("new", verb), f"new {verb}: '{verb}' is a command of python -m common", "list")
+    assert not (ROOT / "projects" / verb).exists() and not (ROOT / "tests" / f"test_{verb}.py").exists()
+
+
 def test_new_writes_nothing_through_a_symlink_left_at_its_test_file(tmp_path):
     from common import scaffold
     from common.core.errors import UserError

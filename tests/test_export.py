@@ -5,13 +5,14 @@ and each artifact run here in its own runtime and compared with the Keras model 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from common.core import registry, runs
-from tests.conftest import assert_one_line_error
+from tests.conftest import ROOT, assert_one_line_error
 from tests.test_emojify import TINY_MODEL
 from tests.test_stock import TINY, random_walk, write_yahoo
 
@@ -132,6 +133,42 @@ def test_an_export_answers_as_the_keras_model_in_its_own_runtime(trained, cli, t
     if project != "stock":
         assert report["labels_differ"] == 0 and expected.shape[1] > 1
     assert report["batch_size"] == (1 if project == "stock" and fmt == "litert" else "any")
+    # What a user of the file needs beside it: the input it expects, the output's meaning, the classes.
+    batch = None if report["batch_size"] == "any" else report["batch_size"]
+    assert report["input"]["shape"] == [batch, *x.shape[1:]] and report["input"]["dtype"] == "float32"
+    assert report["output"]["shape"] == [batch, *expected.shape[1:]]
+    assert report["classes"] == EXPECTED_CLASSES[project]
+    for words in EXPECTED_WORDS[project]:
+        assert words in report["input"]["meaning"] + " " + report["output"]["meaning"], words
+    if project == "mnist":
+        # docs/exporting.md's loading example for this format, run as written on this export.
+        example = loading_example(fmt).replace(f"models/mnist/exports/RUN-{fmt}", str(out))
+        namespace: dict = {}
+        exec(compile(example, f"docs/exporting.md ({fmt})", "exec"), namespace)
+        blank = np.zeros((1, 28, 28, 1), np.float32)
+        expected_blank = keras_answers(project, run_dir, blank)
+        np.testing.assert_allclose(namespace["probabilities"], expected_blank, atol=1e-4)
+
+
+def loading_example(fmt: str) -> str:
+    """The Python block of docs/exporting.md that loads an export of ``fmt``."""
+    text = (ROOT / "docs" / "exporting.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    found = [block for block in blocks if f'EXPORT = "models/mnist/exports/RUN-{fmt}"' in block]
+    assert len(found) == 1, f"docs/exporting.md has no single loading example for {fmt}"
+    return found[0]
+
+
+EXPECTED_CLASSES = {
+    "mnist": [str(digit) for digit in range(10)],
+    "emojify": ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+    "stock": [],
+}
+EXPECTED_WORDS = {
+    "mnist": ["28x28x1 grayscale pixels, 0-255", "ink bright on a dark background", "preprocess.py"],
+    "emojify": ["48x48x1 grayscale face crops", "faces.py", "7 probabilities"],
+    "stock": ["windows of 10 trading days", "['Close']", "price = last price * (1 + output)"],
+}
 
 
 def test_an_int8_litert_model_is_scored_beside_the_float_one(trained, cli, tmp_path):

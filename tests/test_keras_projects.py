@@ -70,6 +70,12 @@ def test_a_loss_function_metric_objects_class_weights_and_a_callback(cli, tmp_pa
     exported = cli("export", "tumour", "--format", "onnx", "--out", str(tmp_path / "onnx"))
     assert exported.code == 0, exported.stderr
     assert (tmp_path / "onnx" / "model.onnx").is_file()
+    # A project that describes nothing: export.json still gives the shapes, and no classes (its
+    # data names none, and its one output is no score per class).
+    report = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert report["input"]["shape"] == [None, 30] and report["input"]["dtype"] == "float32"
+    assert report["output"]["shape"] == [None, 1] and report["classes"] == []
+    assert "predict.py" in report["input"]["meaning"]
 
 
 def forget(project: str, *registered: str) -> None:
@@ -212,6 +218,11 @@ def test_a_second_phase_unfreezes_the_base_and_starts_from_the_first_phases_weig
     assert metrics_of(second)["test_accuracy"] == pytest.approx(metrics_of(first)["test_accuracy"])
     exported = cli("export", "transfer", "--format", "onnx", "--out", str(tmp_path / "onnx"))
     assert exported.code == 0, exported.stderr
+    # Without a describe_io hook, the data's class names are the classes: one score per digit.
+    report = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert report["classes"] == [str(digit) for digit in range(10)]
+    assert report["output"]["shape"] == [None, 10]
+    assert report["output"]["meaning"].startswith("one score per class, in the order of classes")
 
 
 def test_continuing_with_weights_of_other_shapes_is_one_line(cli):

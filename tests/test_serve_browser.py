@@ -137,6 +137,39 @@ def test_a_failed_upload_clears_the_answer_before_it(browser, shipped_site, tmp_
         assert browser.evaluate(f"document.getElementById('{part}').textContent") == "", part
 
 
+def test_the_stock_page_offers_the_columns_of_a_csv_without_the_models(browser, shipped_site, tmp_path):
+    csv = tmp_path / "adjusted.csv"
+    csv.write_text(
+        "Date,Open,Adj Close,Volume\n"
+        + "".join(
+            f"2020-{1 + day // 28:02d}-{1 + day % 28:02d},{100 + day},{101 + day},{1000 + day}\n"
+            for day in range(80)
+        )
+    )
+    browser.open(f"{shipped_site}/stock")
+    browser.wait_for("document.querySelectorAll('#chart polyline').length === 2")
+    assert browser.evaluate("document.getElementById('column-label').hidden") is True
+    browser.set_file("#csv", csv)
+    browser.evaluate("document.getElementById('form').requestSubmit()")
+    browser.wait_for("!document.getElementById('column-label').hidden")
+    error = browser.evaluate("document.getElementById('error').textContent")
+    assert error.startswith("adjusted.csv: no column 'Close'")
+    assert error.endswith("pick the price column to forecast below")
+    options = browser.evaluate("[...document.getElementById('column').options].map(o => o.value)")
+    assert options == ["Open", "Adj Close"]  # The file's prices; its volume is no price to forecast.
+    # Picking one forecasts it at once, the same file with the column as predict's option.
+    browser.evaluate(
+        "(() => { const select = document.getElementById('column'); select.value = 'Adj Close';"
+        " select.dispatchEvent(new Event('change')); })()"
+    )
+    summary = browser.wait_for(
+        "document.getElementById('summary').textContent.startsWith('adjusted.csv') &&"
+        " document.getElementById('summary').textContent"
+    )
+    assert summary.startswith("adjusted.csv: Adj Close was 180.00 on 2020-03-24")
+    assert browser.evaluate("document.getElementById('error').textContent") == ""
+
+
 def test_the_stock_chart_prints_prices_as_the_cli_does_and_fits_a_phone(browser, shipped_site, tmp_path):
     from projects.stock.predict import format_price, price_decimals
 

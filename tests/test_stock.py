@@ -115,6 +115,8 @@ def test_reads_an_nse_export_newest_first_with_short_dates(tmp_path: Path) -> No
 def test_the_price_column_is_chosen_by_config(yahoo_csv: Path) -> None:
     series = stock_data.load_series(stock_config(yahoo_csv, 'data.column="Adj Close"'))
     np.testing.assert_allclose(series.prices, random_walk()["Close"] * 0.97)
+    # data.column alone is the input too: no Close beside it, unless data.features asks for one.
+    assert list(series.frame.columns) == ["Adj Close"]
     ohlcv = stock_data.load_series(
         stock_config(yahoo_csv, 'data.features=["Open","High","Low","Close","Volume"]')
     )
@@ -562,6 +564,45 @@ def test_the_charts_keep_the_model_and_persistence_apart(tmp_path: Path) -> None
         assert (tmp_path / picture).stat().st_size > 0
 
 
+def test_predict_offers_the_price_columns_of_a_file_without_the_models(
+    trained_run, trained_models, cli, tmp_path: Path
+) -> None:
+    prices = random_walk(seed=5)
+    csv = write_yahoo(tmp_path / "adjusted.csv", prices.drop(columns="Close"))
+    refused = cli("predict", "stock", csv)
+    assert_one_line_error(refused, "no column 'Close' (the model's price column)", "--column 'Open'")
+    assert "['Open', 'High', 'Low', 'Adj Close']" in refused.stderr  # Volume is no price to forecast.
+
+    answered = cli("predict", "stock", csv, "--column", "Adj Close", "--days", "2", "--json")
+    assert answered.code == 0, answered.stderr
+    forecast = json.loads(answered.stdout.strip().splitlines()[-1])
+    assert forecast["price_column"] == "Adj Close"
+    assert forecast["last_price"] == pytest.approx(prices["Adj Close"].iloc[-1], rel=1e-9)
+
+    # The web page's way: the error carries the columns to pick, and the pick is the same option.
+    pytest.importorskip("httpx2")
+    from fastapi.testclient import TestClient
+
+    from common.serving import app as web_app
+
+    served, unavailable = web_app.load_projects(["stock"])
+    with TestClient(web_app.create_app(served, unavailable), raise_server_exceptions=False) as client:
+
+        def post(**params: str):
+            with csv.open("rb") as stream:
+                upload = {"file": ("adjusted.csv", stream, "text/csv")}
+                return client.post("/api/stock/forecast", params={"days": "2", **params}, files=upload)
+
+        offered = post()
+        assert offered.status_code == 400
+        assert offered.json()["choices"] == {"column": ["Open", "High", "Low", "Adj Close"]}
+        assert offered.json()["error"].startswith("adjusted.csv: no column 'Close'")
+        picked = post(column="Adj Close")
+        assert picked.status_code == 200, picked.text
+        assert picked.json()["price_column"] == "Adj Close"
+        assert picked.json()["forecast"] == forecast["forecast"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -619,6 +660,15 @@ def _with_bad_date(prices: pd.DataFrame) -> pd.DataFrame:
     return prices
 
 
+def test_one_key_names_the_price_column_of_a_file_without_close(tmp_path: Path) -> None:
+    prices = random_walk()
+    csv = tmp_path / "price.csv"
+    pd.DataFrame({"Date": prices["Date"], "Price": prices["Close"]}).to_csv(csv, index=False)
+    series = stock_data.load_series(stock_config(csv, "data.column=Price"))
+    assert list(series.frame.columns) == ["Price"]
+    np.testing.assert_allclose(series.prices, prices["Close"])
+
+
 @pytest.mark.parametrize(
     "make_bad, overrides, message",
     [
@@ -668,6 +718,7 @@ def test_an_empty_file_is_one_clear_error(tmp_path, cli) -> None:
         ("evaluate.adapt_rate=-0.1", "evaluate.adapt_rate"),
         ("evaluate.horizons=[0]", "evaluate.horizons"),
         ('data.column=""', "data.column"),
+        ("data.features=[1]", "data.features"),
     ],
 )
 def test_bad_settings_name_the_key(cli, override, key) -> None:

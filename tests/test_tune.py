@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 
 import projects
-from common.core import registry, runs
+from common.core import commands, registry, runs
 from common.core.config import Config
 from common.core.errors import UserError
 from common.experiments import tuning
@@ -319,7 +320,7 @@ def test_an_interrupted_search_stops_and_the_same_command_reruns_the_interrupted
     assert stopped.code == 2 and "Traceback" not in stopped.stderr
     assert [line for line in stopped.stderr.splitlines() if line.startswith("error:")] == [
         "error: search 'stop' interrupted in trial 1 of 2; that trial runs again first. "
-        f"Continue with: python -m common {' '.join(command)}"
+        f"Continue with: {shlex.quote(commands.python_command())} -m common {' '.join(command)}"
     ]
     [interrupted] = _trial_dirs(models_dir, CURVES, "stop")
     assert runs.run_state(interrupted) == runs.INTERRUPTED

@@ -12,7 +12,16 @@ class UserError(Exception):
     """A problem the user can fix: bad config, missing or corrupt input, unknown project.
 
     The message must say what is wrong and what to do about it, in one line.
+
+    ``choices``, where a value the user gave (or left to its default) was wrong and the right one
+    is among a few known ones, names them by option: ``{"column": ["Open", "Adj Close"]}`` says
+    that ``predict``'s ``column`` option could take one of these. The web app returns them beside
+    the error, so a page can offer them to pick instead of the message alone.
     """
+
+    def __init__(self, *args: object, choices: dict[str, list[str]] | None = None) -> None:
+        super().__init__(*args)
+        self.choices = choices or {}
 
 
 class Interrupted(UserError):

@@ -84,6 +84,13 @@ class ProjectFunctions(Protocol):
         loss or metric that is the project's own must be found again when a checkpoint is loaded
         (``--resume``): register it with ``@keras.saving.register_keras_serializable`` or list
         it in ``custom_objects``.
+    ``describe_io(config) -> ModelIO``
+        What the model takes and gives, in words, for whoever runs an exported file of it outside
+        this template (``export`` writes it into ``export.json``): the input's units and range and
+        what of ``predict``'s preparation stays in Python, what the output means, the class
+        names. Without it, ``export`` says what it can tell on its own: the input's shape and
+        type, and the data's ``info["class_names"]`` as classes where the output has one value
+        per class.
     ``callbacks(config, run_dir) -> list[keras.callbacks.Callback]``
         Callbacks of the project's own, given the run folder to write in. ``fit`` calls them
         after early stopping and the learning-rate schedule and before the per-epoch commit, so
@@ -109,6 +116,7 @@ class ProjectFunctions(Protocol):
     serving_model: Callable[[Any, Config], Any] | None
     compile_options: Callable[[Config], dict] | None
     callbacks: Callable[[Config, Path], list] | None
+    describe_io: Callable[[Config], ModelIO] | None
 
 
 REQUIRED_FUNCTIONS = ("load_data", "build_model", "evaluate", "predict")
@@ -121,7 +129,29 @@ OPTIONAL_FUNCTIONS = (
     "serving_model",
     "compile_options",
     "callbacks",
+    "describe_io",
 )
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """What a project's model takes and gives, in words, for a user of an exported file of it
+    (see the ``describe_io`` hook of :class:`ProjectFunctions`); ``export`` writes it into
+    ``export.json`` beside the input's shape and type.
+
+    Attributes:
+        input: the values the model expects and how to make them from raw data, naming what of
+            ``predict``'s preparation is not inside the model, e.g. "28x28 grayscale pixels,
+            0-255, the digit's ink bright on a dark background, as in MNIST".
+        output: what the output's values mean, e.g. "one probability per class, in the order of
+            classes".
+        classes: the class names, in the order of the output's values; empty for a model that
+            does not classify.
+    """
+
+    input: str
+    output: str
+    classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,7 +216,7 @@ class Project:
         headline: the score the project is judged by.
         load_data, build_model, evaluate, predict: the required functions (see
             :class:`ProjectFunctions`), each ``"module:function"`` or the function.
-        format_prediction ... serving_model: the optional hooks, ``None`` when absent.
+        format_prediction ... describe_io: the optional hooks, ``None`` when absent.
         web_api: how ``python -m common serve`` offers ``predict`` (a dict, or ``"module:NAME"``
             of one): ``verb`` (the route
             ``/api/<name>/<verb>``, default ``predict``), ``upload`` (the suffix the uploaded file
@@ -223,6 +253,7 @@ class Project:
     serving_model: FunctionRef | None = None
     compile_options: FunctionRef | None = None
     callbacks: FunctionRef | None = None
+    describe_io: FunctionRef | None = None
     custom_objects: Mapping[str, Any] | str = field(default_factory=dict)
     web_api: Mapping[str, Any] | str = field(default_factory=dict)
     like: str = ""

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common.core import files
+from common.core import commands, files
 from common.core.errors import UserError
 from common.core.files import (
     UnreadableFile,
@@ -476,7 +476,7 @@ def check_promotable(project: str, run_arg: str) -> Path:
     state = run_state(run_dir)
     if state != COMPLETED or not (run_dir / MODEL_FILE).is_file():
         advice = (
-            f"finish it with `python -m common train {project} --resume {run_dir}` first"
+            f"finish it with `{commands.command_line('train', project, ['--resume', str(run_dir)])}` first"
             if state == INTERRUPTED
             else "only a completed run can answer"
         )

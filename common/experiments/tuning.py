@@ -40,14 +40,13 @@ import json
 import logging
 import math
 import os
-import shlex
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import tomli_w
 
-from common.core import files, runs
+from common.core import commands, files, runs
 from common.core.config import FREE_TABLES, Config, read_toml, validate
 from common.core.errors import Interrupted, UserError
 from common.core.project import Project
@@ -174,15 +173,15 @@ def trial_number(trial_id: str) -> int:
 def continue_command(
     project: str, config_file: str | None, overrides: list[str], name: str, trials: int | None
 ) -> str:
-    """The command that continues a search where it stopped."""
-    parts = ["python", "-m", "common", "tune", project, "--name", name]
+    """The command that continues a search where it stopped, with the Python that runs now."""
+    parts = ["--name", name]
     if trials is not None:
         parts += ["--trials", str(trials)]
     if config_file:
         parts += ["--config", config_file]
     for override in overrides:
         parts += ["--set", override]
-    return shlex.join(parts)
+    return commands.command_line("tune", project, parts)
 
 
 def run_search(

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from string import Template
 
@@ -54,12 +55,21 @@ def like_choices() -> dict[str, str]:
 
 
 def create_project(
-    name: str, like: str = "classifier", projects_dir: Path = PROJECTS_DIR, tests_dir: Path = ROOT / "tests"
+    name: str,
+    like: str = "classifier",
+    projects_dir: Path = PROJECTS_DIR,
+    tests_dir: Path = ROOT / "tests",
+    commands: Collection[str] = (),
 ) -> list[Path]:
     """Writes a new project folder and its test file; returns the files written.
 
+    Args:
+        commands: the command line's verbs (``train``, ``list``...), which no project may be
+            named: a project named like one reads as that command (``python -m common runs list``).
+
     Raises:
-        UserError: the name is not a lowercase Python identifier, is taken, or ``like`` is unknown.
+        UserError: the name is not a lowercase Python identifier, is taken, is a command, or
+            ``like`` is unknown.
     """
     if not _NAME.fullmatch(name) or keyword.iskeyword(name):
         raise UserError(
@@ -69,6 +79,11 @@ def create_project(
         raise UserError(
             f"new {name}: the name is taken by the template's own folders ({', '.join(RESERVED_NAMES)}); "
             "choose another"
+        )
+    if name in commands:
+        raise UserError(
+            f"new {name}: {name!r} is a command of python -m common ({', '.join(sorted(commands))}), and a "
+            f"project named like one reads as that command; choose another name, e.g. new my_{name}"
         )
     choices = like_choices()
     if like not in choices:

@@ -372,7 +372,8 @@ def predict_upload(
             with picture_memory.request(), item.batching.request() if item.batching else item.lock:
                 results = list(item.project.functions.predict(model, inputs, item.config, **options))
         except UserError as error:
-            raise UserError(_renamed(str(error), inputs[0], shown_as) if inputs else str(error)) from None
+            message = _renamed(str(error), inputs[0], shown_as) if inputs else str(error)
+            raise UserError(message, choices=error.choices) from None
         result = results[0]
         if upload is not None:
             result = _renamed(result, inputs[0], shown_as)
@@ -559,12 +560,17 @@ class AnswerWhenStopped:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    """Every error is ``{"error": "..."}`` with its status, never a traceback page, and names no
-    folder of the server (a project's error may name the CSV its config reads)."""
+    """Every error is ``{"error": "..."}`` with its status (and the ``choices`` a project's error
+    offers, see :class:`UserError`), never a traceback page, and names no folder of the server (a
+    project's error may name the CSV its config reads)."""
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, error: UserError) -> JSONResponse:
-        return JSONResponse({"error": paths.shown_text(str(error))}, status_code=400)
+        body: dict[str, Any] = {"error": paths.shown_text(str(error))}
+        if error.choices:
+            # What a page may offer to pick, e.g. a CSV's columns when the configured one is not there.
+            body["choices"] = error.choices
+        return JSONResponse(body, status_code=400)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:

@@ -111,6 +111,7 @@ def export(
             batch_size="any" if batch is None else batch,
             bytes=size_of(artifact),
             input_shape=_input_shapes(graph, batch),
+            **described_io(project, config, splits.info, graph, batch),
         )
         if quantize:
             report["quantized"] = "weights" if batch is not None else "weights and activations"
@@ -238,6 +239,46 @@ def _input_shapes(graph, batch: int | None) -> Any:
     """The artifact's input shape, ``None`` where any size goes; by name for several inputs."""
     shapes = {tensor.name: [batch, *tensor.shape[1:]] for tensor in graph.inputs}
     return shapes if len(shapes) > 1 else next(iter(shapes.values()))
+
+
+def described_io(project: Project, config, info: dict, graph, batch: int | None) -> dict:
+    """What a user of the exported file needs to call it: ``input`` and ``output`` (shape, type,
+    meaning) and ``classes``, from the project's ``describe_io`` hook where it has one.
+
+    Without the hook, only what the export knows: the shapes and types, and the data's
+    ``info["class_names"]`` as classes when the output gives one value per name."""
+    hook = project.functions.describe_io
+    described = hook(config) if hook is not None else None
+    outputs = [[batch, *tensor.shape[1:]] for tensor in graph.outputs]
+    names = info.get("class_names")
+    if described is not None:
+        classes = list(described.classes)
+    elif isinstance(names, list) and len(outputs) == 1 and outputs[0][1:] == [len(names)]:
+        classes = [str(name) for name in names]
+    else:
+        classes = []
+    dtypes = [keras.backend.standardize_dtype(tensor.dtype) for tensor in graph.inputs]
+    if described is not None:
+        input_meaning, output_meaning = described.input, described.output
+    else:
+        input_meaning = (
+            "what the project's predict gives the model after reading its files; that reading, and "
+            "any preparation outside the model, is in the project's predict.py"
+        )
+        output_meaning = (
+            "one score per class, in the order of classes; the highest is the answer"
+            if classes
+            else "the model's output, as the project's predict reads it"
+        )
+    return {
+        "input": {
+            "shape": _input_shapes(graph, batch),
+            "dtype": dtypes[0] if len(set(dtypes)) == 1 else dtypes,
+            "meaning": input_meaning,
+        },
+        "output": {"shape": outputs[0] if len(outputs) == 1 else outputs, "meaning": output_meaning},
+        "classes": classes,
+    }
 
 
 def _numpy(outputs: Any) -> Any:

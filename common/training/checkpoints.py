@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import numpy as np
 import pandas as pd
 
-from common.core import files, runs
+from common.core import commands, files, runs
 from common.core.config import Config
 from common.core.errors import Interrupted, UserError
 from common.keras_setup import import_keras
@@ -418,7 +418,8 @@ def _reason(error: BaseException) -> str:
 
 def as_user_error(project: Project, run_dir: Path, error: BaseException) -> BaseException:
     """The one line a failure is reported with (bugs keep their traceback)."""
-    resume = f"python -m common train {project.name} --resume {run_dir}"
+    # As the user can run it: `make train-NAME ARGS=...` when make started the training.
+    resume = commands.command_line("train", project.name, ["--resume", str(run_dir)])
     if isinstance(error, KeyboardInterrupt):
         if (run_dir / PROGRESS_FILE).is_file():
             return Interrupted(f"training interrupted; 'latest' is unchanged. Continue with: {resume}")

@@ -19,5 +19,6 @@ PROJECT = Project(
     training_batches="augment:training_batches",
     serving_model="model:serving_model",
     web_api="predict:WEB_API",
+    describe_io="predict:describe_io",
     like="classifier",
 )

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from common.core.config import Config
 from common.core.errors import UserError, per_input
-from common.core.project import Option
+from common.core.project import ModelIO, Option
 from common.kit.images import read_image_sized
 from projects.emojify.classes import CLASS_NAMES
 from projects.emojify.data import to_model_input
@@ -48,6 +48,20 @@ MAX_SIDE = 2048
 
 # What --out may be called when it names one picture.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+def describe_io(config: Config) -> ModelIO:
+    """What an exported emojify model takes and gives (written into ``export.json``)."""
+    views = "the views of each face set by model.test_crops and model.mirror_average are averaged inside"
+    return ModelIO(
+        input=(
+            "48x48x1 grayscale face crops, pixels 0-255 as float32, each framed like FER2013's faces (the "
+            "face filling the square, no margin). Finding and cropping the faces of a photo or webcam "
+            "frame stays in Python: projects/emojify/faces.py (make_detector, crop_faces)"
+        ),
+        output=f"7 probabilities, one per emotion, in the order of classes (FER2013's codes 0-6); {views}",
+        classes=CLASS_NAMES,
+    )
 
 
 def classify_faces(model: keras.Model, faces: np.ndarray) -> np.ndarray:

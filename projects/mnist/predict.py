@@ -10,6 +10,7 @@ import numpy as np
 
 from common.core.config import Config
 from common.core.errors import UserError, per_input
+from common.core.project import ModelIO
 from common.kit.images import read_image
 from projects.mnist.model import to_model_input
 from projects.mnist.preprocess import to_mnist, unlike_one_digit
@@ -24,6 +25,20 @@ WEB_API = {"verb": "predict", "upload": ".png", "upload_help": "an image of one 
 # refused rather than held in memory, a 64-megapixel PNG's 256 MB for 784 pixels of answer.
 MAX_SIDE = 1024
 MAX_PIXELS = 16_000_000
+
+
+def describe_io(config: Config) -> ModelIO:
+    """What an exported mnist model takes and gives (written into ``export.json``)."""
+    return ModelIO(
+        input=(
+            "28x28x1 grayscale pixels, 0-255 as float32, one digit made the way MNIST's were: ink bright "
+            "on a dark background (255 = ink, 0 = paper), the digit fitted into a 20x20 box and centred "
+            "by its centre of mass. A drawing or photo (dark ink on light paper, any size) needs that "
+            "treatment first, which stays in Python: projects/mnist/preprocess.py, to_mnist"
+        ),
+        output="10 probabilities, one per digit, in the order of classes; the highest is the answer",
+        classes=tuple(str(digit) for digit in range(10)),
+    )
 
 
 def classify_digits(model: keras.Model, digits: np.ndarray) -> np.ndarray:

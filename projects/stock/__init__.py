@@ -21,5 +21,6 @@ PROJECT = Project(
     validate_config="settings:validate_config",
     demo="demo:demo",
     web_api="predict:WEB_API",
+    describe_io="predict:describe_io",
     like="series",
 )

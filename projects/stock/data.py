@@ -227,7 +227,9 @@ def is_volume_column(name: str) -> bool:
 def select_columns(table: pd.DataFrame, column: str, features: list[str], origin: str) -> pd.DataFrame:
     """The price column first, then the other feature columns, as numbers.
 
-    The price column is always an input, whether or not ``features`` lists it.
+    The price column is always the first input, whether or not ``features`` lists it: empty
+    ``features`` (the default) read the price column alone, so ``data.column`` is the one key to
+    set for a file whose price column has another name.
 
     Raises:
         UserError: a column is missing, or holds a value that is not a number.
@@ -236,9 +238,12 @@ def select_columns(table: pd.DataFrame, column: str, features: list[str], origin
     for key, name in [("data.column", column), *(("data.features", feature) for feature in features)]:
         actual = find_column(table.columns, name)
         if actual is None:
+            # The file's other price columns, for predict (and the web page) to offer in its place.
+            prices = [str(name) for name in table.columns if not is_volume_column(str(name))]
             raise UserError(
                 f"{origin}: no column {name!r} (config key '{key}'); the file has "
-                f"{list(table.columns)}; set {key} to one of them"
+                f"{list(table.columns)}; set {key} to one of them",
+                choices={"column": prices} if key == "data.column" else None,
             )
         if actual not in selected:
             selected.append(actual)

@@ -33,9 +33,10 @@ import pandas as pd
 
 from common.core.config import Config
 from common.core.errors import UserError
-from common.core.project import Option
+from common.core.project import ModelIO, Option
 from projects.stock.data import (
     check_model_input,
+    find_column,
     is_volume_column,
     load_series,
     target_to_price,
@@ -68,6 +69,14 @@ def predict(
     history: Annotated[
         int, Option("also give the last N true prices (history_dates, history), for a chart", metavar="N")
     ] = 0,
+    column: Annotated[
+        str,
+        Option(
+            "the CSV's price column to forecast, where it is not the model's data.column "
+            '(e.g. "Adj Close")',
+            metavar="NAME",
+        ),
+    ] = "",
 ) -> list[dict]:
     """Forecasts the days after the last row of a CSV (default: the configured series).
 
@@ -77,6 +86,10 @@ def predict(
         when the model's run folder holds its calibration; with ``history`` N > 0 also
         ``history_dates`` and ``history``, the last N true prices (a chart draws them before
         the forecast).
+
+    Raises:
+        UserError: among others, a CSV without the model's price column; its ``choices`` then
+            name the file's price columns, for ``column`` (the web page offers them to pick).
     """
     if len(inputs) > 1:
         raise UserError(
@@ -85,7 +98,21 @@ def predict(
         )
     if not 0 <= history <= MAX_HISTORY:
         raise UserError(f"--history must be between 0 and {MAX_HISTORY}; received: {history}")
-    series = load_series(config, inputs[0] if inputs else None)
+    if column.strip():
+        config = with_price_column(config, column.strip())
+    try:
+        series = load_series(config, inputs[0] if inputs else None)
+    except UserError as error:
+        if "column" not in error.choices or not inputs:
+            raise
+        # The model's price column is not in the file: the file's columns can stand in for it.
+        offered = error.choices["column"]
+        whose = "given by --column" if column.strip() else "the model's price column"
+        raise UserError(
+            f"{inputs[0]}: no column {config.data.column!r} ({whose}); the file's price columns are "
+            f"{offered}: pick one with --column, e.g. --column {(offered or ['Close'])[0]!r}",
+            choices=error.choices,
+        ) from None
     dates, forecast = forecast_prices(model, series.frame, config.data.target, config.data.window, days)
     result = {
         "input": inputs[0] if inputs else series.source,
@@ -111,6 +138,46 @@ def predict(
         result["history_dates"] = [f"{date:%Y-%m-%d}" for date in series.dates[-history:]]
         result["history"] = [significant(price) for price in series.prices[-history:]]
     return [result]
+
+
+# What the model reads and gives per data.target, in words, for export.json.
+_TARGET_WORDS = {
+    "return": ("simple returns (today / yesterday - 1)", "price = last price * (1 + output)"),
+    "log_return": ("log returns (log of today / yesterday)", "price = last price * exp(output)"),
+    "price": ("price levels", "the output is the price itself"),
+}
+
+
+def describe_io(config: Config) -> ModelIO:
+    """What an exported stock model takes and gives (written into ``export.json``)."""
+    data = config.data
+    columns = [data.column] + [name for name in data.features if name.casefold() != data.column.casefold()]
+    scale, to_price = _TARGET_WORDS[data.target]
+    return ModelIO(
+        input=(
+            f"windows of {data.window} trading days, oldest first, of the columns {columns} "
+            f"({data.column} first), as {scale}; a volume column as the day-to-day change of "
+            "log(1 + volume) (log(1 + volume) itself when data.target is price). Each window's first "
+            f"day is the change from the day before it, so a window needs {data.window + 1} rows of "
+            "the CSV; the model scales its inputs itself. Reading and cleaning the CSV stays in "
+            "Python: projects/stock/data.py (load_series, to_features)"
+        ),
+        output=(
+            f"the next trading day's {data.column} as {scale.split(' (')[0]} "
+            f"(data.target = {data.target!r}): {to_price}; further days are forecast by feeding "
+            "each day's forecast back (projects/stock/predict.py)"
+        ),
+    )
+
+
+def with_price_column(config: Config, column: str) -> Config:
+    """The config with ``column`` as the price column, in the place of ``data.column`` among the
+    inputs too: the model reads the same number of columns, with the price first."""
+    values = config.to_dict()
+    data = values["data"]
+    data["features"] = [column if find_column([data["column"]], name) else name for name in data["features"]]
+    data["column"] = column
+    return Config(values)
 
 
 # A series given to predict calibrates its own interval from its last CALIBRATION_ORIGINS days of

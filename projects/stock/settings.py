@@ -16,7 +16,8 @@ def validate_config(config: Config) -> None:
     data = config.data
     if not data.column.strip():
         raise UserError("config key 'data.column' is empty; name the price column to forecast, e.g. Close")
-    if any(not name.strip() for name in data.features):
+    # The default list is empty, so config.toml fixes no type for its items: check them here.
+    if any(not isinstance(name, str) or not name.strip() for name in data.features):
         raise UserError(f"config key 'data.features' holds an empty column name; received: {data.features!r}")
     if data.window < 2:
         raise UserError(f"config key 'data.window' must be at least 2 days; received: {data.window}")

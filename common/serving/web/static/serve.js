@@ -35,7 +35,12 @@ async function postFile(url, blob, filename) {
   } catch (error) {
     throw new Error(`HTTP ${response.status}`);
   }
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  if (!response.ok) {
+    // The values a project's error offers to pick (e.g. a CSV's columns), by option.
+    const error = new Error(body.error || `HTTP ${response.status}`);
+    error.choices = body.choices || {};
+    throw error;
+  }
   return body;
 }
 
