@@ -10,6 +10,8 @@ loss, metric objects, class weights and a callback of its own. ``--like`` takes 
 or a project's, meaning the template that project declares it is like (``Project(like=...)``).
 Right after it, ``make train-<name> ARGS=--promote``, ``predict``, ``runs`` and ``make test``
 work; then the user replaces the data loader and the model with their own.
+
+May import only ``common.core``: writing a project needs no Keras.
 """
 
 from __future__ import annotations
