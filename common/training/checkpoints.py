@@ -38,20 +38,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+import keras
 import numpy as np
 import pandas as pd
 
 from common.core import files, runs
 from common.core.config import Config
 from common.core.errors import Interrupted, UserError
-from common.keras_setup import import_keras
 
 if TYPE_CHECKING:
-    import keras
-
     from common.core.project import Project
-else:
-    keras = import_keras()
 
 PROGRESS_FILE = "progress.json"
 HISTORY_FILE = "history.csv"
