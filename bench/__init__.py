@@ -12,11 +12,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from common.keras_setup import import_keras
+from common.keras_setup import quiet_keras_import
 
-# The benchmarks import Keras themselves; importing it here first keeps their output free of the
-# backend's start-up lines on every CPU, like the CLI's.
-import_keras()
+# The benchmarks import Keras themselves; the first of their imports drops the backend's start-up
+# lines on every CPU, like the CLI's.
+quiet_keras_import()
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ROOT = RESULTS_DIR.parent.parent

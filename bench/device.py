@@ -84,9 +84,7 @@ RESULT_PREFIX = "bench.device result: "
 
 
 def _epoch_timer():
-    from common.keras_setup import import_keras
-
-    keras = import_keras()
+    import keras
 
     class EpochTimer(keras.callbacks.Callback):
         """Wall-clock seconds of each epoch, from its start to the end of the last callback."""
@@ -131,11 +129,11 @@ def _device_name(backend: str) -> tuple[str, int]:
 def measure(kind: str, project_name: str, settings: list[str]) -> dict:
     """Trains ``project_name`` once, ``kind`` being plain, template or data_parallel, under the
     backend of this process; returns what the report needs (epoch seconds, examples, device)."""
+    import keras
+
     from common.core import registry
-    from common.keras_setup import import_keras
     from common.training import devices, steps
 
-    keras = import_keras()
     backend = keras.backend.backend()
     project = registry.get_project(project_name)
     timer = _epoch_timer()

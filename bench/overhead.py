@@ -26,12 +26,11 @@ import sys
 import tempfile
 import time
 
+import keras
+
 from bench import RESULTS_DIR, add_write_argument, run
 from common.core import registry
-from common.keras_setup import import_keras
 from common.training import steps
-
-keras = import_keras()
 
 RESULTS = RESULTS_DIR / "overhead.md"
 # Small enough for a few minutes in all, large enough that an epoch is seconds, not milliseconds.

@@ -16,7 +16,9 @@ Read it by layers, each a folder that may import only the layers above it in thi
 - ``scaffold/``: ``new``, the project generator, with its templates.
 
 At the top: ``__main__.py``, the command line (a table of verbs), and ``keras_setup.py``, which
-imports Keras quietly and makes a project's own Keras objects known; every layer may use it.
+makes a project's own Keras objects known (every layer may use it) and makes the first import of
+Keras quiet once an entry point (the command line, the tests, the benchmarks) asks it to; the
+modules themselves ``import keras`` plainly.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ try:
     from common.core.errors import UserError
     from common.core.files import strict_json
     from common.core.project import Project, predict_options
-    from common.keras_setup import import_keras
+    from common.keras_setup import quiet_keras_import
 except ModuleNotFoundError as missing:
     # `python -m common` run by a Python without the project's packages (the system one, or a
     # shell where .venv is not active): say so, rather than a traceback about a module.
@@ -243,7 +243,6 @@ def _build_parser(predict_project: str | None = None) -> argparse.ArgumentParser
 def _add_predict_options(parser: argparse.ArgumentParser, project: Project) -> None:
     """The project's own ``predict`` flags (``--days``, ``--out``), read from the keyword-only
     options of its ``predict`` function: their names, types, defaults and help."""
-    import_keras()  # The project's predict module imports Keras; quietly, before it does.
     for option in predict_options(project.functions.predict):
         if option.type is bool:
             parser.add_argument(option.flag, dest=option.name, action="store_true", help=option.help)
@@ -274,6 +273,10 @@ def _predict_project(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one CLI command; returns the process exit status."""
+    # Before any command can import a module that imports Keras: the first such import, wherever
+    # it happens (a project's predict module, a demo once it has found a display), drops the
+    # backend's start-up lines. Commands that need no Keras (list, runs, --help) never load it.
+    quiet_keras_import()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         # -q is accepted anywhere (`python -m common train mnist -q`), not only before the command;
@@ -346,7 +349,6 @@ def _new(options: argparse.Namespace) -> int:
 
 
 def _serve(options: argparse.Namespace) -> int:
-    import_keras()  # Quietly, before the projects' modules import it.
     from common.serving import app
 
     app.serve(
@@ -475,7 +477,6 @@ def _evaluate(options: argparse.Namespace) -> int:
 
 def _export(options: argparse.Namespace) -> int:
     project = registry.get_project(options.project)
-    import_keras()  # Quietly, before the export's modules import it.
     from common.serving import export
 
     report = export.export(project, options.model, options.format, options.quantize, options.out, options.set)
@@ -485,7 +486,6 @@ def _export(options: argparse.Namespace) -> int:
 
 def _ensemble(options: argparse.Namespace) -> int:
     project = registry.get_project(options.project)
-    import_keras()  # Quietly, before the ensemble's modules import it.
     from common.experiments import ensemble
 
     run_dir = ensemble.build(project, options.models, options.name, options.set)
@@ -562,16 +562,14 @@ def _answering(project: Project) -> str:
 
 
 def _inference():
-    """Loading and answering with saved models (no training machinery), Keras imported quietly."""
-    import_keras()
+    """Loading and answering with saved models (no training machinery), imported when asked for."""
     from common.serving import loading
 
     return loading
 
 
 def _workflow():
-    """Training's five steps, with Keras imported quietly first."""
-    import_keras()
+    """Training's five steps, imported when asked for."""
     from common.training import steps
 
     return steps

@@ -4,14 +4,18 @@ On CPUs where TensorFlow turns oneDNN on by default (AVX-512, AVX-VNNI, AMX), im
 ``WARNING: All log messages before absl::InitializeLog() ...`` and ``I0000 ... port.cc:153]
 oneDNN custom operations are on ...`` straight to file descriptor 2, twice, and
 ``TF_CPP_MIN_LOG_LEVEL`` does not stop them (TensorFlow 2.21). On other CPUs it prints nothing.
-So the command line would print something different on every machine. :func:`import_keras`
-points descriptor 2 at a temporary file during the import and then replays every captured line
-that is not one of those informational start-up lines: errors still reach the user. oneDNN stays
-on; it is the fast path.
+So the command line would print something different on every machine. The entry points (the
+command line, the tests, the benchmarks) call :func:`quiet_keras_import` once, first; the modules
+then ``import keras`` plainly, and the first of those imports, wherever it happens, points
+descriptor 2 at a temporary file while Keras loads and then replays every captured line that is
+not one of those informational start-up lines: errors still reach the user. Keras is imported only
+when a module needs it, so ``list``, ``--help`` and a demo's "no display" stay instant. oneDNN
+stays on; it is the fast path.
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import os
 import re
@@ -20,7 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from common.core.project import Project
@@ -65,20 +69,52 @@ def start_up_noise_filtered() -> Iterator[None]:
                 os.write(2, kept)
 
 
-def import_keras() -> ModuleType:
-    """Imports Keras and its backend (``KERAS_BACKEND``, TensorFlow by default) quietly; once.
+def quiet_keras_import() -> None:
+    """Makes the process's first ``import keras``, wherever it happens, quiet (see the module's
+    docstring); imports nothing now. Once per process is enough; a second call, or a call after
+    Keras was imported, does nothing."""
+    if "keras" not in sys.modules and not any(isinstance(f, _QuietKerasImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietKerasImport())
+
+
+class _QuietKerasImport(importlib.abc.MetaPathFinder):
+    """Finds ``keras`` as the other finders do, once, and has it loaded inside the filter."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "keras":
+            return None
+        try:
+            sys.meta_path.remove(self)  # Only the first import; and the search below must not find us.
+        except ValueError:
+            pass
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Keras' own loader, run with descriptor 2 filtered.
 
     Under JAX or PyTorch, Keras still imports TensorFlow when it is installed, later and on its
     own (``keras.utils.set_random_seed`` seeds it too; ``tf.data`` inputs use it), so it is
     imported here, inside the same filter, where its start-up lines are dropped."""
-    if "keras" in sys.modules:
-        return sys.modules["keras"]
-    with start_up_noise_filtered():
-        import keras
 
-        if keras.backend.backend() != "tensorflow" and importlib.util.find_spec("tensorflow"):
-            import tensorflow  # noqa: F401
-    return keras
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        with start_up_noise_filtered():
+            self.loader.exec_module(module)
+            if module.backend.backend() != "tensorflow" and importlib.util.find_spec("tensorflow"):
+                import tensorflow  # noqa: F401
+
+    def __getattr__(self, name: str) -> Any:
+        # Whatever else is asked of Keras' loader (its resources, its source) is its own answer.
+        return getattr(self.loader, name)
 
 
 def use_project_objects(project: Project) -> None:
@@ -90,4 +126,6 @@ def use_project_objects(project: Project) -> None:
     finds them."""
     objects = project.keras_objects()
     if objects:
-        import_keras().saving.get_custom_objects().update(objects)
+        import keras
+
+        keras.saving.get_custom_objects().update(objects)

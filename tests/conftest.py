@@ -14,6 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from common.keras_setup import quiet_keras_import
+
+# As on the command line: the first import of Keras, by whichever test or module, drops the
+# backend's start-up lines.
+quiet_keras_import()
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
 

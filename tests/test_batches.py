@@ -3,13 +3,11 @@ reach ``fit`` (a ``PyDataset``, or TensorFlow's ``tf.data`` pipeline on one devi
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
-from common.keras_setup import import_keras
 from common.kit.batches import ShuffledBatches
-
-keras = import_keras()
 
 
 @pytest.mark.parametrize("class_weight", [None, {0: 0.5, 1: 2.0, 2: 1.0}])

@@ -80,6 +80,56 @@ def test_start_up_lines_written_by_native_code_are_dropped_and_the_rest_kept():
     ]
 
 
+# A CPU that TensorFlow greets with start-up lines, on any machine: while Keras loads (its first
+# submodule is looked for), a start-up line and an error line go straight to descriptor 2, as
+# TensorFlow's C++ writes them. Then the command line runs commands in this one process.
+_NOISY_CPU = """
+import importlib.abc, json, os, sys
+
+class NoisyKeras(importlib.abc.MetaPathFinder):
+    written = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("keras.") and not NoisyKeras.written:
+            NoisyKeras.written = True
+            os.write(2, sys.argv[1].encode())
+        return None
+
+sys.meta_path.insert(0, NoisyKeras())
+from common.__main__ import main
+
+for command in json.loads(sys.argv[2]):
+    code = main(command)
+    print(json.dumps([code, "keras" in sys.modules]), flush=True)
+"""
+
+
+def test_only_commands_that_need_keras_load_it_and_its_start_up_lines_never_show(tmp_path):
+    """Modules import Keras plainly; the command line makes the first import, wherever it happens,
+    drop the start-up lines (errors kept). list and a demo without a display never load it."""
+    written = f"{START_UP_LINES[1]}\n{KEPT_LINES[0]}\n"
+    commands = [
+        ["list"],
+        ["demo", "mnist"],  # No display (or no Tkinter): refused before its model and Keras load.
+        ["evaluate", "mnist", "--model", str(tmp_path / "no-such-run")],  # Loads Keras, then refused.
+    ]
+    completed = subprocess.run(
+        [sys.executable, "-c", _NOISY_CPU, written, json.dumps(commands)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={key: value for key, value in os.environ.items() if key not in ("DISPLAY", "WAYLAND_DISPLAY")},
+    )
+    results = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("[")]
+    assert results == [[0, False], [2, False], [2, True]], completed.stderr
+    # The error line written during the import is kept: the import was filtered, not silenced.
+    lines = completed.stderr.splitlines()
+    assert KEPT_LINES[0] in lines
+    assert not any("oneDNN" in line for line in lines), lines
+    assert [line for line in lines if line.startswith("error:")][-1].startswith("error: --model")
+
+
 def test_a_missing_file_is_exactly_one_line_on_stderr():
     result = run_subprocess("predict", "mnist", "/nonexistent.png")
     assert result.code == 2

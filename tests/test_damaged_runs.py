@@ -347,8 +347,8 @@ import sys, time
 from pathlib import Path
 import projects
 projects.__path__.insert(0, sys.argv[1])
-from common.keras_setup import import_keras
-import_keras()
+from common.keras_setup import quiet_keras_import
+quiet_keras_import()
 from common.training import checkpoints, steps
 from common.__main__ import main
 commit = checkpoints.RunRecorder.on_epoch_end

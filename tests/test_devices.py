@@ -180,11 +180,11 @@ def test_mixed_bfloat16_trains_with_float32_outputs_and_serves(backend, tmp_path
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
 def test_a_model_whose_output_is_not_float32_is_refused_under_mixed_precision(precision):
+    import keras
+
     from common.core.errors import UserError
-    from common.keras_setup import import_keras
     from common.training import devices
 
-    keras = import_keras()
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:

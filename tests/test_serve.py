@@ -859,12 +859,13 @@ def test_on_localhost_only_local_names_and_own_pages_are_answered(tmp_path):
     answers = _served(tmp_path, "answers", lambda model, inputs, config: [{"answer": 1}])
     with running(web_app.create_app(answers)) as address:
         port = address.rsplit(":", 1)[1]
-        for host in ("localhost", f"localhost:{port}", f"127.0.0.1:{port}", "[::1]"):
+        # Loopback names, with any port: only the name tells a rebinding site from this machine.
+        for host in ("localhost", f"LocalHost:{port}", f"127.0.0.1:{port}", "[::1]", "[::1]:1"):
             assert _post(address, "/api/answers/predict", "x.bin", b"abc", {"Host": host}) == (
                 200, {"answer": 1},
             )  # fmt: skip
-        # A rebinding site's name for 127.0.0.1, and another port's, are refused.
-        for host in (f"attacker.example:{port}", "localhost:1"):
+        # A rebinding site's name for 127.0.0.1 is refused, as is one ending like a loopback name.
+        for host in (f"attacker.example:{port}", "localhost.attacker.example", f"127.0.0.1.nip.io:{port}"):
             status, answer = _post(address, "/api/answers/predict", "x.bin", b"abc", {"Host": host})
             assert status == 403 and "answers only to localhost" in answer["error"]
             request = urllib.request.Request(f"{address}/api/health", headers={"Host": host})

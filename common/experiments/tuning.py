@@ -210,9 +210,6 @@ def run_search(
     runs.check_run_name(name)
     runs.check_writable(tune_dir(project.name, name).parent)
 
-    from common.keras_setup import import_keras
-
-    import_keras()
     import keras_tuner
 
     from common.training import checkpoints, steps

@@ -12,17 +12,10 @@ files read from disk batch by batch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import keras
 import numpy as np
 
-from common.keras_setup import import_keras
 from common.kit.splits import count, is_structured, take
-
-if TYPE_CHECKING:
-    import keras
-else:
-    keras = import_keras()
 
 
 class EpochOrder(keras.utils.PyDataset):

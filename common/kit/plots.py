@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 # Up to this many epochs each one is marked with a dot: a run of one or a few epochs is then
 # visible (a single epoch is a line of zero length, which matplotlib draws as nothing).
@@ -138,32 +139,23 @@ def plot_learning_curves(history_csv: Path, out_path: Path, title: str = "") -> 
 def plot_confusion_matrix(
     matrix: np.ndarray, class_names: Sequence[str], out_path: Path, title: str = ""
 ) -> None:
-    """Draws a confusion matrix (rows: true class, columns: predicted) with counts in cells.
+    """Draws a confusion matrix (rows: true class, columns: predicted) with counts in cells, with
+    scikit-learn's :class:`~sklearn.metrics.ConfusionMatrixDisplay`.
 
     ``title`` may hold several lines (the score, then the data and its size); long lines are wrapped.
     """
     size = max(5.0, 0.6 * len(class_names) + 2)
     figure, axis = plt.subplots(figsize=(size, size))
-    axis.imshow(matrix, cmap="Blues")
-    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    axis.set_yticks(range(len(class_names)), class_names)
+    ConfusionMatrixDisplay(matrix, display_labels=list(class_names)).plot(
+        ax=axis, cmap="Blues", colorbar=False, xticks_rotation=45, text_kw={"fontsize": 8}
+    )
+    # Rotated names end under their column rather than start there.
+    plt.setp(axis.get_xticklabels(), ha="right")
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     if title:
         # Over the whole figure, not the axes: the class names on the left narrow the axes.
         figure.suptitle(wrap_title(title, size, 10), fontsize=10)
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for row in range(matrix.shape[0]):
-        for column in range(matrix.shape[1]):
-            axis.text(
-                column,
-                row,
-                str(int(matrix[row, column])),
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="white" if matrix[row, column] > threshold else "black",
-            )
     figure.tight_layout()
     figure.savefig(out_path, dpi=100)
     plt.close(figure)

@@ -51,6 +51,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from common.core import paths, registry, runs
 from common.core.errors import UserError
@@ -492,10 +493,10 @@ class LocalGuard:
     """Refuses, with 403 and a JSON error, what a web page of another site could send.
 
     A request that reached the server on a loopback address must name it by a loopback name
-    (``localhost``, ``127.0.0.1`` or ``[::1]``, with or without the port) in its Host header: a
-    site whose name an attacker points at 127.0.0.1 (DNS rebinding) is refused. A POST (or any
-    other unsafe method) whose ``Origin`` is not this server's own ``http://host:port`` (the page
-    that sent it is another site's) is refused whatever the address.
+    (``localhost``, ``127.0.0.1`` or ``[::1]``, with any port) in its Host header: a site whose
+    name an attacker points at 127.0.0.1 (DNS rebinding) is refused. A POST (or any other unsafe
+    method) whose ``Origin`` is not this server's own ``http://host:port`` (the page that sent it
+    is another site's) is refused whatever the address.
     """
 
     def __init__(self, app: Any) -> None:
@@ -507,11 +508,9 @@ class LocalGuard:
             return
         headers = Headers(scope=scope)
         host = headers.get("host", "")
-        server_host, server_port = scope.get("server") or ("", None)
+        server_host = (scope.get("server") or ("",))[0]
         problem = None
-        if is_loopback(str(server_host)) and host not in {
-            form for name in LOOPBACK_NAMES for form in (name, f"{name}:{server_port}")
-        }:
+        if is_loopback(str(server_host)) and not await names_loopback(scope, receive):
             problem = f"this server answers only to {', '.join(LOOPBACK_NAMES)}; the request named {host!r}"
         elif scope["method"] not in ("GET", "HEAD", "OPTIONS") and "origin" in headers:
             if headers["origin"] != f"{scope.get('scheme', 'http')}://{host}":
@@ -520,6 +519,25 @@ class LocalGuard:
             await self.app(scope, receive, send)
             return
         await JSONResponse({"error": f"refused: {problem}"}, status_code=403)(scope, receive, send)
+
+
+async def names_loopback(scope: dict, receive: Any) -> bool:
+    """Whether a request's Host header is one of :data:`LOOPBACK_NAMES` (any port), as Starlette's
+    ``TrustedHostMiddleware`` parses and judges it. What the middleware would answer a refused
+    request (a plain-text 400) is not sent: :class:`LocalGuard` answers every refusal alike, with a
+    JSON error its pages and clients read."""
+    trusted = False
+
+    async def accepted(*_request: Any) -> None:
+        nonlocal trusted
+        trusted = True
+
+    async def unsent(_message: Any) -> None:
+        pass
+
+    checked = TrustedHostMiddleware(accepted, allowed_hosts=LOOPBACK_NAMES, www_redirect=False)
+    await checked(scope, receive, unsent)
+    return trusted
 
 
 class AnswerWhenStopped:

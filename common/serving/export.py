@@ -27,20 +27,16 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import keras
 import numpy as np
 
 from common.core import files, runs
 from common.core.errors import UserError
 from common.core.project import Project
-from common.keras_setup import import_keras
 from common.kit.splits import count, is_structured, take
 
-if TYPE_CHECKING:
-    import keras
-else:
-    keras = import_keras()
 log = logging.getLogger(__name__)
 
 FORMATS = ("tf_saved_model", "onnx", "litert")

@@ -13,20 +13,16 @@ import stat
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import keras
 
 from common import keras_setup
 from common.core import files, registry, runs
 from common.core.errors import UserError
 from common.core.project import Project
-from common.keras_setup import import_keras
 from common.kit import images
 from common.kit.splits import Splits
-
-if TYPE_CHECKING:
-    import keras
-else:
-    keras = import_keras()
 
 log = logging.getLogger(__name__)
 

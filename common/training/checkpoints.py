@@ -41,20 +41,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+import keras
 import numpy as np
 import pandas as pd
 
 from common.core import commands, files, runs
 from common.core.config import Config
 from common.core.errors import Interrupted, UserError
-from common.keras_setup import import_keras
 
 if TYPE_CHECKING:
-    import keras
-
     from common.core.project import Project
-else:
-    keras = import_keras()
 
 PROGRESS_FILE = "progress.json"
 HISTORY_FILE = "history.csv"

@@ -20,16 +20,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+import keras
 
 from common.core.config import Config
 from common.core.errors import UserError
-from common.keras_setup import import_keras
-
-if TYPE_CHECKING:
-    import keras
-else:
-    keras = import_keras()
 
 log = logging.getLogger(__name__)
 

@@ -28,18 +28,13 @@ tested on would otherwise carry the test labels into the student's training.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import keras
 
 from common.core import runs
 from common.core.config import Config, distilling, split_settings
 from common.core.errors import UserError
 from common.core.project import Project
-from common.keras_setup import import_keras
-
-if TYPE_CHECKING:
-    import keras
-else:
-    keras = import_keras()
 
 
 def soften(probabilities, temperature: float):

@@ -25,15 +25,10 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+
+import keras
 
 from common.core.errors import UserError
-from common.keras_setup import import_keras
-
-if TYPE_CHECKING:
-    import keras
-else:
-    keras = import_keras()
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import keras
 import pandas as pd
 
 from common import keras_setup
@@ -31,17 +32,10 @@ from common.core import files, runs
 from common.core.config import Config, distilling, training_seed, uses_mlflow
 from common.core.errors import UserError
 from common.core.project import Project
-from common.keras_setup import import_keras
 from common.kit import plots
 from common.kit.batches import ShuffledBatches
 from common.kit.splits import FileList, Splits, take
 from common.training import checkpoints, devices
-
-# Every module that needs Keras imports it after this one, so its start-up lines are filtered once.
-if TYPE_CHECKING:
-    import keras
-else:
-    keras = import_keras()
 
 log = logging.getLogger(__name__)
 

@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import keras
 
 from common.core import runs
 from common.core.config import Config, uses_mlflow
 from common.core.errors import UserError
 from common.core.paths import ROOT
-from common.keras_setup import import_keras
-
-if TYPE_CHECKING:
-    import keras
-else:
-    keras = import_keras()
 
 
 def _mlflow() -> Any:
