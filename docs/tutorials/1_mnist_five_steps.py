@@ -11,24 +11,28 @@
 # quick docs build use) trains on a few hundred digits for one epoch; `full` trains longer.
 
 # %%
+# Keras without the start-up lines TensorFlow prints on some CPUs: the first `import keras`,
+# wherever it happens, is filtered (the command line and the tests do the same).
+from common.keras_setup import quiet_keras_import
+
+quiet_keras_import()
+
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
 
+import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
 from common.core import registry
-from common.keras_setup import import_keras
 from common.training import steps
 
 # The project's notices (such as which data it fell back to) are left out here: the data's own
 # description is printed below.
 logging.getLogger("projects").setLevel(logging.ERROR)
-# Keras, without the start-up lines TensorFlow prints on some CPUs.
-keras = import_keras()
 # The template draws its own plots into files; in a notebook, figures are drawn in the page.
 # %matplotlib inline
 

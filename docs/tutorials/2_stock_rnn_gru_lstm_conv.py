@@ -23,18 +23,23 @@
 # validation loss stops improving.
 
 # %%
+# Keras without the start-up lines TensorFlow prints on some CPUs: the first `import keras`,
+# wherever it happens, is filtered (the command line and the tests do the same).
+from common.keras_setup import quiet_keras_import
+
+quiet_keras_import()
+
 import os
 
+import keras
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from common.core import registry
-from common.keras_setup import import_keras
 from common.training import steps
 from projects.stock.data import load_series, make_splits
 from projects.stock.evaluate import one_step_prices, price_scores
 
-keras = import_keras()
 # The template draws its own plots into files; in a notebook, figures are drawn in the page.
 # %matplotlib inline
 

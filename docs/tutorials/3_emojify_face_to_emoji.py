@@ -18,6 +18,12 @@
 # `TUTORIAL_SIZE` changes nothing here.
 
 # %%
+# Keras without the start-up lines TensorFlow prints on some CPUs: the first `import keras`,
+# wherever it happens, is filtered (the command line and the tests do the same).
+from common.keras_setup import quiet_keras_import
+
+quiet_keras_import()
+
 from pathlib import Path
 
 import matplotlib
@@ -26,7 +32,6 @@ import numpy as np
 from PIL import Image
 
 from common.core import registry
-from common.keras_setup import import_keras
 from common.serving.loading import load_saved
 from projects.emojify.classes import CLASS_NAMES
 from projects.emojify.emoji import emoji_image
@@ -35,7 +40,6 @@ from projects.emojify.model import serving_model
 from projects.emojify.predict import FaceReader, annotate, classify_faces
 from projects.emojify.synthetic import draw_face
 
-keras = import_keras()
 # The template draws its own plots into files; in a notebook, figures are drawn in the page.
 # %matplotlib inline
 
