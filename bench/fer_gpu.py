@@ -187,7 +187,9 @@ class Costs:
         return self.overhead + epochs * self.epoch
 
     def student(self, epochs: int, members: int) -> float:
-        return self.overhead + epochs * self.epoch * (1 + members * TEACHER_SHARE)
+        # Twice a member's overhead: the student's process also loads the teacher and compiles
+        # a training step that runs every member of it.
+        return 2 * self.overhead + epochs * self.epoch * (1 + members * TEACHER_SHARE)
 
 
 def measured_costs(process_seconds: float, metrics: dict) -> Costs:
@@ -211,7 +213,8 @@ def plan_rest(costs: Costs, left: float, members: int, epochs: int, student_epoc
     for count in range(members, 1, -1):
         spare = left - (count - 1) * costs.member(epochs) - costs.overhead
         per_epoch = costs.epoch * (1 + count * TEACHER_SHARE)
-        fitting = math.floor((spare - costs.overhead) / per_epoch) if per_epoch > 0 else student_epochs
+        fixed = costs.student(0, count)
+        fitting = math.floor((spare - fixed) / per_epoch) if per_epoch > 0 else student_epochs
         if student_epochs and min(fitting, student_epochs) >= floor:
             return count, min(fitting, student_epochs)
     for count in range(members, 1, -1):

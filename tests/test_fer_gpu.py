@@ -114,22 +114,23 @@ def test_without_a_gpu_one_line_and_nothing_written(monkeypatch, capsys) -> None
 
 def test_the_plan_fits_members_then_the_student_into_what_is_left() -> None:
     costs = fer_gpu.Costs(overhead=20.0, epoch=2.0)  # A member of 40 epochs: 100 s.
-    # Two more members (200 s) and the ensemble (20 s) leave 180 s: a student of 40 epochs with a
-    # teacher of three members costs 20 + 40 * 2 * (1 + 3/3) = 180 s.
-    assert fer_gpu.plan_rest(costs, 400, members=3, epochs=40, student_epochs=40) == (3, 40)
-    # With a third member, only 15 student epochs (under half of 40): two members and a full student.
+    # Two more members (200 s) and the ensemble (20 s) leave 200 s: a student of 40 epochs with a
+    # teacher of three members costs 2 * 20 + 40 * 2 * (1 + 3/3) = 200 s.
+    assert costs.student(40, 3) == 200.0
+    assert fer_gpu.plan_rest(costs, 420, members=3, epochs=40, student_epochs=40) == (3, 40)
+    # A student shorter than asked when that is what fits, down to half of it.
+    assert fer_gpu.plan_rest(costs, 380, members=3, epochs=40, student_epochs=40) == (3, 30)
+    # With a third member, only 10 student epochs would fit: two members and a whole student.
     assert fer_gpu.plan_rest(costs, 300, members=3, epochs=40, student_epochs=40) == (2, 40)
     assert fer_gpu.plan_rest(costs, 150, members=3, epochs=40, student_epochs=40) == (2, 0)
     assert fer_gpu.plan_rest(costs, 100, members=3, epochs=40, student_epochs=40) == (1, 0)
     assert fer_gpu.plan_rest(costs, 1000, members=3, epochs=40, student_epochs=0) == (3, 0)
-    # A student shorter than asked when that is what fits, down to half.
-    assert fer_gpu.plan_rest(costs, 360, members=3, epochs=40, student_epochs=40) == (3, 30)
 
 
 def test_the_costs_come_from_the_first_members_run() -> None:
     costs = fer_gpu.measured_costs(100.0, {"train_seconds": 80.0, "epochs_run": 40})
     assert costs == fer_gpu.Costs(overhead=20.0, epoch=2.0)
-    assert costs.member(40) == 100.0 and costs.student(40, 3) == 180.0
+    assert costs.member(40) == 100.0 and costs.student(40, 3) == 200.0
 
 
 # --- The report ------------------------------------------------------------------------------------
