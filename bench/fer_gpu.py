@@ -35,6 +35,7 @@ Run: bash bench/fer_gpu.sh [--budget 480] [--members 3] [--epochs 40] [--student
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -310,6 +311,25 @@ def not_run(label: str, why: str) -> dict:
     return {"label": label, "error": why, "stopped": True}
 
 
+def jax_gpus() -> list[str]:
+    """The GPUs JAX sees, asked in a separate process (so that this one, which only starts the
+    steps, holds none of their memory); empty without JAX or a GPU. For a machine without
+    nvidia-smi."""
+    if importlib.util.find_spec("jax") is None:
+        return []
+    probe = "import jax; print('\\n'.join(d.device_kind for d in jax.devices() if d.platform == 'gpu'))"
+    try:
+        listed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    names = (
+        [line.strip() for line in listed.stdout.splitlines() if line.strip()]
+        if listed.returncode == 0
+        else []
+    )
+    return [f"{name} (seen by JAX; nvidia-smi lists none)" for name in names]
+
+
 # --- The report -----------------------------------------------------------------------------------
 
 HEADER = (
@@ -499,11 +519,12 @@ def main(argv: list[str] | None = None) -> int:
             "--members and --epochs take 1 or more, --student-epochs 0 or more, --budget a positive number"
         )
 
-    gpus = nvidia_gpus()
+    gpus = nvidia_gpus() or jax_gpus()
     if not gpus and not options.tiny:
         print(
-            "bench.fer_gpu: no GPU here (nvidia-smi lists none); it trains the FER2013 recipe on a GPU "
-            "machine (bash bench/fer_gpu.sh there), or checks itself here with --tiny. Nothing written."
+            "bench.fer_gpu: no GPU here (neither nvidia-smi nor JAX lists one); it trains the FER2013 "
+            "recipe on a GPU machine (bash bench/fer_gpu.sh there), or checks itself here with --tiny. "
+            "Nothing written."
         )
         return 0
     options.work = Path(os.path.abspath(options.work))

@@ -102,11 +102,29 @@ def test_missing_data_is_one_line_saying_how_to_pack_it(tmp_path: Path, monkeypa
 
 def test_without_a_gpu_one_line_and_nothing_written(monkeypatch, capsys) -> None:
     monkeypatch.setattr(fer_gpu, "nvidia_gpus", lambda: [])
+    monkeypatch.setattr(fer_gpu, "jax_gpus", lambda: [])
     before = sorted(RESULTS_DIR.iterdir())
     assert fer_gpu.main(["--write"]) == 0
     printed = capsys.readouterr()
     assert len(printed.out.splitlines()) == 1 and "no GPU here" in printed.out and "--tiny" in printed.out
     assert sorted(RESULTS_DIR.iterdir()) == before and not fer_gpu.RESULTS.exists()
+
+
+def test_a_gpu_that_only_jax_sees_counts_as_one(monkeypatch) -> None:
+    """A machine without nvidia-smi: JAX is asked in a process of its own, never in this one."""
+    asked = []
+
+    def fake_run(command, **kwargs):
+        asked.append(command)
+        return subprocess.CompletedProcess(command, 0, stdout="NVIDIA H100 80GB HBM3\n", stderr="")
+
+    monkeypatch.setattr(fer_gpu.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(fer_gpu.subprocess, "run", fake_run)
+    assert fer_gpu.jax_gpus() == ["NVIDIA H100 80GB HBM3 (seen by JAX; nvidia-smi lists none)"]
+    [command] = asked
+    assert command[:2] == [sys.executable, "-c"] and "jax.devices()" in command[2]
+    monkeypatch.setattr(fer_gpu.importlib.util, "find_spec", lambda name: None)
+    assert fer_gpu.jax_gpus() == [] and len(asked) == 1
 
 
 # --- The plan: what fits the budget after the first member ----------------------------------------
