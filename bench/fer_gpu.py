@@ -264,6 +264,8 @@ def run_step(label: str, arguments: list[str], deadline: float, log_lines: list[
     row: dict = {"label": label, "command": shown_command(arguments)}
     started = time.monotonic()
     left = deadline - started
+    if left < 1:  # A step stopped at the end of the budget spent it: the next would start only to stop.
+        return not_run(label, "the budget was spent")
     try:
         completed = subprocess.run(
             command,

@@ -151,6 +151,12 @@ def test_the_costs_come_from_the_first_members_run() -> None:
     assert costs.member(40) == 100.0 and costs.student(40, 3) == 200.0
 
 
+def test_a_step_after_the_budget_is_spent_is_not_started(monkeypatch) -> None:
+    monkeypatch.setattr(fer_gpu.subprocess, "run", lambda *args, **kwargs: pytest.fail("started"))
+    row = fer_gpu.run_step("student", ["distill", "emojify"], fer_gpu.time.monotonic() - 5, [])
+    assert row == {"label": "student", "error": "the budget was spent", "stopped": True}
+
+
 # --- The report ------------------------------------------------------------------------------------
 
 
