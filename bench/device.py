@@ -342,7 +342,8 @@ def speed(row: dict) -> float | None:
     return row["n_train"] / statistics.median(later)
 
 
-def _versions() -> str:
+def software_versions() -> str:
+    """The versions of Python and of the packages a GPU run depends on, in one line."""
     parts = [f"Python {platform.python_version()}"]
     for name, label in (
         ("keras", "Keras"),
@@ -577,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": command,
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "gpus": gpus,
-            "versions": _versions(),
+            "versions": software_versions(),
             "cpus": os.cpu_count(),
             "epochs": options.epochs,
             "data": "tiny generated data" if options.dry_run else str(options.data),

@@ -18,27 +18,10 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
-PY=${PYTHON:-python3}
-WHEELS=${DEVICE_WHEELS:-.whl}
-SITE=${DEVICE_SITE:-/tmp/site}
 export PYTHONUNBUFFERED=1
 export DEVICE_SH_COMMAND="bash bench/device.sh${*:+ $*}"
-
-shopt -s nullglob
-wheels=("$WHEELS"/*.whl)
-if ((${#wheels[@]})); then
-    echo "installing ${#wheels[@]} wheels from $WHEELS/ into $SITE"
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-        "${wheels[@]}" || { echo "error: could not install $WHEELS/*.whl into $SITE with $PY" >&2; exit 2; }
-    export PYTHONPATH=$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}
-else
-    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-fi
-if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('keras') is None)"; then
-    echo "error: $PY has no Keras and $WHEELS/ holds no wheels: run \`bash bench/device_prepare.sh\`" \
-        "where pip works, and copy .whl/ and .device-data/ to this machine with the repository" >&2
-    exit 2
-fi
+# shellcheck source=bench/device_setup.sh
+source bench/device_setup.sh || exit 2
 
 # JAX is this machine's backend; TensorFlow only if it imports (its GPU build is not on the image).
 backends=jax
