@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.core import paths, registry
-from common.core.config import Config, load_config, require_choice
+from common.core.config import SHARED_DEFAULTS, Config, load_config, read_toml, require_choice
 from common.core.errors import UserError
 
 MNIST_DEFAULTS = paths.PROJECTS_DIR / "mnist" / "config.toml"
@@ -193,10 +193,23 @@ def test_each_training_key_is_checked_at_the_edges_of_its_range(key, accepted, r
 
 def test_a_config_without_a_required_key_names_it(tmp_path):
     defaults = tmp_path / "config.toml"
-    defaults.write_text('seed = 1\n[data]\npath = ""\n[train]\nbatch_size = 8\nlearning_rate = 0.1\n')
+    defaults.write_text("seed = 1\n[train]\nbatch_size = 8\n")
     with pytest.raises(UserError) as raised:
         load_config(defaults)
-    assert str(raised.value) == "config is missing the required key 'train.epochs'"
+    assert str(raised.value) == "config is missing the required key 'data.path'"
+
+
+def test_a_project_file_without_shared_keys_takes_them_from_the_shared_defaults(tmp_path):
+    """A shared key the project does not set comes from common/core/defaults.toml, its types too."""
+    defaults = tmp_path / "config.toml"
+    defaults.write_text('[data]\npath = ""\n[train]\nbatch_size = 8\n')
+    shared = read_toml(SHARED_DEFAULTS)
+    config = load_config(defaults)
+    assert config.train.batch_size == 8 and config.sources["train.batch_size"] == "project"
+    assert config.train.epochs == shared["train"]["epochs"] and config.sources["train.epochs"] == "default"
+    assert config.seed == shared["seed"] and config.sources["seed"] == "default"
+    with pytest.raises(UserError, match="'train.epochs'.*expects int"):
+        load_config(defaults, overrides=["train.epochs=many"])
 
 
 def test_a_choice_is_compared_exactly_unless_it_names_a_keras_object():

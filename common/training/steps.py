@@ -94,6 +94,7 @@ def train(
         try:
             if resume_dir is None:
                 config.save(run_dir / runs.CONFIG_FILE)
+                files.write_json(config.record(), run_dir / runs.SOURCES_FILE)
             runs.set_state(run_dir, runs.RUNNING, project=project.name, pid=os.getpid())
             with devices.placed(config) as placement:
                 run = Run(
