@@ -10,7 +10,8 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-backends serve test test-slow test-scaling mutation lint format bench clean list $(addprefix train-,$(PROJECTS)) \
-	$(addprefix evaluate-,$(PROJECTS)) $(addprefix demo-,$(PROJECTS)) $(addprefix export-,$(PROJECTS))
+	$(addprefix evaluate-,$(PROJECTS)) $(addprefix demo-,$(PROJECTS)) $(addprefix export-,$(PROJECTS)) \
+	$(addprefix config-,$(PROJECTS))
 
 help: ## List the targets
 	@grep -hE '^[^#[:space:]].*:.*## ' $(MAKEFILE_LIST) \
@@ -49,6 +50,9 @@ install-backends: $(BACKENDS_STAMP) ## Add JAX and PyTorch, Keras' other backend
 
 list: $(STAMP) ## List the projects and their configs
 	$(BIN)/python -m common list
+
+$(addprefix config-,$(PROJECTS)): config-%: $(STAMP) ## Every config key of a project, its value and where it comes from: make config-mnist ARGS="--config projects/mnist/classic.toml"
+	$(BIN)/python -m common config $* $(ARGS)
 
 $(addprefix train-,$(PROJECTS)): train-%: $(STAMP) ## Train a project: make train-mnist ARGS="--set train.epochs=3"
 	$(BIN)/python -m common train $* $(ARGS)
