@@ -11,7 +11,8 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-dev install-backends lock serve test test-slow test-scaling mutation lint format bench docs screenshots clean list $(addprefix train-,$(PROJECTS)) \
-	$(addprefix evaluate-,$(PROJECTS)) $(addprefix demo-,$(PROJECTS)) $(addprefix export-,$(PROJECTS))
+	$(addprefix evaluate-,$(PROJECTS)) $(addprefix demo-,$(PROJECTS)) $(addprefix export-,$(PROJECTS)) \
+	$(addprefix config-,$(PROJECTS))
 
 help: ## List the targets
 	@grep -hE '^[^#[:space:]].*:.*## ' $(MAKEFILE_LIST) \
@@ -113,6 +114,9 @@ lock: $(VENV)/.tools ## Write the lock files in requirements/ from pyproject.tom
 
 list: $(STAMP) ## List the projects and their configs
 	$(BIN)/python -m common list
+
+$(addprefix config-,$(PROJECTS)): config-%: $(STAMP) ## Every config key of a project, its value and where it comes from: make config-mnist ARGS="--config projects/mnist/classic.toml"
+	$(BIN)/python -m common config $* $(ARGS)
 
 # COMMON_MAKE_TARGET tells the command line which target started it, so that a command it prints
 # to run next (the --resume after Ctrl-C) reads `make train-mnist ARGS="..."`, which runs as

@@ -1,6 +1,6 @@
 """The command line: ``python -m common COMMAND``, one command per step of the workflow.
 
-Commands: list, train, evaluate, predict, runs, promote, compare, ensemble, tune, new, demo, serve.
+Commands: list, config, train, evaluate, predict, runs, promote, compare, ensemble, tune, new, demo, serve.
 
 Which model answers predict, evaluate, the demos and serve: the run promoted with `promote`,
 else the shipped model in models/pretrained/<project>/; --model latest or --model RUN reaches any
@@ -8,6 +8,7 @@ run. Training, tuning and ensembling never change it unless asked (`train --prom
 
 Examples:
     python -m common list
+    python -m common config mnist --set train.epochs=3
     python -m common train mnist --set train.epochs=3
     python -m common runs mnist --sort test_accuracy
     python -m common promote mnist 20260101-120000
@@ -59,6 +60,13 @@ def _build_parser(predict_project: str | None = None) -> argparse.ArgumentParser
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("list", help="list the projects and their config files")
+
+    config = commands.add_parser(
+        "config", help="a project's resolved config: every key, its value and where the value comes from"
+    )
+    config.add_argument("project")
+    config.add_argument("--config", help="a variant TOML file holding only the keys it changes")
+    _add_set_argument(config, "override one config key, e.g. --set train.epochs=3 (repeatable)")
 
     train = commands.add_parser("train", help="train a project's model into a new run folder")
     train.add_argument("project")
@@ -336,6 +344,15 @@ def _list(options: argparse.Namespace) -> int:
     return 0
 
 
+def _config(options: argparse.Namespace) -> int:
+    """Resolves and checks the config as ``train`` would, without Keras, data or a run folder."""
+    from common.core.config import describe
+
+    project = registry.get_project(options.project)
+    print(describe(project.load_config(options.config, options.set)))
+    return 0
+
+
 def _new(options: argparse.Namespace) -> int:
     from common import scaffold
 
@@ -422,13 +439,8 @@ def _compare(options: argparse.Namespace) -> int:
 
 
 def _distill(options: argparse.Namespace) -> int:
-    """Training with a teacher: ``train --set distill.teacher=RUN``; ``--resume`` is train's own."""
-    project = registry.get_project(options.project)
-    if "distill" not in project.load_config():
-        raise UserError(
-            f"project {project.name} has no [distill] table in its config.toml; distillation teaches a "
-            "classifier's probabilities (see projects/emojify/config.toml)"
-        )
+    """Training with a teacher: ``train --set distill.teacher=RUN``; ``--resume`` is train's own.
+    A project that is no classifier is refused by the config's checks (its loss)."""
     options.set = [*options.set, f"distill.teacher={json.dumps(options.teacher)}"]
     options.resume = None
     return _train(options)
@@ -516,6 +528,7 @@ def _predict(options: argparse.Namespace) -> int:
 # Each command's function; the parser above defines its arguments.
 COMMANDS = {
     "list": _list,
+    "config": _config,
     "new": _new,
     "serve": _serve,
     "train": _train,

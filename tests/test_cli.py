@@ -221,8 +221,70 @@ def test_bad_config_values_stop_before_any_data_or_folder(override, fragments, m
 
 def test_an_unknown_key_far_from_any_suggests_nothing_but_says_where_keys_are(cli):
     result = cli("train", "mnist", "--set", "zzz.qqq=1")
-    assert_one_line_error(result, "unknown config key 'zzz.qqq'", "config.toml")
+    assert_one_line_error(
+        result, "unknown config key 'zzz.qqq'", "`python -m common config mnist` lists every key"
+    )
     assert "did you mean" not in result.stderr
+
+
+def test_config_shows_every_key_its_value_and_where_it_comes_from(cli):
+    """``config`` prints the resolved config as TOML with dotted keys, each line saying its layer."""
+    import tomllib
+
+    from common.core import registry
+
+    result = cli("config", "mnist", "--config", "projects/mnist/classic.toml", "--set", "train.epochs=3")
+    assert result.code == 0, result.stderr
+    config = registry.get_project("mnist").load_config("projects/mnist/classic.toml", ["train.epochs=3"])
+    assert tomllib.loads(result.stdout) == config.to_dict()
+    lines = {line.split(" ")[0]: line for line in result.stdout.splitlines() if not line.startswith("#")}
+    assert set(lines) == set(config.flat())
+    for key, line in lines.items():
+        assert line.split("# ")[1].split(",")[0] == config.sources[key]
+    assert lines["train.epochs"].endswith("# --set, over 40 (project default)")
+    assert lines["train.optimizer"].endswith('# variant, over "adam" (project default)')
+    assert lines["train.batch_size"].endswith("# variant")  # classic.toml restates the project's 128
+    plain = {line.split(" ")[0]: line for line in cli("config", "mnist").stdout.splitlines()}
+    assert plain["train.batch_size"].endswith("# project, over 32 (shared default)")
+    assert lines["train.momentum"].endswith("# default")
+    assert "common/core/defaults.toml" in result.stdout and "projects/mnist/classic.toml" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "written", "misspelt", "meant"),
+    [
+        ("mnist", "dense_units = 128", "dense_unit = 128", "model.dense_units"),
+        ("emojify", "mirror_average = true", "mirror_averag = true", "model.mirror_average"),
+        ("stock", "window = 20", "windows = 20", "data.window"),
+    ],
+)
+def test_a_typo_in_a_projects_own_config_toml_stops_every_command_at_once(
+    name, written, misspelt, meant, tmp_path, monkeypatch, models_dir, cli
+):
+    """A copy of the demo's modules and config.toml, with one key misspelt: train and config answer
+    with one line naming the file and the key meant, before the project's data module is imported."""
+    import projects
+
+    fixture = f"{name}_typo_fixture"
+    folder = tmp_path / "plugins" / fixture
+    folder.mkdir(parents=True)
+    for module in (ROOT / "projects" / name).glob("*.py"):
+        shutil.copy(module, folder / module.name)
+    text = (ROOT / "projects" / name / "config.toml").read_text()
+    assert written in text
+    (folder / "config.toml").write_text(text.replace(written, misspelt))
+    monkeypatch.setattr(projects, "__path__", [str(folder.parent), *projects.__path__])
+    wrong = f"{meant.split('.')[0]}.{misspelt.split(' ')[0]}"
+    try:
+        for command in ("train", "config"):
+            assert_one_line_error(
+                cli(command, fixture), f"unknown config key '{wrong}'", str(folder / "config.toml"), meant
+            )
+        assert f"projects.{fixture}.data" not in sys.modules
+    finally:
+        for module in [module for module in sys.modules if module.startswith(f"projects.{fixture}")]:
+            sys.modules.pop(module)
+    assert not models_dir.exists() or not any(models_dir.rglob("*"))
 
 
 def test_quiet_flag_is_accepted_after_the_command(models_dir):

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import tomli_w
 
 from common.core import paths, registry
-from common.core.config import Config, load_config, require_choice
+from common.core.config import (
+    FREE_TABLES,
+    SHARED_DEFAULTS,
+    Config,
+    _nest,
+    changed_from,
+    flatten,
+    load_config,
+    read_toml,
+    require_choice,
+)
 from common.core.errors import UserError
 
 MNIST_DEFAULTS = paths.PROJECTS_DIR / "mnist" / "config.toml"
@@ -107,14 +120,10 @@ def test_saved_config_reproduces_the_run(tmp_path):
 )
 def test_every_config_of_every_project_is_valid(config_file):
     """Each project's defaults and variants load; the shared keys are all there."""
-    defaults = config_file.parent / "config.toml"
-    config = load_config(defaults, None if config_file == defaults else config_file)
+    project = registry.get_project(config_file.parent.name)
+    config = project.load_config(None if config_file == project.default_config else config_file)
     for key in ("seed", "train.epochs", "train.batch_size", "train.learning_rate", "data.path"):
         config.get(key)
-    project = registry.get_project(config_file.parent.name)
-    validate = project.functions.validate_config
-    if validate is not None:
-        validate(config)
 
 
 def test_whole_numbers_in_a_list_of_floats_are_accepted(tmp_path):
@@ -193,10 +202,23 @@ def test_each_training_key_is_checked_at_the_edges_of_its_range(key, accepted, r
 
 def test_a_config_without_a_required_key_names_it(tmp_path):
     defaults = tmp_path / "config.toml"
-    defaults.write_text('seed = 1\n[data]\npath = ""\n[train]\nbatch_size = 8\nlearning_rate = 0.1\n')
+    defaults.write_text("seed = 1\n[train]\nbatch_size = 8\n")
     with pytest.raises(UserError) as raised:
         load_config(defaults)
-    assert str(raised.value) == "config is missing the required key 'train.epochs'"
+    assert str(raised.value) == "config is missing the required key 'data.path'"
+
+
+def test_a_project_file_without_shared_keys_takes_them_from_the_shared_defaults(tmp_path):
+    """A shared key the project does not set comes from common/core/defaults.toml, its types too."""
+    defaults = tmp_path / "config.toml"
+    defaults.write_text('[data]\npath = ""\n[train]\nbatch_size = 8\n')
+    shared = read_toml(SHARED_DEFAULTS)
+    config = load_config(defaults)
+    assert config.train.batch_size == 8 and config.sources["train.batch_size"] == "project"
+    assert config.train.epochs == shared["train"]["epochs"] and config.sources["train.epochs"] == "default"
+    assert config.seed == shared["seed"] and config.sources["seed"] == "default"
+    with pytest.raises(UserError, match="'train.epochs'.*expects int"):
+        load_config(defaults, overrides=["train.epochs=many"])
 
 
 def test_a_choice_is_compared_exactly_unless_it_names_a_keras_object():
@@ -208,3 +230,138 @@ def test_a_choice_is_compared_exactly_unless_it_names_a_keras_object():
         UserError, match=r"^config key 'model.cell': 'LSTM' is not a cell; choose one of lstm, gru$"
     ):
         require_choice(config, "model.cell", ("lstm", "gru"), "a cell")
+
+
+DEMOS = ("mnist", "emojify", "stock")
+
+
+def _table_lines(path: Path, table: str) -> list[str]:
+    """The non-blank lines (comments included) of one ``[table]`` of a TOML file."""
+    lines, inside = [], False
+    for line in path.read_text().splitlines():
+        if line.startswith("["):
+            inside = line.strip() == f"[{table}]"
+        elif inside and line.strip():
+            lines.append(line)
+    return lines
+
+
+def test_no_train_line_is_written_twice_across_the_demos():
+    """The shared [train] keys and their comments are written once, in common/core/defaults.toml."""
+    demos = [name for name in DEMOS if name in registry.project_names()]
+    for index, first in enumerate(demos):
+        for second in demos[index + 1 :]:
+            ours, theirs = (
+                set(_table_lines(registry.get_project(name).default_config, "train"))
+                for name in (first, second)
+            )
+            assert not ours & theirs, f"{first} and {second} both write {sorted(ours & theirs)}"
+
+
+@pytest.mark.parametrize("name", [name for name in registry.project_names() if name in DEMOS])
+def test_a_demo_sets_no_shared_key_to_its_shared_default(name):
+    """A shared key in a project's config.toml changes it: restating the default would hide a later
+    change of the shared default from that project."""
+    project = registry.get_project(name)
+    shared = flatten(read_toml(SHARED_DEFAULTS))
+    own = flatten(read_toml(project.default_config))
+    restated = {
+        key
+        for key, value in own.items()
+        if key in shared and not changed_from({key: shared[key]}, {key: value})
+    }
+    assert not restated
+
+
+@pytest.mark.parametrize("name", [name for name in registry.project_names()])
+def test_each_project_declares_the_keys_its_config_toml_holds(name):
+    """The declared keys and config.toml agree: every declared key has a default there of the
+    declared type, and every key there is declared or shared (``load_config`` refuses the rest)."""
+    project = registry.get_project(name)
+    keys = project.declared_keys()
+    if keys is None:
+        pytest.skip(f"{name} declares no keys: its config.toml is its own schema")
+    shared = flatten(read_toml(SHARED_DEFAULTS))
+    assert not set(keys) & set(shared), "a shared key is declared again"
+    own = flatten(read_toml(project.default_config))
+    assert set(keys) <= set(own)
+    config = project.load_config(check_paths=False)
+    assert {key: config.schema[key] for key in keys} == keys
+
+
+def _misspelt_cases() -> list[tuple[str, str]]:
+    cases = []
+    for name in registry.project_names():
+        project = registry.get_project(name)
+        if name in DEMOS and project.declared_keys() is not None:
+            cases += [(name, key) for key in flatten(read_toml(project.default_config))]
+    return cases
+
+
+@pytest.mark.parametrize(("name", "key"), _misspelt_cases())
+def test_a_misspelt_key_in_a_demos_config_toml_is_one_line_naming_the_file_and_the_key(name, key, tmp_path):
+    """Every key of each demo's config.toml, misspelt by its last letter, as a user's typo: one
+    line naming the file, the misspelt key and the key meant, before anything else is read."""
+    project = registry.get_project(name)
+    *tables, last = key.split(".")
+    misspelt = ".".join([*tables, last[:-1]])
+    values = flatten(read_toml(project.default_config))
+    values = {misspelt if other == key else other: value for other, value in values.items()}
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.toml").write_text(tomli_w.dumps(_nest(values)))
+    with pytest.raises(UserError) as raised:
+        load_config(folder / "config.toml", keys=project.declared_keys())
+    message = str(raised.value)
+    assert "\n" not in message
+    assert f"unknown config key '{misspelt}" in message and str(folder / "config.toml") in message
+    if key not in FREE_TABLES:
+        assert f"did you mean '{key}'?" in message
+
+
+def test_a_declared_key_missing_from_config_toml_is_named(tmp_path):
+    keys = {"data.path": str, "model.units": int}
+    (tmp_path / "config.toml").write_text('[data]\npath = ""\n')
+    with pytest.raises(UserError) as raised:
+        load_config(tmp_path / "config.toml", keys=keys)
+    assert str(raised.value).startswith(f"{tmp_path / 'config.toml'} lacks the key 'model.units'")
+    (tmp_path / "config.toml").write_text('[data]\npath = ""\n[model]\nunits = "four"\n')
+    with pytest.raises(UserError, match=r"'model.units' \(from .*config.toml\) expects int"):
+        load_config(tmp_path / "config.toml", keys=keys)
+
+
+def test_declared_types_check_every_layer(tmp_path):
+    """A declared list type checks each item, and an empty default list still knows its items."""
+    keys = {"data.path": str, "model.rates": list[float], "model.names": list[str]}
+    (tmp_path / "config.toml").write_text('[data]\npath = ""\n[model]\nrates = [1, 0.5]\nnames = []\n')
+    config = load_config(tmp_path / "config.toml", keys=keys, overrides=["model.names=['a']"])
+    assert config.model.rates == [1.0, 0.5] and type(config.model.rates[0]) is float
+    assert config.model.names == ["a"]
+    with pytest.raises(UserError, match="'model.names'.*expects str"):
+        load_config(tmp_path / "config.toml", keys=keys, overrides=["model.names=[1, [2]]"])
+
+
+def test_a_misspelt_key_in_tune_space_is_named_with_the_key_meant(tmp_path):
+    variant = tmp_path / "search.toml"
+    variant.write_text('[tune.space]\n"model.dense_unit" = [64, 128]\n')
+    with pytest.raises(UserError) as raised:
+        load_config(MNIST_DEFAULTS, variant)
+    assert str(raised.value) == (
+        f"[tune.space] (from {variant}) names 'model.dense_unit', which is not a config key "
+        "(did you mean 'model.dense_units'?)"
+    )
+
+
+def test_each_value_knows_its_layer_and_the_project_defaults_stay_apart(tmp_path):
+    variant = tmp_path / "variant.toml"
+    variant.write_text('[train]\nepochs = 7\noptimizer = "sgd"\n')
+    config = load_config(MNIST_DEFAULTS, variant, ["train.epochs=2"])
+    own = flatten(read_toml(MNIST_DEFAULTS))
+    shared = flatten(read_toml(SHARED_DEFAULTS))
+    assert config.sources["train.epochs"] == "--set" and config.sources["train.optimizer"] == "variant"
+    assert all(config.sources[key] == "project" for key in own)
+    untouched = [key for key in shared if key not in own and key not in ("train.epochs", "train.optimizer")]
+    assert untouched and all(config.sources[key] == "default" for key in untouched)
+    assert config.changed() == {"train.epochs": 2, "train.optimizer": "sgd"}
+    assert config.defaults is not None and config.defaults["train.epochs"] == shared["train.epochs"]
+    assert config.record() == {"sources": config.sources, "defaults": config.defaults}

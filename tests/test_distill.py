@@ -142,5 +142,10 @@ def test_a_teacher_must_share_the_students_split(curves, cli, tmp_path):  # noqa
     assert sorted(runs.models_dir().rglob("*")) == before
 
 
-def test_a_project_without_a_distill_table_says_so(cli):
-    assert_one_line_error(cli("distill", "stock", "--teacher", "latest"), "stock has no [distill] table")
+def test_a_regression_cannot_be_distilled_and_says_why(cli, models_dir):
+    # Every project shares the [distill] keys; a teacher's soft targets are class probabilities.
+    assert_one_line_error(
+        cli("distill", "stock", "--teacher", "latest"),
+        "distillation teaches a classifier's probabilities, and train.loss is 'mse'",
+    )
+    assert not models_dir.exists() or not any(models_dir.rglob("*"))

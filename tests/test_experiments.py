@@ -38,6 +38,33 @@ def test_runs_lists_every_run_with_its_score_and_changed_keys(toy_project, model
     table = cli("runs", TOY).stdout
     assert "model.units=16, train.epochs=3" in table and "test_accuracy" in table
 
+
+def test_runs_shows_what_each_run_changed_from_the_defaults_it_recorded(toy_project, models_dir, cli):  # noqa: F811
+    """Editing the project's config.toml after a run leaves that run's changed keys as they were."""
+    assert cli("train", TOY, "--name", "before").code == 0
+    config_file = toy_project / "config.toml"
+    config_file.write_text(config_file.read_text().replace("units = 4", "units = 8"))
+    assert cli("train", TOY, "--name", "after", "--set", "model.units=4").code == 0
+
+    def rows() -> dict[str, dict]:
+        return {row["name"].split("-")[-1]: row for row in json.loads(cli("runs", TOY, "--json").stdout)}
+
+    before, after = rows()["before"], rows()["after"]
+    assert before["changed"] == {} and after["changed"] == {"model.units": 4}
+    assert before["changed_against"] == after["changed_against"] == "recorded defaults"
+    recorded = json.loads((models_dir / TOY / after["name"] / runs.SOURCES_FILE).read_text())
+    assert recorded["sources"]["model.units"] == "--set" and recorded["sources"]["train.epochs"] == "project"
+    assert recorded["defaults"]["model.units"] == 8
+    table = cli("runs", TOY).stdout
+    assert "model.units=4" in table and "*" not in table
+
+    # A run from before runs recorded their defaults is compared with today's, and marked so.
+    (models_dir / TOY / before["name"] / runs.SOURCES_FILE).unlink()
+    before = rows()["before"]
+    assert before["changed"] == {"model.units": 4} and before["changed_against"] == "today's defaults"
+    table = cli("runs", TOY).stdout
+    assert "model.units=4 *" in table and "* recorded no defaults" in table
+
     # Sorted by a metric: the better (higher) accuracy first; an unknown one is one line.
     ordered = json.loads(cli("runs", TOY, "--json", "--sort", "test_accuracy").stdout)
     values = [row["metrics"]["test_accuracy"] for row in ordered]

@@ -235,6 +235,13 @@ class Project:
             ``--resume``, ``--continue-from``), the modules of ``build_model``,
             ``compile_options`` and ``callbacks`` are imported first (so their registered classes
             are known) and these objects added to Keras' own.
+        config_keys: the types of the project's own config keys, as ``{"model.units": int,
+            "model.blocks": list[list[int]], ...}`` or ``"module:NAME"`` of such a dict (by
+            convention ``"settings:KEYS"``, beside ``validate_config``). The keys every project
+            shares (``common/core/defaults.toml``) need no entry. With them, a key of the
+            project's ``config.toml`` that is neither declared nor shared, or a declared key it
+            lacks, is a one-line error before anything runs. Without them (``None``), the
+            project's ``config.toml`` declares its own keys by their default values.
         like: the template in ``common/scaffold/templates/`` that ``new NAME --like <this project>``
             copies (``classifier``, ``series``, ``text`` or ``tabular``); empty when there is
             none.
@@ -256,6 +263,7 @@ class Project:
     describe_io: FunctionRef | None = None
     custom_objects: Mapping[str, Any] | str = field(default_factory=dict)
     web_api: Mapping[str, Any] | str = field(default_factory=dict)
+    config_keys: Mapping[str, Any] | str | None = None
     like: str = ""
     # Set by the registry when it finds the project.
     name: str = ""
@@ -309,7 +317,7 @@ class Project:
 
     def check(self) -> None:
         """That every declared ``"module:function"`` names an existing module file (read only)."""
-        named = (*REQUIRED_FUNCTIONS, *OPTIONAL_FUNCTIONS, "web_api", "custom_objects")
+        named = (*REQUIRED_FUNCTIONS, *OPTIONAL_FUNCTIONS, "web_api", "custom_objects", "config_keys")
         for spec in fields(self):
             ref = getattr(self, spec.name)
             if spec.name not in named or not isinstance(ref, str):
@@ -337,19 +345,34 @@ class Project:
         overrides: list[str] | None = None,
         check_paths: bool = True,
     ) -> Config:
-        """The project's defaults, an optional variant (or saved) config file, then ``--set``
-        overrides, checked by the shared rules and the project's own ``validate_config``. Imports
-        no Keras, so a bad value is reported before any data is read or folder made."""
+        """The shared defaults, the project's ``config.toml``, an optional variant (or saved)
+        config file, then ``--set`` overrides, checked against the declared keys, by the shared
+        rules and by the project's own ``validate_config``. Imports no Keras, so a bad key or
+        value is reported before any data is read or folder made."""
         config = load_config(
             self.default_config,
             Path(config_file) if config_file else None,
             overrides,
             check_paths=check_paths,
+            keys=self.declared_keys(),
         )
         validate = self.functions.validate_config
         if validate is not None:
             validate(config)
         return config
+
+    def declared_keys(self) -> dict[str, Any] | None:
+        """The declared ``config_keys`` as a dict (its module imported if it is named), or
+        ``None`` for a project whose ``config.toml`` declares its own keys."""
+        keys = self._lookup("config_keys")
+        if keys is None:
+            return None
+        if not isinstance(keys, Mapping):
+            raise UserError(
+                f"project '{self.name}': config_keys={self.config_keys!r} is not a dict of "
+                "{'table.key': type}"
+            )
+        return dict(keys)
 
     def config_variants(self) -> list[Path]:
         """Every TOML file in the project folder: the defaults first, then the variants."""

@@ -1,6 +1,7 @@
 """Run folders: one per training, their state and lock, ``latest`` and the promoted run.
 
-``models/<project>/<run-name>/`` holds ``model.keras``, the resolved ``config.toml``,
+``models/<project>/<run-name>/`` holds ``model.keras``, the resolved ``config.toml`` (and
+``config_sources.json``: where its values came from, and the defaults of the day),
 ``history.csv``, ``metrics.json``, checkpoints and plots, and ``state.json``: whether the run is
 ``running``, ``interrupted``, ``completed`` or ``failed``. A running run's process holds the
 operating system's lock on its ``.lock``; a run whose state says running but whose process is gone
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.toml"
+# Beside it, where each of its values came from and the project's defaults of the day
+# (``Config.record``): what ``runs`` shows as the keys a run changed.
+SOURCES_FILE = "config_sources.json"
 METRICS_FILE = "metrics.json"
 LAST_CHECKPOINT = "checkpoint-last.keras"
 BEST_CHECKPOINT = "checkpoint-best.keras"

@@ -93,6 +93,7 @@ def build(project: Project, model_args: list[str], name: str | None, overrides: 
     log.info("run folder: %s", run_dir)
     try:
         config.save(run_dir / runs.CONFIG_FILE)
+        files.write_json(config.record(), run_dir / runs.SOURCES_FILE)
         files.save_model_atomically(model, run_dir / runs.MODEL_FILE)
         # Scored as `evaluate` scores any saved model, into the run folder.
         metrics, _ = loading.evaluate_saved(project, str(run_dir), out_dir=run_dir, scoring_new_run=True)

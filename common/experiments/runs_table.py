@@ -2,12 +2,13 @@
 
 ``python -m common runs mnist`` lists every run folder, newest first: its state, the data it was
 trained on, the headline test score beside its baseline, epochs, time, backend, and the config
-keys it changed from the project's defaults; the promoted run (the one that answers by default)
-is marked. A trial of ``tune`` shows its best validation loss (what the search chose by) and never
-its test scores, so no trial is picked by the test split. ``python -m common compare RUN RUN ...``
-shows the keys that differ between runs, their scores, and one plot of their validation curves.
-Neither imports Keras: both read the files a run leaves (``config.toml``, ``metrics.json``,
-``history.csv``, ``state.json``).
+keys it changed from the project's defaults as they were when it ran (its recorded
+``config_sources.json``); the promoted run (the one that answers by default) is marked. A trial of
+``tune`` shows its best validation loss (what the search chose by) and never its test scores, so
+no trial is picked by the test split. ``python -m common compare RUN RUN ...`` shows the keys that
+differ between runs, their scores, and one plot of their validation curves. Neither imports
+Keras: both read the files a run leaves (``config.toml``, ``config_sources.json``,
+``metrics.json``, ``history.csv``, ``state.json``).
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import io
 import os
 import re
 import time
+from collections.abc import Callable
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, TypeGuard
 
 import pandas as pd
 
 from common.core import files, runs
-from common.core.config import read_toml
+from common.core.config import changed_from, flatten, read_toml
 from common.core.errors import UserError
 from common.core.project import Project
 
@@ -34,6 +37,10 @@ _TRIAL_RUN = re.compile(r"\d{8}-\d{6}-tune-(?P<search>.+)-(?P<id>\d+)")
 # by the test split (the search chose by validation loss; its best config is retrained and
 # tested on its own).
 _TRIAL_METRICS = ("epochs_run", "train_seconds", "parameters")
+
+# What a row's changed keys were compared with: the defaults the run recorded when it started,
+# or, for a run from before runs recorded them, the project's defaults as they are today.
+RECORDED, TODAYS = "recorded defaults", "today's defaults"
 
 # The state shown for a run whose files cannot be read.
 UNREADABLE = "unreadable"
@@ -54,31 +61,38 @@ def run_folders(project: str) -> list[Path]:
 
 def flat_config(path: Path) -> dict[str, Any]:
     """A TOML file's keys as ``{"train.epochs": 3, ...}``."""
-    flat: dict[str, Any] = {}
-
-    def walk(values: dict, prefix: str) -> None:
-        for key, value in values.items():
-            if isinstance(value, dict):
-                walk(value, f"{prefix}{key}.")
-            else:
-                flat[f"{prefix}{key}"] = value
-
-    walk(read_toml(path), "")
-    return flat
+    return flatten(read_toml(path))
 
 
-def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | None = None) -> dict:
+def todays_defaults(project: Project) -> dict[str, Any]:
+    """The project's defaults as they are now (the shared ones and its ``config.toml``)."""
+    defaults = project.load_config(check_paths=False).defaults
+    return defaults if defaults is not None else {}
+
+
+def describe_run(
+    project: Project, run_dir: Path, defaults: Callable[[], dict[str, Any]] | None = None
+) -> dict:
     """One row of the runs table for ``run_dir``; a run whose files cannot be read is a row with
     the state ``unreadable`` and ``unreadable`` saying which file and why, so one damaged folder
-    never hides the others."""
-    defaults = defaults if defaults is not None else flat_config(project.default_config)
+    never hides the others.
+
+    Its ``changed`` keys are those whose values differ from the project's defaults as the run
+    recorded them when it started; a run that recorded none (made before runs recorded them) is
+    compared with today's defaults (``defaults()``, read once for the whole table), and its
+    ``changed_against`` says so."""
     try:
         metrics = files.load_json(run_dir / runs.METRICS_FILE)
         config = flat_config(run_dir / runs.CONFIG_FILE)
         progress = files.load_json(run_dir / "progress.json")
         files.load_json(run_dir / runs.STATE_FILE)
+        recorded = files.load_json(run_dir / runs.SOURCES_FILE).get("defaults")
     except UserError as error:
         return _unreadable_row(run_dir, str(error))
+    if isinstance(recorded, dict):
+        changed, against = changed_from(recorded, config), RECORDED
+    else:
+        changed, against = changed_from((defaults or partial(todays_defaults, project))(), config), TODAYS
     try:
         promoted = runs.promoted_name(project.name)
     except UserError:
@@ -95,7 +109,8 @@ def describe_run(project: Project, run_dir: Path, defaults: dict[str, Any] | Non
         "epochs": metrics.get("epochs_run", progress.get("epochs_done")),
         "train_seconds": metrics.get("train_seconds", progress.get("train_seconds")),
         "backend": metrics.get("keras_backend"),
-        "changed": {key: value for key, value in config.items() if defaults.get(key) != value},
+        "changed": changed,
+        "changed_against": against,
         "metrics": {key: value for key, value in metrics.items() if _is_number(value)},
     }
     trial = tune_trial(run_dir)
@@ -156,13 +171,14 @@ def _unreadable_row(run_dir: Path, problem: str) -> dict:
         "train_seconds": None,
         "backend": None,
         "changed": {},
+        "changed_against": None,
         "metrics": {},
     }
 
 
 def list_runs(project: Project, sort: str | None = None) -> list[dict]:
     """The rows of a project's runs, newest first, or by a metric (``--sort``)."""
-    defaults = flat_config(project.default_config)
+    defaults = cache(partial(todays_defaults, project))  # Read only if a run recorded none.
     rows = [describe_run(project, path, defaults) for path in run_folders(project.name)]
     if sort:
         known = sorted({key for row in rows for key in row["metrics"]})
@@ -187,9 +203,11 @@ def format_runs(rows: list[dict]) -> str:
         "epochs": [str(row["epochs"]) if row["epochs"] is not None else "" for row in rows],
         "time": [_duration(row["train_seconds"]) for row in rows],
         "backend": [row["backend"] or "" for row in rows],
-        "data": [_short(row["data_source"] or "", 40) for row in rows],
+        "data": [_short(row["data_source"] or "", 100) for row in rows],
         "changed from defaults": [
-            ", ".join(f"{key}={value}" for key, value in row["changed"].items()) for row in rows
+            ", ".join(f"{key}={value}" for key, value in row["changed"].items())
+            + (" *" if row.get("changed_against") == TODAYS else "")
+            for row in rows
         ],
     }
     columns = {name: [printable(cell) for cell in cells] for name, cells in columns.items()}
@@ -197,6 +215,10 @@ def format_runs(rows: list[dict]) -> str:
     lines = ["  ".join(name.ljust(widths[name]) for name in columns).rstrip()]
     for index in range(len(rows)):
         lines.append("  ".join(cells[index].ljust(widths[name]) for name, cells in columns.items()).rstrip())
+    if any(row.get("changed_against") == TODAYS for row in rows):
+        lines.append(
+            "* recorded no defaults (a run from before runs recorded them): changes from today's defaults"
+        )
     return "\n".join(lines + _unreadable_lines(rows))
 
 

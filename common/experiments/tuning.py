@@ -47,7 +47,7 @@ import pandas as pd
 import tomli_w
 
 from common.core import commands, files, runs
-from common.core.config import FREE_TABLES, Config, read_toml, validate
+from common.core.config import Config, read_toml, validate
 from common.core.errors import Interrupted, UserError
 from common.core.project import Project
 
@@ -66,11 +66,12 @@ def tune_dir(project: str, name: str) -> Path:
 
 def search_space(project: Project, config: Config) -> dict[str, Any]:
     """The ``[tune.space]`` table, each entry checked against the project's config keys."""
-    if "tune" not in config or "space" not in config.tune:
-        raise UserError(f"project {project.name} has no [tune.space] table in its config.toml to search")
-    space = config.get("tune.space")
+    space = config.get("tune.space") if "tune" in config and "space" in config.tune else {}
     if not space:
-        raise UserError("config table [tune.space] is empty; name the config keys to search")
+        raise UserError(
+            f"config table [tune.space] is empty: name the config keys of {project.name} to search, in "
+            "its config.toml or a --config file (the format: common/core/defaults.toml)"
+        )
     for key, values in space.items():
         try:
             current = config.get(key)
@@ -328,25 +329,13 @@ def run_search(
     )
     _write_variant(
         best_file,
-        _changed(read_toml(project.default_config), best_config.to_dict()),
+        best_config.changed(),
         f"# The best trial of search {name!r}: trial {trial_number(best[0].trial_id)}, "
         f"best validation loss {best[0].score:.6g}.\n"
         "# Its config: the search's --config and --set, then the trial's values.\n"
         f"# Train with it: python -m common train {project.name} --config {best_file}\n",
     )
     return table, best_file
-
-
-def _changed(defaults: dict[str, Any], config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The ``"table.key"`` entries of ``config`` whose values differ from ``defaults`` (a free
-    table such as ``tune.space`` as one entry, as a variant file replaces it whole)."""
-    changed: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and f"{prefix}{key}" not in FREE_TABLES:
-            changed.update(_changed(defaults.get(key, {}), value, f"{prefix}{key}."))
-        elif key not in defaults or defaults[key] != value or type(defaults[key]) is not type(value):
-            changed[f"{prefix}{key}"] = value
-    return changed
 
 
 def _trial_value(hp: Any, key: str, values: Any) -> Any:

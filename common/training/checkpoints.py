@@ -492,6 +492,7 @@ def safe_run_folder(
         try:
             if resume_dir is None:
                 config.save(run_dir / runs.CONFIG_FILE)
+                files.write_json(config.record(), run_dir / runs.SOURCES_FILE)
             runs.set_state(run_dir, runs.RUNNING, project=project.name, pid=os.getpid())
             yield SafeRun(run_dir, progress, continue_from)
         except BaseException as error:

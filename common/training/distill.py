@@ -149,9 +149,7 @@ def pin_teacher(project: Project, config: Config) -> Config:
             f"{ours.get(key)!r} here); its soft targets would carry test labels into training. Distil "
             "with the teacher's split settings"
         )
-    values = config.to_dict()
-    values["distill"]["teacher"] = str(model_file)
-    return Config(values)
+    return config.with_value("distill.teacher", str(model_file))
 
 
 def check_split_sizes(config: Config, sizes: dict) -> None:

@@ -15,6 +15,7 @@ PROJECT = Project(
     format_prediction="predict:format_prediction",
     format_report="evaluate:format_report",
     validate_config="settings:validate_config",
+    config_keys="settings:KEYS",
     demo="demo:demo",
     training_batches="augment:training_batches",
     serving_model="model:serving_model",

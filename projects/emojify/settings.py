@@ -4,6 +4,51 @@ from __future__ import annotations
 
 from common.core.config import Config, require
 
+# The types of the project's own config keys: config.toml gives their defaults and comments, and
+# the keys every project shares come from common/core/defaults.toml. A key of config.toml that is
+# neither here nor shared is a misspelling, refused before any data is read; a new key is added
+# in both places.
+KEYS = {
+    "data.path": str,
+    "data.synthetic": bool,
+    "data.synthetic_per_class": int,
+    "data.cache_dir": str,
+    "data.streaming": bool,
+    "data.validation_fraction": float,
+    "data.test_fraction": float,
+    "model.blocks": list[list[int]],
+    "model.padding": str,
+    "model.batch_norm": bool,
+    "model.block_dropout": list[float],
+    "model.global_pooling": bool,
+    "model.dense_units": int,
+    "model.dropout": float,
+    "model.augment_flip": bool,
+    "model.augment_rotation": float,
+    "model.augment_shift": float,
+    "model.augment_zoom": float,
+    "model.augment_contrast": float,
+    "model.mirror_average": bool,
+    "model.test_crops": int,
+    "model.test_size": int,
+    "augment.crop": int,
+    "augment.scale": float,
+    "augment.rotation": float,
+    "augment.flip": bool,
+    "augment.erase": float,
+    "faces.detector": str,
+    "faces.min_score": float,
+    "faces.cascade": str,
+    "faces.scale_factor": float,
+    "faces.min_neighbors": int,
+    "faces.photo_width": int,
+    "faces.photo_min_face": float,
+    "faces.frame_width": int,
+    "faces.frame_min_face": float,
+    "faces.whole_image_max_side": int,
+    "train.class_weighting": str,
+}
+
 
 def validate_config(config: Config) -> None:
     """Raises ``UserError`` naming the first key whose value cannot work."""

@@ -7,6 +7,26 @@ from common.core.config import Config, require
 # 28x28 digits halve at each pooling: after four they are 1x1, a fifth would be empty.
 MAX_POOLINGS = 4
 
+# The types of the project's own config keys: config.toml gives their defaults and comments, and
+# the keys every project shares come from common/core/defaults.toml. A key of config.toml that is
+# neither here nor shared is a misspelling, refused before any data is read; a new key is added
+# in both places.
+KEYS = {
+    "data.path": str,
+    "data.download_timeout": float,
+    "data.validation_fraction": float,
+    "data.test_fraction": float,
+    "model.conv_filters": list[int],
+    "model.pool_every": int,
+    "model.block_dropout": float,
+    "model.batch_norm": bool,
+    "model.dense_units": int,
+    "model.dropout": float,
+    "model.augment_rotation": float,
+    "model.augment_shift": float,
+    "model.augment_zoom": float,
+}
+
 
 def validate_config(config: Config) -> None:
     """Raises ``UserError`` naming the first key whose value cannot work."""

@@ -19,6 +19,7 @@ PROJECT = Project(
     format_prediction="predict:format_prediction",
     format_report="evaluate:format_report",
     validate_config="settings:validate_config",
+    config_keys="settings:KEYS",
     demo="demo:demo",
     web_api="predict:WEB_API",
     describe_io="predict:describe_io",

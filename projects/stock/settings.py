@@ -10,6 +10,28 @@ GAP_RULES = ("drop", "ffill", "error")
 # model.CELLS, repeated here because this module must not import Keras (a test keeps them equal).
 CELLS = ("lstm", "gru", "simple_rnn", "conv1d")
 
+# The types of the project's own config keys: config.toml gives their defaults and comments, and
+# the keys every project shares come from common/core/defaults.toml. A key of config.toml that is
+# neither here nor shared is a misspelling, refused before any data is read; a new key is added
+# in both places.
+KEYS = {
+    "data.path": str,
+    "data.column": str,
+    "data.features": list[str],
+    "data.window": int,
+    "data.target": str,
+    "data.validation_fraction": float,
+    "data.test_fraction": float,
+    "data.gaps": str,
+    "model.cell": str,
+    "model.units": list[int],
+    "model.kernel_size": int,
+    "model.dropout": float,
+    "evaluate.coverage": float,
+    "evaluate.adapt_rate": float,
+    "evaluate.horizons": list[int],
+}
+
 
 def validate_config(config: Config) -> None:
     """Checks the ``[data]``, ``[model]`` and ``[evaluate]`` values; raises UserError naming the key."""
