@@ -62,6 +62,16 @@ def test_a_command_is_given_back_through_the_make_target_that_started_it(monkeyp
     )
 
 
+def outside_make() -> dict[str, str]:
+    """The environment without what a make that runs this test (`make test`) hands its children:
+    the make these tests start must behave as one a user types (no "make[1]: Entering directory"
+    lines, no jobserver of the outer make)."""
+    return {key: value for key, value in os.environ.items() if key not in MAKE_VARIABLES}
+
+
+MAKE_VARIABLES = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR")
+
+
 def fake_venv(folder: Path) -> Path:
     """A stand-in for .venv that make takes as installed: its python is this test's own."""
     (folder / "bin").mkdir(parents=True)
@@ -80,7 +90,12 @@ def test_the_printed_make_command_passes_the_run_to_train_as_printed(tmp_path, m
     venv = fake_venv(tmp_path / "venv")
     # make -n shows the command the target runs, without running it.
     dry = subprocess.run(
-        [*shlex.split(printed), f"VENV={venv}", "-n"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [*shlex.split(printed), f"VENV={venv}", "-n"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=outside_make(),
     )
     assert dry.returncode == 0, dry.stderr
     line = dry.stdout.strip().splitlines()[-1]
@@ -122,7 +137,12 @@ def test_ctrl_c_under_make_prints_the_make_command(toy_project, models_dir, cli,
 def test_make_with_a_mistyped_project_names_the_closest(verb, tmp_path):
     venv = fake_venv(tmp_path / "venv")
     made = subprocess.run(
-        ["make", f"{verb}-mnsit", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        ["make", f"{verb}-mnsit", f"VENV={venv}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=outside_make(),
     )
     assert made.returncode != 0 and made.stdout == ""
     [line] = made.stderr.strip().splitlines()
@@ -134,7 +154,12 @@ def test_make_with_a_mistyped_project_names_the_closest(verb, tmp_path):
 def test_make_with_a_mistyped_project_before_install_installs_nothing(tmp_path):
     venv = tmp_path / "venv"  # not there: make would create it for a real target
     made = subprocess.run(
-        ["make", "train-mnsit", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        ["make", "train-mnsit", f"VENV={venv}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=outside_make(),
     )
     assert made.returncode != 0 and not venv.exists()
     [line] = made.stderr.strip().splitlines()
