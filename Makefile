@@ -154,7 +154,7 @@ serve: $(STAMP) ## Serve every model: web pages and HTTP API on http://127.0.0.1
 
 # The fast suite on TEST_WORKERS processes (pytest-xdist); TEST_WORKERS=0 runs it in one.
 TEST_WORKERS ?= 2
-test: $(DEV) ## Run the fast test suite (under 5 minutes on 2 cores)
+test: $(DEV) ## Run the fast test suite (about 13 minutes on 2 cores: docs/testing.md)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
 test-slow: $(DEV) ## Run the slow checks too (real data, longer trainings)
