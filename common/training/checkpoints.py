@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 PROGRESS_FILE = "progress.json"
 HISTORY_FILE = "history.csv"
 _PARTIAL_PROGRESS = f".{PROGRESS_FILE}.partial"
+_STAGED_HISTORY = f".{HISTORY_FILE}.partial"
 
 
 def read_progress(run_dir: Path) -> dict | None:
@@ -90,16 +91,22 @@ def recover(run_dir: Path) -> None:
     ):
         record = None  # Not a whole record of a commit: discarded as a torn one.
     if record is not None:
+        # The history table is staged before the record is applied, so that once progress.json
+        # is in place a whole history for it is on disk too, even if a kill stops the rename.
+        history = _stage_history(run_dir, record["history"])
         for name in record["files"]:
             staged = files.partial_model_path(run_dir / name)
             if staged.exists():
                 os.replace(staged, run_dir / name)
         os.replace(partial, run_dir / PROGRESS_FILE)
         files.sync_folder(run_dir)
-        _write_history(run_dir, record["history"])
+        if history is not None:
+            os.replace(history, run_dir / HISTORY_FILE)
+            files.sync_folder(run_dir)
         return
     if partial.is_file() or partial.is_symlink():
         partial.unlink()
+    _finish_history(run_dir)
     for name in (runs.LAST_CHECKPOINT, runs.BEST_CHECKPOINT):
         staged = files.partial_model_path(run_dir / name)
         if staged.is_file() or staged.is_symlink():
@@ -305,6 +312,34 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
         files.write_bytes_atomically(
             pd.DataFrame(history).to_csv(index=False).encode(), run_dir / HISTORY_FILE
         )
+
+
+def _stage_history(run_dir: Path, history: list[dict]) -> Path | None:
+    """The history table of a commit, written and flushed beside ``history.csv`` under
+    ``_STAGED_HISTORY``, ready to be renamed into place; ``None`` for an empty history."""
+    if not history:
+        return None
+    staged = run_dir / _STAGED_HISTORY
+    with open(staged, "wb") as file:
+        file.write(pd.DataFrame(history).to_csv(index=False).encode())
+        file.flush()
+        os.fsync(file.fileno())
+    return staged
+
+
+def _finish_history(run_dir: Path) -> None:
+    """After a kill between a commit's progress.json and its history table: the table is
+    written again from progress.json, whose history it is, and the staged copy removed."""
+    staged = run_dir / _STAGED_HISTORY
+    if not staged.is_file():
+        return
+    try:
+        record = files.load_json(run_dir / PROGRESS_FILE)
+    except (files.UnreadableFile, FileNotFoundError):
+        record = None
+    if isinstance(record, dict) and progress_problem(record) is None:
+        _write_history(run_dir, record["history"])
+    staged.unlink(missing_ok=True)
 
 
 # What a resume reads, checked before it reads it; how a run that stops early is left.
