@@ -19,7 +19,7 @@ The whole recipe fits a time budget (``--budget``): the first member is timed, a
 the rest is planned, as many members as fit (at least two for an ensemble) and a student of as
 many epochs as fit beside them (:func:`plan_rest`); a step still running when the budget ends is
 stopped and reported as such. The results table goes to ``bench/results/fer-gpu.md`` (``--write``)
-and to ``$OUT/fer-gpu.md`` with a log of every step (only ``$OUT`` comes back from a lent GPU
+and to ``$OUT/fer-gpu.md`` with a log of every step (only ``$OUT`` comes back from a remote GPU
 machine), rewritten after each step, so a run cut short still reports what it finished.
 
 The data: ``.device-data/fer2013.tar.gz``, which ``bash bench/device_prepare.sh --fer2013`` packs

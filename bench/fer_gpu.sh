@@ -10,7 +10,7 @@
 # projects/emojify/wide.toml with different seeds, their ensemble and a student distilled from it
 # through the template's own commands within --budget seconds, and writes the test accuracies
 # beside the majority-class baseline to bench/results/fer-gpu.md and $OUT/fer-gpu.md (only $OUT
-# comes back from a lent machine), with $OUT/fer-gpu.log.
+# comes back from a remote GPU machine), with $OUT/fer-gpu.log.
 #
 # Every argument goes to bench.fer_gpu (`python -m bench.fer_gpu --help`). --tiny runs it all on
 # any CPU in about a minute (tiny network, 20 faces of each emotion, one epoch; results in
