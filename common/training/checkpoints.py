@@ -307,11 +307,14 @@ def _number(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _history_table(history: list[dict]) -> bytes:
+    """``history.csv``'s bytes: one row per epoch, as ``progress.json`` records them."""
+    return pd.DataFrame(history).to_csv(index=False).encode()
+
+
 def _write_history(run_dir: Path, history: list[dict]) -> None:
     if history:
-        files.write_bytes_atomically(
-            pd.DataFrame(history).to_csv(index=False).encode(), run_dir / HISTORY_FILE
-        )
+        files.write_bytes_atomically(_history_table(history), run_dir / HISTORY_FILE)
 
 
 def _stage_history(run_dir: Path, history: list[dict]) -> Path | None:
@@ -321,7 +324,7 @@ def _stage_history(run_dir: Path, history: list[dict]) -> Path | None:
         return None
     staged = run_dir / _STAGED_HISTORY
     with open(staged, "wb") as file:
-        file.write(pd.DataFrame(history).to_csv(index=False).encode())
+        file.write(_history_table(history))
         file.flush()
         os.fsync(file.fileno())
     return staged
